@@ -1,0 +1,1 @@
+"""videogen: the Sora recipe in JAX/Flax."""
