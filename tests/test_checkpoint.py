@@ -1,0 +1,117 @@
+"""Orbax round trips: exact resume with the Grain iterator, another mesh, configs, preemption."""
+import os
+import signal
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from test_train_step import BATCH, build_run, make_example
+from videogen.parallel import mesh as mesh_lib
+from videogen.parallel import sharding
+from videogen.train import checkpoint as checkpoint_lib
+from videogen.train import preemption
+from videogen.train import step as step_lib
+
+CONFIG = ml_collections.ConfigDict({'model': {'width': 16, 'depth': 2, 'patch': (1, 2, 2)},
+                                    'optim': {'learning_rate': 3e-2}})
+
+
+def data_iterator():
+  dataset = grain.MapDataset.range(100).shuffle(seed=0).map(make_example).batch(BATCH)
+  return iter(dataset.to_iter_dataset())
+
+
+def train(run, data_iter, num_steps):
+  for _ in range(num_steps):
+    run.state, metrics = run.step(run.state, sharding.shard_batch(next(data_iter),
+                                                                  run.batch_sharding))
+    step_lib.check_finite(metrics, int(run.state.step))
+
+
+def host_tree(tree):
+  return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, host_tree(a), host_tree(b))
+
+
+def test_exact_resume_and_restore_on_another_mesh(tmp_path):
+  fsdp_mesh = mesh_lib.make_mesh({'fsdp': -1})
+  straight, straight_iter = build_run(fsdp_mesh), data_iterator()
+  train(straight, straight_iter, 4)
+
+  first_half, first_iter = build_run(fsdp_mesh), data_iterator()
+  train(first_half, first_iter, 2)
+  saved = host_tree(first_half.state)
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / 'checkpoints'))
+  assert checkpointer.save(2, first_half.state, first_iter, CONFIG)
+  train(first_half, first_iter, 1)  # The saved iterator position must not move with this.
+  checkpointer.wait()
+  checkpointer.close()
+
+  resumed, resumed_iter = build_run(fsdp_mesh, seed=1), data_iterator()
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / 'checkpoints'))
+  assert checkpointer.latest_step() == 2
+  resumed.state = checkpointer.restore(resumed.abstract_state, resumed_iter)
+  assert_trees_equal(resumed.state, saved)
+  assert resumed.state.params['Dense_0']['kernel'].sharding.spec == jax.sharding.PartitionSpec(
+      'fsdp', 'tensor')
+  train(resumed, resumed_iter, 2)
+  assert_trees_equal(resumed.state, straight.state)
+  jax.tree.map(np.testing.assert_array_equal, next(resumed_iter), next(straight_iter))
+
+  single = build_run(mesh_lib.make_mesh({}, jax.devices()[:1]))
+  on_one_device = checkpointer.restore(single.abstract_state)
+  assert on_one_device.params['Dense_0']['kernel'].sharding.device_set == {jax.devices()[0]}
+  assert_trees_equal(on_one_device, saved)
+  checkpointer.close()
+
+
+def test_missing_checkpoint_names_the_directory(tmp_path):
+  directory = str(tmp_path / 'run' / 'checkpoints')
+  checkpointer = checkpoint_lib.Checkpointer(directory)
+  abstract_state = build_run(mesh_lib.make_mesh({'data': -1})).abstract_state
+  with pytest.raises(FileNotFoundError, match=f'no checkpoint in {directory}: train first with '
+                     f'experiments/train.py --workdir {tmp_path / "run"}'):
+    checkpointer.restore(abstract_state)
+  assert not os.path.exists(directory)
+
+
+def test_config_round_trip_and_compatibility(tmp_path):
+  run = build_run(mesh_lib.make_mesh({'data': -1}))
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path), max_to_keep=2, async_save=False)
+  for step in (1, 2, 3):
+    checkpointer.save(step, run.state, config=CONFIG)
+  assert sorted(os.listdir(tmp_path)) == ['2', '3']
+  saved = checkpointer.restore_config()
+  assert saved['model']['patch'] == [1, 2, 2]
+  with pytest.raises(FileNotFoundError, match=r'no checkpoint at step 1 .*pick one of \[2, 3\]'):
+    checkpointer.restore_config(step=1)
+  with pytest.raises(ValueError, match='has no data iterator'):
+    checkpointer.restore(run.abstract_state, data_iterator())
+  checkpointer.save(4, run.state)
+  with pytest.raises(FileNotFoundError, match='checkpoint 4 in .* has no config'):
+    checkpointer.restore_config()
+  checkpointer.close()
+
+  checkpoint_lib.check_compatible(saved, CONFIG)
+  changed = ml_collections.ConfigDict(CONFIG.to_dict())
+  changed.optim.learning_rate = 1e-3  # Outside the checked keys: allowed.
+  checkpoint_lib.check_compatible(saved, changed)
+  changed.model.width = 32
+  with pytest.raises(ValueError, match=r'differs from the checkpoint in model.width \(saved 16, '
+                     r'now 32\): resume with the saved values'):
+    checkpoint_lib.check_compatible(saved, changed)
+
+
+def test_sigterm_sets_the_stop_flag_and_restores_the_handler():
+  before = signal.getsignal(signal.SIGTERM)
+  with preemption.stop_on_signal() as stop:
+    assert not stop.should_stop()
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.should_stop()
+  assert signal.getsignal(signal.SIGTERM) is before

@@ -1,0 +1,91 @@
+"""Spacetime patches, 3D RoPE and the attention function."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from videogen.models import attention
+from videogen.models import patches
+from videogen.models import rope
+
+
+def test_patchify_shapes_and_roundtrip():
+  x = jax.random.normal(jax.random.key(0), (2, 4, 6, 8, 3))
+  tokens = patches.patchify(x, (2, 3, 4))
+  assert tokens.shape == (2, 2 * 2 * 2, 2 * 3 * 4 * 3)
+  assert tokens.dtype == x.dtype
+  assert patches.num_tokens((4, 6, 8), (2, 3, 4)) == 8
+  np.testing.assert_array_equal(patches.unpatchify(tokens, (4, 6, 8), (2, 3, 4)), x)
+
+
+def test_token_is_one_box_and_positions_follow_token_order():
+  x = np.arange(1 * 2 * 4 * 6 * 1, dtype=np.float32).reshape(1, 2, 4, 6, 1)
+  patch = (1, 2, 3)
+  tokens = np.asarray(patches.patchify(x, patch))
+  pos = patches.positions(2, 4, 6, patch)
+  assert pos.dtype == np.int32 and pos.shape == (tokens.shape[1], 3)
+  for n, (t, h, w) in enumerate(pos):
+    box = x[0, t, 2 * h:2 * h + 2, 3 * w:3 * w + 3, :]
+    np.testing.assert_array_equal(tokens[0, n], box.reshape(-1))
+  assert pos.max(axis=0).tolist() == [1, 1, 1]
+
+
+def test_indivisible_grid_names_the_shape_and_fix():
+  with pytest.raises(ValueError, match=r'height 30 is not divisible by patch height 4.*28 or 32'):
+    patches.patchify(jnp.zeros((1, 2, 30, 32, 3)), (1, 4, 4))
+  with pytest.raises(ValueError, match='frames 3'):
+    patches.positions(3, 4, 4, (2, 2, 2))
+
+
+def test_rope_split_is_even_and_complete():
+  for head_dim in (6, 16, 32, 64, 128):
+    parts = rope.rope_split(head_dim)
+    assert sum(parts) == head_dim and all(p % 2 == 0 and p > 0 for p in parts)
+  assert rope.rope_split(128) == (44, 42, 42)
+  with pytest.raises(ValueError, match='head dim 7'):
+    rope.rope_split(7)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+  head_dim = 16
+  q = jax.random.normal(jax.random.key(1), (1, 12, 2, head_dim))
+  k = jax.random.normal(jax.random.key(2), (1, 12, 2, head_dim))
+  pos = patches.positions(3, 2, 2, (1, 1, 1))
+
+  def scores(offset):
+    cos, sin = rope.rope_tables(pos + offset, head_dim)
+    return jnp.einsum('blhd,bshd->bhls', rope.apply_rope(q, cos, sin), rope.apply_rope(k, cos, sin))
+
+  base = scores(np.zeros(3, np.int32))
+  np.testing.assert_allclose(scores(np.array([5, 17, 3])), base, atol=1e-4)
+  assert not np.allclose(base, jnp.einsum('blhd,bshd->bhls', q, k), atol=1e-2)
+  cos, sin = rope.rope_tables(pos, head_dim)
+  assert cos.shape == (12, head_dim // 2) and rope.apply_rope(q, cos, sin).shape == q.shape
+
+
+def test_attention_matches_reference_and_respects_masks():
+  rng = jax.random.split(jax.random.key(3), 3)
+  q, k, v = (jax.random.normal(r, (2, 5, 2, 8)) for r in rng)
+  ref = jax.nn.dot_product_attention(q, k, v)
+  for backend in ('xla', 'auto'):
+    np.testing.assert_allclose(attention.dot_product_attention(q, k, v, backend=backend), ref,
+                               atol=1e-5)
+  key_mask = jnp.array([[True] * 3 + [False] * 2, [True] * 5])
+  out = attention.dot_product_attention(q, k, v, mask=key_mask)
+  np.testing.assert_allclose(out[0], attention.dot_product_attention(
+      q[:1], k[:1, :3], v[:1, :3])[0], atol=1e-5)
+  pair_mask = jnp.broadcast_to(key_mask[:, None], (2, 5, 5)).at[1, 0].set(False)
+  out_pairs = attention.dot_product_attention(q, k, v, mask=pair_mask, backend='auto')
+  np.testing.assert_allclose(out_pairs[0], out[0], atol=1e-5)
+  np.testing.assert_array_equal(out_pairs[1, 0], 0.0)  # a query with no key gets zeros
+  with pytest.raises(ValueError, match="'flash'"):
+    attention.dot_product_attention(q, k, v, backend='flash')
+
+
+def test_attention_bfloat16_stays_close():
+  rng = jax.random.split(jax.random.key(4), 3)
+  q, k, v = (jax.random.normal(r, (1, 16, 2, 8)) for r in rng)
+  out = attention.dot_product_attention(*(a.astype(jnp.bfloat16) for a in (q, k, v)))
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_allclose(out.astype(jnp.float32), attention.dot_product_attention(q, k, v),
+                             atol=3e-2)

@@ -1,0 +1,532 @@
+"""The procedural world: shapes and handwritten digits moving with known physics, exact truth.
+
+A scene is drawn from (seed, index, split) and rendered with numpy at any size, length and frame
+rate. Geometry is in world units, where the view's shorter side is 1, and time in seconds, so a
+scene keeps its physics at any resolution and fps (frame i shows time i / fps). Objects bounce
+inside the world box, which is the view plus the distance a panning camera travels.
+Shapes: C colour channels, T frames, H height, W width, R sprite resolution, N traits.
+"""
+import dataclasses
+import functools
+import itertools
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from videogen.data import captions
+from videogen.data import digits
+
+PALETTE: dict[str, tuple[int, int, int]] = {
+    'red': (235, 35, 35), 'green': (40, 200, 60), 'blue': (40, 90, 255),
+    'yellow': (245, 225, 40), 'cyan': (40, 225, 230), 'magenta': (230, 50, 220),
+    'white': (250, 250, 250), 'orange': (255, 130, 0)}
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    'black': (10, 10, 10), 'charcoal': (50, 50, 54), 'navy': (18, 26, 84),
+    'maroon': (84, 18, 30), 'olive': (64, 66, 16), 'indigo': (48, 22, 86)}
+OCCLUDER_COLOUR = (128, 128, 128)  # 'gray': in neither the palette nor the backgrounds
+KINDS = ('circle', 'square', 'triangle', 'digit')
+_DIAGONAL = float(np.sqrt(0.5))
+DIRECTIONS: dict[str, tuple[float, float]] = {
+    'right': (1.0, 0.0), 'left': (-1.0, 0.0), 'up': (0.0, -1.0), 'down': (0.0, 1.0),
+    'up-right': (_DIAGONAL, -_DIAGONAL), 'up-left': (-_DIAGONAL, -_DIAGONAL),
+    'down-right': (_DIAGONAL, _DIAGONAL), 'down-left': (-_DIAGONAL, _DIAGONAL)}
+MOTIONS = ('still', 'move', 'fall')
+SPEEDS = {'slow': 0.3, 'fast': 0.8}  # world units (view short sides) per second
+SIZES = {'small': 0.2, 'large': 0.35}  # side of the object's square box, world units
+BACKGROUND_STYLES = ('plain', 'gradient', 'texture')
+PANS = ('left', 'right', 'up', 'down')
+SPLITS = ('train', 'held_out')
+MAX_OBJECTS = 5
+PAN_SPEED = 0.3  # world units per second
+GRAVITY = 6.0  # world units per second squared
+RESTITUTION = 0.7  # bounce speed / impact speed of a falling object
+OCCLUDER_WIDTH = 1.2  # bar width / crossing object's size: the object hides fully inside it
+STATES = ('visible', 'occluded', 'out_of_view')
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldOptions:
+  """What scenes may contain and the size they are sampled for; validated on construction."""
+  height: int = 32
+  width: int = 32
+  num_frames: int = 8
+  fps: float = 8.0
+  min_objects: int = 1
+  max_objects: int = 3
+  kinds: tuple[str, ...] = KINDS
+  colours: tuple[str, ...] = tuple(PALETTE)
+  digits: tuple[int, ...] = tuple(range(10))
+  motions: tuple[str, ...] = MOTIONS
+  speeds: tuple[str, ...] = tuple(SPEEDS)
+  sizes: tuple[str, ...] = tuple(SIZES)
+  backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)
+  background_styles: tuple[str, ...] = BACKGROUND_STYLES
+  p_occluder: float = 0.2
+  p_pan: float = 0.2
+  held_out: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(field.default, tuple):
+        if not isinstance(value, (tuple, list)):
+          raise ValueError(f'{field.name}={value!r} must be a tuple of values, e.g. ({value!r},).')
+        object.__setattr__(self, field.name, tuple(value))
+    _check_render_size(self.height, self.width, self.num_frames, self.fps)
+    if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
+      raise ValueError(f'min_objects={self.min_objects}, max_objects={self.max_objects}: need '
+                       f'1 <= min_objects <= max_objects <= {MAX_OBJECTS}.')
+    allowed = {'kinds': KINDS, 'colours': tuple(PALETTE), 'digits': tuple(range(10)),
+               'motions': MOTIONS, 'speeds': tuple(SPEEDS), 'sizes': tuple(SIZES),
+               'backgrounds': tuple(BACKGROUNDS), 'background_styles': BACKGROUND_STYLES}
+    for name, choices in allowed.items():
+      values = getattr(self, name)
+      unknown = [v for v in values if v not in choices]
+      if unknown or not values:
+        raise ValueError(f'{name}={values!r} must be a non-empty selection from {choices}.')
+    object.__setattr__(self, 'digits', tuple(int(d) for d in self.digits))
+    for name in ('p_occluder', 'p_pan'):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f'{name}={getattr(self, name)} is not a probability; use 0..1.')
+    table = _trait_table(self)  # parses held_out, raising on unknown words
+    if table.held.all():
+      raise ValueError(f'held_out={self.held_out} removes every object these options allow; '
+                       'hold out fewer combinations or widen the options.')
+
+  @classmethod
+  def from_config(cls, cfg: Any) -> 'WorldOptions':
+    """Options from an ml_collections ConfigDict or dict with these field names (lists accepted)."""
+    values = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+      raise ValueError(f'Unknown world option(s) {unknown}; the options are {names}.')
+    return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectSpec:
+  """One object: what it is and how it moves; (x, y) is its box centre at t=0 in world units."""
+  colour: str
+  kind: str
+  digit: int | None  # 0-9 for kind 'digit', else None
+  variant: int  # which handwritten sample of the digit (0 for shapes)
+  size: str
+  motion: str
+  direction: str | None  # for motion 'move'
+  speed: str | None  # for motion 'move'
+  x: float
+  y: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Occluder:
+  """An opaque gray bar across the whole world, in front of every object."""
+  orientation: str  # 'vertical' (blocks horizontal travel) or 'horizontal'
+  centre: float  # world units along the axis it blocks
+  width: float  # world units
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  """Everything needed to render a clip; `view` is the view's (width, height) in world units."""
+  view: tuple[float, float]
+  duration: float  # seconds covered by the frames the scene was sampled for
+  objects: tuple[ObjectSpec, ...]
+  background: str
+  background_style: str
+  background_seed: int
+  occluder: Occluder | None
+  pan: str | None
+
+  def to_dict(self) -> dict:
+    """A JSON-serialisable dict; Scene.from_dict inverts it."""
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, data: dict) -> 'Scene':
+    occluder = data['occluder']
+    return cls(**{**data, 'view': tuple(data['view']),
+                  'objects': tuple(ObjectSpec(**o) for o in data['objects']),
+                  'occluder': None if occluder is None else Occluder(**occluder)})
+
+
+def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'train') -> Scene:
+  """The scene numbered `index` of a split; the same arguments always give the same scene.
+
+  split='train' holds no object matching a held-out phrase; split='held_out' makes the first
+  object match one. Occluders appear only with a moving object that crosses them mid-clip.
+  """
+  if split not in SPLITS:
+    raise ValueError(f'split={split!r} is unknown; use one of {SPLITS}.')
+  if seed < 0 or index < 0:
+    raise ValueError(f'seed={seed}, index={index} must both be >= 0.')
+  table = _trait_table(options)
+  if split == 'held_out' and not table.held.any():
+    raise ValueError(f'split="held_out" needs held_out phrases that the options can produce; '
+                     f'got held_out={options.held_out}.')
+  rng = np.random.default_rng((seed, index, SPLITS.index(split)))
+  shorter = min(options.height, options.width)
+  view = (options.width / shorter, options.height / shorter)
+  duration = (options.num_frames - 1) / options.fps
+  count = int(rng.integers(options.min_objects, options.max_objects + 1))
+  anything = np.ones_like(table.held)
+  pools = [~table.held if split == 'train' else anything for _ in range(count)]
+  if split == 'held_out':
+    pools[0] = table.held
+  pan = PANS[rng.integers(len(PANS))] if duration > 0 and rng.random() < options.p_pan else None
+  axis = None  # the axis a crossing object travels along, behind an occluder
+  if options.num_frames >= 3 and rng.random() < options.p_occluder:
+    axis = {None: int(rng.integers(2)), 'left': 1, 'right': 1, 'up': 0, 'down': 0}[pan]
+  picks = [_draw(rng, table, pool) for pool in pools[:-1]]
+  cross_time = (options.num_frames - 1) // 2 / options.fps
+  crossers = pools[-1] & _crosses(table, axis, view, duration, cross_time)
+  if not crossers.any():
+    axis = None
+  picks.append(_draw(rng, table, crossers if axis is not None else pools[-1]))
+  world, camera0 = _world_box(view, duration, pan)
+  objects, centres = [], []
+  for i, pick in enumerate(picks):
+    trait, size = table.traits[pick], float(table.size[pick])
+    low = np.array(camera0) + size / 2
+    high = low + np.array(view) - size
+    if trait.motion == 'fall':
+      high[1] = low[1] + 0.35 * (view[1] - size)
+    for a, velocity in enumerate(table.velocity[pick]):
+      # Room ahead: the crosser never meets a wall on its crossing axis; others travel at
+      # least half the clip (or half the view) before their first bounce.
+      travel = abs(velocity) * duration
+      if not (axis == a and i == len(picks) - 1):
+        travel = min(travel / 2, (high[a] - low[a]) / 2)
+      low[a], high[a] = low[a] + travel * (velocity < 0), high[a] - travel * (velocity > 0)
+    candidates = rng.uniform(low, high, size=(8, 2))
+    if centres:  # spread objects out: take the candidate farthest from those placed
+      gaps = np.linalg.norm(candidates[:, None] - np.array(centres)[None], axis=-1).min(1)
+      candidates = candidates[np.argmax(gaps)][None]
+    x, y = (float(v) for v in candidates[0])
+    centres.append((x, y))
+    variant = int(rng.integers(digits.variant_count(trait.digit))) if trait.kind == 'digit' else 0
+    objects.append(ObjectSpec(**trait._asdict(), variant=variant, x=x, y=y))
+  occluder = None
+  if axis is not None:
+    crosser_at = centres[-1][axis] + table.velocity[picks[-1], axis] * cross_time
+    occluder = Occluder(('vertical', 'horizontal')[axis], float(crosser_at),
+                        OCCLUDER_WIDTH * float(table.size[picks[-1]]))
+  return Scene(
+      view=view, duration=duration, objects=tuple(objects),
+      background=options.backgrounds[rng.integers(len(options.backgrounds))],
+      background_style=options.background_styles[rng.integers(len(options.background_styles))],
+      background_seed=int(rng.integers(2**31)), occluder=occluder, pan=pan)
+
+
+def render(scene: Scene, height: int, width: int, num_frames: int,
+           fps: float) -> tuple[np.ndarray, dict]:
+  """Frames uint8 [T, H, W, 3] and per-frame ground truth (pixel units of the view).
+
+  Truth: {'scene', 'fps', 'camera': view origin in world pixels per frame, 'objects': per object
+  {'colour', 'kind', 'digit', 'centre' [[x, y]] (area centroid), 'bbox' [[x0, y0, x1, y1]]
+  (whole shape, may reach outside the view), 'state' (out_of_view: under half of it in view;
+  occluded: under half of it visible; else visible), 'visible_fraction'}}.
+  """
+  _check_render_size(height, width, num_frames, fps)
+  view_w, view_h = scene.view
+  if abs(width - height * view_w / view_h) > 1:
+    raise ValueError(f'{height}x{width} (HxW) does not match the scene aspect {view_w / view_h:.3f}'
+                     ' (W/H); render at that aspect or sample with WorldOptions of this size.')
+  times = np.arange(num_frames) / fps
+  scale = np.array([width / view_w, height / view_h])  # pixels per world unit, x and y
+  world, camera0 = _world_box(scene.view, scene.duration, scene.pan)
+  camera_t2 = _camera(scene, world, camera0, times)
+  frames_cthw = _background(scene, camera_t2, scale, height, width)
+  frames_cthw = np.broadcast_to(frames_cthw, (3, num_frames, height, width)).copy()
+  alphas, truths = [], []
+  for obj in scene.objects:
+    size = SIZES[obj.size]
+    corner_t2 = (_box_centres(obj, world, times) - size / 2 - camera_t2) * scale
+    sprite, area, centroid, ink_box = _sprite(obj.kind, obj.digit, obj.variant,
+                                              _sprite_resolution(size * scale.max()))
+    alpha_thw = _place(sprite, corner_t2, size * scale, height, width)
+    _paint(frames_cthw, alpha_thw, PALETTE[obj.colour])
+    alphas.append(alpha_thw)
+    extent = size * scale
+    truths.append({'colour': obj.colour, 'kind': obj.kind, 'digit': obj.digit,
+                   'centre': corner_t2 + centroid * extent,
+                   'bbox': np.concatenate([corner_t2 + ink_box[:2] * extent,
+                                           corner_t2 + ink_box[2:] * extent], axis=1),
+                   'area': area * extent.prod()})
+  clear_thw = np.ones((num_frames, height, width), np.float32)  # light that reaches the eye
+  if scene.occluder is not None:
+    bar_thw = _occluder_alpha(scene.occluder, camera_t2, scale, height, width)
+    _paint(frames_cthw, bar_thw, OCCLUDER_COLOUR)
+    clear_thw = clear_thw - bar_thw
+  for alpha_thw, truth in zip(reversed(alphas), reversed(truths)):
+    area = truth.pop('area')
+    in_view = np.minimum(alpha_thw.sum((1, 2)) / area, 1.0)
+    visible = np.minimum((alpha_thw * clear_thw).sum((1, 2)) / area, 1.0)
+    clear_thw = clear_thw * (1 - alpha_thw)
+    truth['state'] = np.where(in_view < 0.5, 'out_of_view',
+                              np.where(visible < 0.5, 'occluded', 'visible')).tolist()
+    truth['visible_fraction'] = np.round(visible, 4).tolist()
+    truth['centre'] = np.round(truth['centre'], 3).tolist()
+    truth['bbox'] = np.round(truth['bbox'], 3).tolist()
+  np.clip(frames_cthw, 0, 255, out=frames_cthw)
+  frames = np.ascontiguousarray(np.moveaxis((frames_cthw + 0.5).astype(np.uint8), 0, -1))
+  return frames, {'scene': scene.to_dict(), 'fps': float(fps),
+                  'camera': np.round(camera_t2 * scale, 3).tolist(), 'objects': truths}
+
+
+def caption(scene: Scene, seed: int) -> str:
+  """A natural-English caption of `scene`; the seed picks among several phrasings."""
+  return captions.describe(scene, np.random.default_rng(seed))
+
+
+def parse_prompt(text: str) -> list[dict]:
+  """Best-effort inverse of `caption`: per object mentioned, its colour, kind, digit, motion,
+  direction and speed (None where the text does not say)."""
+  return captions.parse(text, tuple(PALETTE))
+
+
+# ---------------------------------------------------------------- what objects may be
+
+
+class Traits(NamedTuple):
+  """An object's identity and motion, without its position."""
+  colour: str
+  kind: str
+  digit: int | None
+  size: str
+  motion: str
+  direction: str | None
+  speed: str | None
+
+
+class _TraitTable(NamedTuple):
+  traits: tuple[Traits, ...]
+  weight: np.ndarray  # [N] probability under independent uniform draws of each attribute
+  held: np.ndarray  # [N] bool: matches a held-out phrase
+  size: np.ndarray  # [N] world units
+  velocity: np.ndarray  # [N, 2] world units per second (zero unless motion is 'move')
+
+
+@functools.lru_cache(maxsize=64)
+def _trait_table(options: WorldOptions) -> _TraitTable:
+  """Every object the options allow, with sampling weights and held-out marks."""
+  unique = lambda values: tuple(dict.fromkeys(values))  # noqa: E731
+  colours, kinds, numbers = unique(options.colours), unique(options.kinds), unique(options.digits)
+  motions, speeds, sizes = unique(options.motions), unique(options.speeds), unique(options.sizes)
+  identities = [(k, None, 1 / len(kinds)) for k in kinds if k != 'digit']
+  if 'digit' in kinds:
+    identities += [('digit', d, 1 / len(kinds) / len(numbers)) for d in numbers]
+  motions_weighted = [(m, None, None, 1 / len(motions)) for m in motions if m != 'move']
+  if 'move' in motions:
+    motions_weighted += [('move', d, s, 1 / len(motions) / len(DIRECTIONS) / len(speeds))
+                         for d in DIRECTIONS for s in speeds]
+  traits, weight = [], []
+  for colour, (kind, digit, p_kind), size, (motion, direction, speed, p_motion) in (
+      itertools.product(colours, identities, sizes, motions_weighted)):
+    traits.append(Traits(colour, kind, digit, size, motion, direction, speed))
+    weight.append(p_kind * p_motion / len(colours) / len(sizes))
+  predicates = [_held_out_predicate(text) for text in options.held_out]
+  held = np.array([any(all(getattr(t, k) == v for k, v in p.items()) for p in predicates)
+                   for t in traits])
+  velocity = np.array([np.array(DIRECTIONS[t.direction]) * SPEEDS[t.speed]
+                       if t.motion == 'move' else (0.0, 0.0) for t in traits])
+  return _TraitTable(tuple(traits), np.array(weight), held,
+                     np.array([SIZES[t.size] for t in traits]), velocity)
+
+
+def _held_out_vocabulary() -> dict[str, dict[str, Any]]:
+  words = {c: {'colour': c} for c in PALETTE}
+  words.update({k: {'kind': k} for k in KINDS})
+  words.update({str(d): {'kind': 'digit', 'digit': d} for d in range(10)})
+  words.update({'still': {'motion': 'still'}, 'moving': {'motion': 'move'},
+                'falling': {'motion': 'fall'}})
+  words.update({d: {'motion': 'move', 'direction': d} for d in DIRECTIONS})
+  words.update({s: {'motion': 'move', 'speed': s} for s in SPEEDS})
+  words.update({s: {'size': s} for s in SIZES})
+  return words
+
+
+def _held_out_predicate(text: str) -> dict[str, Any]:
+  """'green triangle', '7 moving up', 'blue digit' -> the trait values an object must all have."""
+  vocabulary = _held_out_vocabulary()
+  predicate: dict[str, Any] = {}
+  for word in text.lower().split():
+    if word not in vocabulary:
+      raise ValueError(f'held_out phrase {text!r} has unknown word {word!r}; use words from '
+                       f'{sorted(vocabulary)}.')
+    for key, value in vocabulary[word].items():
+      if predicate.setdefault(key, value) != value:
+        raise ValueError(f'held_out phrase {text!r} asks for two values of {key}: '
+                         f'{predicate[key]!r} and {value!r}; give one.')
+  if not predicate:
+    raise ValueError(f'held_out phrase {text!r} is empty; name a colour, kind, digit or motion.')
+  return predicate
+
+
+def _draw(rng: np.random.Generator, table: _TraitTable, allowed: np.ndarray) -> int:
+  """A trait index among `allowed`, as likely as independent attribute draws make it."""
+  weight = np.where(allowed, table.weight, 0.0)
+  return int(rng.choice(len(weight), p=weight / weight.sum()))
+
+
+def _crosses(table: _TraitTable, axis: int | None, view: tuple[float, float], duration: float,
+             cross_time: float) -> np.ndarray:
+  """[N] bool: traits that can travel along `axis` from clear of a bar, fully behind it at
+  `cross_time`, to clear on the other side at the end, without touching a wall."""
+  if axis is None:
+    return np.zeros_like(table.held)
+  speed = np.abs(table.velocity[:, axis])
+  clear = (OCCLUDER_WIDTH + 1) / 2 * table.size
+  return (speed * cross_time >= clear) & (speed * duration <= view[axis] - table.size)
+
+
+# ---------------------------------------------------------------- motion
+
+
+def _world_box(view: tuple[float, float], duration: float,
+               pan: str | None) -> tuple[np.ndarray, tuple[float, float]]:
+  """World (width, height) and the camera's start: the view grows by the pan's travel."""
+  travel = PAN_SPEED * duration if pan else 0.0
+  world = np.array(view) + travel * np.abs(DIRECTIONS[pan] if pan else (0.0, 0.0))
+  camera0 = {None: (0.0, 0.0), 'right': (0.0, 0.0), 'down': (0.0, 0.0),
+             'left': (travel, 0.0), 'up': (0.0, travel)}[pan]
+  return world, camera0
+
+
+def _camera(scene: Scene, world: np.ndarray, camera0: tuple[float, float],
+            times: np.ndarray) -> np.ndarray:
+  """[T, 2] view origin in world units; it stops at the world's edge on longer renders."""
+  velocity = PAN_SPEED * np.array(DIRECTIONS[scene.pan] if scene.pan else (0.0, 0.0))
+  return np.clip(np.array(camera0) + times[:, None] * velocity, 0, world - np.array(scene.view))
+
+
+def _box_centres(obj: ObjectSpec, world: np.ndarray, times: np.ndarray) -> np.ndarray:
+  """[T, 2] the object's box centre in world units at `times`."""
+  size = SIZES[obj.size]
+  low, high = size / 2, world - size / 2
+  centres = np.tile(np.array([obj.x, obj.y]), (len(times), 1))
+  if obj.motion == 'move':
+    velocity = np.array(DIRECTIONS[obj.direction]) * SPEEDS[obj.speed]
+    span = high - low
+    unfolded = np.mod(centres - low + times[:, None] * velocity, 2 * span)
+    centres = low + np.where(unfolded <= span, unfolded, 2 * span - unfolded)  # wall bounces
+  elif obj.motion == 'fall':
+    centres[:, 1] = _fall(obj.y, float(high[1]), times)
+  return centres
+
+
+def _fall(y0: float, floor: float, times: np.ndarray) -> np.ndarray:
+  """[T] height (y down) of a body dropped from rest at y0 that bounces on `floor`."""
+  y = np.full_like(times, floor)
+  hit = np.sqrt(2 * max(floor - y0, 0.0) / GRAVITY)
+  falling = times < hit
+  y[falling] = y0 + 0.5 * GRAVITY * times[falling] ** 2
+  speed = GRAVITY * hit
+  while hit <= times[-1] and speed > 1e-3:
+    speed *= RESTITUTION
+    flight = 2 * speed / GRAVITY
+    airborne = (times >= hit) & (times < hit + flight)
+    tau = times[airborne] - hit
+    y[airborne] = floor - speed * tau + 0.5 * GRAVITY * tau ** 2
+    hit += flight
+  return y
+
+
+# ---------------------------------------------------------------- pixels
+
+
+def _sprite_resolution(size_px: float) -> int:
+  """Texels per sprite side: at least one per pixel, a power of two between 32 and 256."""
+  return int(np.clip(2 ** np.ceil(np.log2(max(size_px, 1.0))), 32, 256))
+
+
+@functools.lru_cache(maxsize=256)
+def _sprite(kind: str, digit: int | None, variant: int,
+            resolution: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+  """Alpha [R, R] of a shape filling the unit box, its area, centroid (x, y) and ink box
+  (x0, y0, x1, y1), all as fractions of the box."""
+  if kind == 'digit':
+    alpha = digits.digit_sprite(digit, variant, resolution)
+  else:
+    fine = 4 * resolution  # 4x4 supersampling per texel
+    centres = (np.arange(fine) + 0.5) / fine
+    x, y = centres[None, :], centres[:, None]
+    inside = {'circle': (x - 0.5) ** 2 + (y - 0.5) ** 2 <= 0.25,
+              'square': np.ones((fine, fine), bool),
+              'triangle': np.abs(x - 0.5) <= y / 2}[kind]
+    alpha = inside.reshape(resolution, 4, resolution, 4).mean((1, 3)).astype(np.float32)
+  axis = (np.arange(resolution) + 0.5) / resolution
+  area = float(alpha.mean())
+  centroid = np.array([(alpha.sum(0) * axis).sum(), (alpha.sum(1) * axis).sum()]) / alpha.sum()
+  cols, rows = np.nonzero(alpha.max(0) > 0.5)[0], np.nonzero(alpha.max(1) > 0.5)[0]
+  ink_box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]) / resolution
+  return alpha, area, centroid, ink_box
+
+
+def _coverage(start_px: np.ndarray, length_px: float, texels: int, pixels: int) -> np.ndarray:
+  """[T, pixels, texels]: how much of pixel p's span [p, p+1) each texel of a strip covers, for a
+  strip of `texels` equal texels laid from start_px[t] over length_px pixels."""
+  edges = (start_px[:, None] + length_px * np.arange(texels + 1) / texels).astype(np.float32)
+  pixel = np.arange(pixels, dtype=np.float32)[None, :, None]
+  covered = np.minimum(edges[:, None, 1:], pixel + 1) - np.maximum(edges[:, None, :-1], pixel)
+  return np.maximum(covered, 0.0)
+
+
+def _place(sprite: np.ndarray, corner_t2: np.ndarray, extent: np.ndarray, height: int,
+           width: int) -> np.ndarray:
+  """[T, H, W] exact pixel coverage of a sprite whose box starts at corner_t2 (pixels)."""
+  rows_thr = _coverage(corner_t2[:, 1], extent[1], sprite.shape[0], height)
+  cols_twr = _coverage(corner_t2[:, 0], extent[0], sprite.shape[1], width)
+  return np.minimum((rows_thr @ sprite) @ cols_twr.transpose(0, 2, 1), 1.0)
+
+
+def _paint(frames_cthw: np.ndarray, alpha_thw: np.ndarray, colour: tuple[int, int, int]) -> None:
+  """Lays a colour over the frames in place with per-pixel opacity alpha_thw."""
+  clear_thw = 1 - alpha_thw
+  for channel, value in zip(frames_cthw, colour):
+    channel *= clear_thw
+    channel += alpha_thw * np.float32(value)
+
+
+def _occluder_alpha(occluder: Occluder, camera_t2: np.ndarray, scale: np.ndarray, height: int,
+                    width: int) -> np.ndarray:
+  """[T, H, W] coverage of the bar, which spans the world across the axis it blocks."""
+  axis = 0 if occluder.orientation == 'vertical' else 1
+  start = (occluder.centre - occluder.width / 2 - camera_t2[:, axis]) * scale[axis]
+  strip = _coverage(start, occluder.width * scale[axis], 1, (width, height)[axis])[..., 0]
+  shape = (len(start), 1, width) if axis == 0 else (len(start), height, 1)
+  return np.broadcast_to(strip.reshape(shape), (len(start), height, width))
+
+
+def _background(scene: Scene, camera_t2: np.ndarray, scale: np.ndarray, height: int,
+                width: int) -> np.ndarray:
+  """[3, T or 1, H, W] float32 background, drawn in world coordinates so a pan moves it."""
+  base = np.float32(BACKGROUNDS[scene.background])[:, None, None, None]
+  if scene.background_style == 'plain':
+    return np.broadcast_to(base, (3, 1, height, width))
+  if scene.pan is None:
+    camera_t2 = camera_t2[:1]
+  x_t1w = camera_t2[:, 0, None, None] + (np.arange(width) + 0.5)[None, None] / scale[0]
+  y_th1 = camera_t2[:, 1, None, None] + (np.arange(height) + 0.5)[None, :, None] / scale[1]
+  rng = np.random.default_rng(scene.background_seed)
+  if scene.background_style == 'gradient':  # 16 levels per world unit along a random direction
+    angle = rng.uniform(0, 2 * np.pi)
+    shade_thw = 16 * (np.cos(angle) * (x_t1w - 0.5) + np.sin(angle) * (y_th1 - 0.5))
+  else:  # texture: three faint plane waves, +-10 levels; sin(a+b) split keeps it separable
+    shade_thw = 0.0
+    for _ in range(3):
+      freq, angle, phase = rng.uniform(6, 20), rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
+      a_t1w = freq * np.cos(angle) * x_t1w + phase
+      b_th1 = freq * np.sin(angle) * y_th1
+      shade_thw = shade_thw + 6 * (np.sin(a_t1w) * np.cos(b_th1) + np.cos(a_t1w) * np.sin(b_th1))
+  return (base + shade_thw[None]).astype(np.float32)
+
+
+def _check_render_size(height: int, width: int, num_frames: int, fps: float) -> None:
+  if height < 16 or width < 16:
+    raise ValueError(f'height={height}, width={width}: the world renders at 16 pixels or more.')
+  if num_frames < 1:
+    raise ValueError(f'num_frames={num_frames}: need at least 1 (one frame is an image).')
+  if not fps > 0:
+    raise ValueError(f'fps={fps}: frames per second must be > 0.')

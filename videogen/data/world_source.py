@@ -1,0 +1,44 @@
+"""A Grain random-access source of procedural world clips: record i is scene i of a split."""
+import json
+
+import numpy as np
+
+from videogen.data import world
+
+
+class WorldSource:
+  """Clips {'video' uint8 [T, H, W, 3], 'caption', 'scene' (JSON), 'index'} rendered on demand.
+
+  Satisfies grain's RandomAccessDataSource protocol and pickles into worker processes; the same
+  (options, seed, split, index) always gives the same record. Ground truth comes from
+  world.render(world.Scene.from_dict(json.loads(record['scene'])), ...).
+  """
+
+  def __init__(self, options: world.WorldOptions, *, seed: int, split: str = 'train',
+               num_records: int = 1_000_000):
+    if split not in world.SPLITS:
+      raise ValueError(f'split={split!r} is unknown; use one of {world.SPLITS}.')
+    if seed < 0 or num_records < 1:
+      raise ValueError(f'seed={seed}, num_records={num_records}: need seed >= 0, num_records >= 1.')
+    self.options = options
+    self.seed = seed
+    self.split = split
+    self.num_records = num_records
+
+  def __len__(self) -> int:
+    return self.num_records
+
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    if not 0 <= index < self.num_records:
+      raise IndexError(f'index={index} is outside this source of {self.num_records} records.')
+    o = self.options
+    scene = world.sample_scene(o, self.seed, index, self.split)
+    video, _ = world.render(scene, o.height, o.width, o.num_frames, o.fps)
+    caption_seed = int(np.random.SeedSequence((self.seed, index)).generate_state(1)[0])
+    return {'video': video, 'caption': world.caption(scene, caption_seed),
+            'scene': json.dumps(scene.to_dict()), 'index': index}
+
+  def __repr__(self) -> str:
+    return (f'WorldSource(seed={self.seed}, split={self.split!r}, '
+            f'num_records={self.num_records}, options={self.options})')

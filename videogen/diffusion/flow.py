@@ -1,0 +1,79 @@
+"""Rectified flow / flow matching: straight paths from data (t = 0) to noise (t = 1).
+
+x_t = (1 - t) x0 + t eps, and the model learns the velocity dx_t/dt = eps - x0. Training times are
+logit-normal (SD3) and then shifted towards noise, more so for more tokens (SD3, Flux, Wan).
+
+Shapes: x0, eps, x_t are any [B, ...]; t is [B].
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def sample_t(rng, shape, mean: float = 0.0, std: float = 1.0):
+  """Logit-normal times in (0, 1): sigmoid(mean + std * N(0, 1))."""
+  return jax.nn.sigmoid(mean + std * jax.random.normal(rng, shape))
+
+
+def shift_t(t, shift: float):
+  """SD3's time shift, shift * t / (1 + (shift - 1) * t): shift > 1 moves times towards noise."""
+  return shift * t / (1 + (shift - 1) * t)
+
+
+def resolution_shift(num_tokens: int, base_tokens: int = 256, base_shift: float = 1.0,
+                     max_tokens: int = 4096, max_shift: float = 3.0) -> float:
+  """The shift for `num_tokens`, as Flux computes it: mu = log(shift) is linear in the token
+  count through (base_tokens, log base_shift) and (max_tokens, log max_shift), extrapolated
+  beyond them, and shift = exp(mu). Defaults: no shift at 256 tokens, SD3's 3.0 at 4096."""
+  if num_tokens < 1 or not 0 < base_tokens < max_tokens:
+    raise ValueError(f'tokens must satisfy 1 <= num_tokens ({num_tokens}) and 0 < base_tokens '
+                     f'({base_tokens}) < max_tokens ({max_tokens}): pass positive, ordered counts.')
+  if base_shift <= 0 or max_shift <= 0:
+    raise ValueError(f'shifts {base_shift} and {max_shift} must be positive: use e.g. 1.0 and 3.0.')
+  slope = (np.log(max_shift) - np.log(base_shift)) / (max_tokens - base_tokens)
+  return float(np.exp(np.log(base_shift) + slope * (num_tokens - base_tokens)))
+
+
+def _per_sample(t_b, x):
+  """Reshapes times [B] to broadcast against x [B, ...]."""
+  return jnp.reshape(t_b, t_b.shape + (1,) * (x.ndim - 1))
+
+
+def noise(x0, eps, t_b):
+  """The point x_t = (1 - t) x0 + t eps on each sample's straight path."""
+  t = _per_sample(t_b, x0).astype(x0.dtype)
+  return (1 - t) * x0 + t * eps
+
+
+def velocity_target(x0, eps):
+  """The velocity along the path, eps - x0, that the model regresses."""
+  return eps - x0
+
+
+def loss(pred, target, weights=None):
+  """Mean squared error in float32 over the elements that count (`weights` broadcastable to
+  `pred`, e.g. a [B, T, 1, 1, 1] frame mask; zero weight = padding, left out of the mean)."""
+  err = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32))
+  if weights is None:
+    return jnp.mean(err)
+  weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), err.shape)
+  total = jnp.sum(weights)
+  return jnp.where(total > 0, jnp.sum(err * weights) / jnp.maximum(total, 1e-12), 0.0)
+
+
+def flow_matching_loss(apply_fn, params, x0, text, text_mask, rng, *, shift: float = 1.0,
+                       t_mean: float = 0.0, t_std: float = 1.0, loss_mask=None):
+  """One flow-matching loss for a batch -> (loss, aux).
+
+  apply_fn(params, x_t, t_b, text, text_mask) -> velocity, e.g. `DiT(config).apply` with
+  params = {'params': ...}. aux = {'t': the times [B], 'loss_per_sample': [B]} for logging
+  loss against time.
+  """
+  t_rng, eps_rng = jax.random.split(rng)
+  t_b = shift_t(sample_t(t_rng, x0.shape[:1], t_mean, t_std), shift)
+  eps = jax.random.normal(eps_rng, x0.shape, x0.dtype)
+  pred = apply_fn(params, noise(x0, eps, t_b), t_b, text, text_mask)
+  velocity = velocity_target(x0, eps)
+  weights = jnp.ones_like(x0, jnp.float32) if loss_mask is None else loss_mask
+  per_sample = jax.vmap(loss)(pred, velocity, jnp.broadcast_to(weights, x0.shape))
+  return loss(pred, velocity, weights), {'t': t_b, 'loss_per_sample': per_sample}

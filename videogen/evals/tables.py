@@ -1,0 +1,37 @@
+"""Benchmark results: a markdown table for people and a JSON file for machines."""
+import json
+import os
+import pathlib
+import platform
+
+import jax
+
+
+def machine() -> dict:
+  """Where a benchmark ran: processor, core count, accelerator, versions."""
+  device = jax.devices()[0]
+  return {
+      'processor': platform.processor() or platform.machine(),
+      'cpu_count': os.cpu_count(),
+      'device': f'{device.platform}:{getattr(device, "device_kind", "")}',
+      'device_count': jax.device_count(),
+      'jax': jax.__version__,
+      'python': platform.python_version(),
+  }
+
+
+def markdown_table(rows: list[dict]) -> str:
+  """Rows of equal keys as a GitHub markdown table; floats to 3 significant digits."""
+  keys = list(rows[0])
+  fmt = lambda v: f'{v:.3g}' if isinstance(v, float) else str(v)
+  lines = ['| ' + ' | '.join(keys) + ' |', '|' + ' --- |' * len(keys)]
+  lines += ['| ' + ' | '.join(fmt(row[k]) for k in keys) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def write_results(path, name: str, rows: list[dict]) -> pathlib.Path:
+  """Writes {'benchmark', 'machine', 'rows'} as JSON and returns the path."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps({'benchmark': name, 'machine': machine(), 'rows': rows}, indent=1))
+  return path

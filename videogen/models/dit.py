@@ -1,0 +1,247 @@
+"""Diffusion transformer over spacetime patches, laid out like Wan 2.1 so its weights convert.
+
+Tokens: patchify -> linear patch embedding. Time: sinusoidal(1000 t) -> SiLU MLP -> one shared
+projection to 6 x width, plus a learned [6, width] offset per block (adaLN-Zero: shift, scale,
+gate for attention, then for the MLP). Text: MLP from the text width to the model width. Block:
+modulated self-attention (3D RoPE, QK-RMSNorm) -> LayerNorm + cross-attention to the text (not
+modulated) -> modulated GELU-tanh MLP. Head: LayerNorm, shift/scale from the time embedding plus
+a learned [2, width] table, linear back to patch values, unpatchify. Gates, the cross-attention
+output and the head start at zero, so every block is the identity and the output is 0 at init.
+
+The residual stream, norms and modulation stay float32; matmuls run in `config.dtype`.
+
+Legend: b batch, t/h/w frames/height/width, c channels, l tokens, s text tokens, e model width,
+k the 6 (or 2) modulation rows, f frequency features.
+"""
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from videogen.models import attention
+from videogen.models import dit_sizes
+from videogen.models import patches
+from videogen.models import rope
+
+REMAT_POLICIES = {
+    'none': None,
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    'full': jax.checkpoint_policies.nothing_saveable,
+}
+_LENGTH = ('batch', 'length', 'embed')
+
+
+@dataclasses.dataclass(frozen=True)
+class DiTConfig:
+  """Shape and numerics of a DiT; `dit_config` builds one from a size name."""
+  dim: int
+  depth: int
+  heads: int
+  mlp_dim: int
+  patch_size: tuple[int, int, int]
+  in_channels: int
+  out_channels: int
+  text_dim: int
+  freq_dim: int = 256
+  qk_norm: bool = True
+  scan_layers: bool = True
+  remat: str = 'none'  # 'none' | 'dots' (save matmul outputs) | 'full' (save block inputs only)
+  attention_backend: str = 'xla'
+  dtype: str = 'float32'  # compute dtype of matmuls
+  param_dtype: str = 'float32'
+  rope_theta: float = 10000.0
+
+  def __post_init__(self):
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f'remat {self.remat!r} is unknown: use one of {tuple(REMAT_POLICIES)}.')
+    if self.attention_backend not in attention.BACKENDS:
+      raise ValueError(f'attention_backend {self.attention_backend!r} is unknown: use one of '
+                       f'{attention.BACKENDS}.')
+    if self.dim % self.heads:
+      raise ValueError(f'width {self.dim} is not divisible by {self.heads} heads: use a width '
+                       f'that is a multiple of {self.heads}.')
+    rope.rope_split(self.dim // self.heads)
+    if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+      raise ValueError(f'patch_size {self.patch_size} must be three positive sizes (pt, ph, pw), '
+                       'e.g. (1, 2, 2).')
+    for field in ('dtype', 'param_dtype'):
+      if getattr(self, field) not in ('float32', 'bfloat16', 'float16'):
+        raise ValueError(f'{field} {getattr(self, field)!r} is unknown: use float32, bfloat16 '
+                         'or float16.')
+
+  @property
+  def patch_dim(self) -> int:
+    return int(np.prod(self.patch_size))
+
+
+def dit_config(variant: str, *, in_channels: int, text_dim: int, patch_size=None,
+               **overrides) -> DiTConfig:
+  """DiTConfig for a size name ("T/2" ... "XL/2", "1.3B", "14B"); out_channels = in_channels
+  unless overridden, patch_size overrides the name's patch."""
+  fields = dit_sizes.decode(variant)
+  if patch_size is not None:
+    fields['patch_size'] = tuple(patch_size)
+  fields.update(in_channels=in_channels, out_channels=in_channels, text_dim=text_dim)
+  unknown = set(overrides) - {f.name for f in dataclasses.fields(DiTConfig)}
+  if unknown:
+    raise ValueError(f'DiTConfig has no field {sorted(unknown)}: use one of '
+                     f'{[f.name for f in dataclasses.fields(DiTConfig)]}.')
+  fields.update(overrides)
+  return DiTConfig(**fields)
+
+
+def timestep_embedding(t_b, dim: int):
+  """Sinusoidal features [B, dim] of (already scaled) times, cos half first as in Wan."""
+  half = dim // 2
+  freqs_f = np.exp(-np.log(10000.0) * np.arange(half, dtype=np.float32) / half)
+  args_bf = t_b.astype(jnp.float32)[:, None] * freqs_f
+  return jnp.concatenate([jnp.cos(args_bf), jnp.sin(args_bf)], axis=-1)
+
+
+def _layer_norm(name: str, affine: bool = False, param_dtype: Any = jnp.float32):
+  init = lambda base: nn.with_logical_partitioning(base, ('embed',))
+  return nn.LayerNorm(epsilon=1e-6, use_bias=affine, use_scale=affine, dtype=jnp.float32,
+                      param_dtype=param_dtype, scale_init=init(nn.initializers.ones),
+                      bias_init=init(nn.initializers.zeros), name=name)
+
+
+def _modulate(x_ble, shift_be, scale_be):
+  return x_ble * (1 + scale_be[:, None]) + shift_be[:, None]
+
+
+class Block(nn.Module):
+  """One DiT block; returns (x, None) so that `nn.scan` can stack it."""
+  config: DiTConfig
+
+  @nn.compact
+  def __call__(self, x_ble, context_bse, context_mask_bs, modulation_bke, rope_lf):
+    cfg = self.config
+    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    kw = dict(dtype=dtype, param_dtype=param_dtype)
+    attn_kw = dict(dim=cfg.dim, heads=cfg.heads, qk_norm=cfg.qk_norm,
+                   backend=cfg.attention_backend, **kw)
+    table_ke = self.param(
+        'modulation', nn.with_logical_partitioning(nn.initializers.zeros, ('modulation', 'embed')),
+        (6, cfg.dim), param_dtype)
+    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = jnp.unstack(
+        modulation_bke + table_ke.astype(jnp.float32), axis=1)
+
+    h_ble = _modulate(_layer_norm('norm1')(x_ble), shift_a, scale_a).astype(dtype)
+    h_ble = attention.SelfAttention(**attn_kw, name='self_attn')(h_ble, rope_lf)
+    x_ble = x_ble + gate_a[:, None] * h_ble
+    h_ble = _layer_norm('norm3', affine=True, param_dtype=param_dtype)(x_ble).astype(dtype)
+    x_ble = x_ble + attention.CrossAttention(**attn_kw, zero_init_output=True, name='cross_attn')(
+        h_ble, context_bse, context_mask_bs)
+    h_ble = _modulate(_layer_norm('norm2')(x_ble), shift_m, scale_m).astype(dtype)
+    h_ble = attention.dense(cfg.mlp_dim, ('embed', 'mlp'), name='ffn_in', **kw)(h_ble)
+    h_ble = attention.dense(cfg.dim, ('mlp', 'embed'), name='ffn_out', **kw)(
+        nn.gelu(h_ble, approximate=True))
+    x_ble = x_ble + gate_m[:, None] * h_ble
+    return nn.with_logical_constraint(x_ble.astype(jnp.float32), _LENGTH), None
+
+
+class DiT(nn.Module):
+  """Velocity model: (noisy latent, flow time, text) -> velocity, see the module docstring."""
+  config: DiTConfig
+
+  @nn.compact
+  def __call__(self, x_bthwc, t_b, text_bsd, text_mask_bs):
+    """x [B, T, H, W, C_in], t [B] in [0, 1] (0 = data, 1 = noise), text [B, S, text_dim],
+    text_mask [B, S] bool (False = padding) -> velocity [B, T, H, W, C_out] float32."""
+    cfg = self.config
+    self._check_inputs(x_bthwc, t_b, text_bsd, text_mask_bs)
+    dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+    kw = dict(dtype=dtype, param_dtype=param_dtype)
+    f32 = dict(dtype=jnp.float32, param_dtype=param_dtype)
+    small = nn.initializers.normal(0.02)
+    grid_thw = x_bthwc.shape[1:4]
+
+    x_ble = attention.dense(cfg.dim, ('patch', 'embed'), name='patch_embedding', **kw)(
+        patches.patchify(x_bthwc.astype(dtype), cfg.patch_size)).astype(jnp.float32)
+    x_ble = nn.with_logical_constraint(x_ble, _LENGTH)
+
+    temb_be = attention.dense(cfg.dim, (None, 'mlp'), name='time_in', kernel_init=small, **f32)(
+        timestep_embedding(1000.0 * t_b, cfg.freq_dim))
+    temb_be = attention.dense(cfg.dim, ('mlp', 'embed'), name='time_out', kernel_init=small,
+                              **f32)(nn.silu(temb_be))
+    modulation_be = attention.dense(
+        6 * cfg.dim, ('embed', 'modulation'), name='time_projection',
+        kernel_init=nn.initializers.zeros, **f32)(nn.silu(temb_be))
+    modulation_bke = modulation_be.reshape(-1, 6, cfg.dim)
+
+    context_bse = attention.dense(cfg.dim, ('text_embed', 'mlp'), name='text_in',
+                                  kernel_init=small, **kw)(text_bsd.astype(dtype))
+    context_bse = attention.dense(cfg.dim, ('mlp', 'embed'), name='text_out', kernel_init=small,
+                                  **kw)(nn.gelu(context_bse, approximate=True))
+    context_bse = nn.with_logical_constraint(context_bse, ('batch', 'text_length', 'embed'))
+
+    positions_l3 = patches.positions(*grid_thw, cfg.patch_size)
+    rope_lf = rope.rope_tables(positions_l3, cfg.dim // cfg.heads, cfg.rope_theta)
+    block_args = (context_bse, text_mask_bs, modulation_bke, rope_lf)
+    x_ble = self._blocks(x_ble, block_args)
+
+    table_ke = self.param(
+        'head_modulation',
+        nn.with_logical_partitioning(nn.initializers.zeros, ('modulation', 'embed')),
+        (2, cfg.dim), param_dtype)
+    shift_be, scale_be = jnp.unstack(table_ke.astype(jnp.float32) + temb_be[:, None], axis=1)
+    h_ble = _modulate(_layer_norm('head_norm')(x_ble), shift_be, scale_be).astype(dtype)
+    out_blp = attention.dense(
+        cfg.patch_dim * cfg.out_channels, ('embed', 'patch'), name='head',
+        kernel_init=nn.initializers.zeros, **kw)(h_ble)
+    return patches.unpatchify(out_blp.astype(jnp.float32), grid_thw, cfg.patch_size)
+
+  def _blocks(self, x_ble, block_args):
+    cfg = self.config
+    block_cls = Block
+    if cfg.remat != 'none':
+      block_cls = nn.remat(Block, policy=REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+      stack = nn.scan(block_cls, variable_axes={'params': 0}, split_rngs={'params': True},
+                      in_axes=(nn.broadcast,) * len(block_args), length=cfg.depth,
+                      metadata_params={nn.PARTITION_NAME: 'layers'})
+      x_ble, _ = stack(cfg, name='blocks')(x_ble, *block_args)
+    else:
+      for i in range(cfg.depth):
+        x_ble, _ = block_cls(cfg, name=f'blocks_{i}')(x_ble, *block_args)
+    return x_ble
+
+  def _check_inputs(self, x_bthwc, t_b, text_bsd, text_mask_bs):
+    cfg = self.config
+    if x_bthwc.ndim != 5 or x_bthwc.shape[-1] != cfg.in_channels:
+      raise ValueError(f'latent shape {x_bthwc.shape} must be [B, T, H, W, {cfg.in_channels}]: '
+                       'pass channels-last video latents with the configured in_channels.')
+    batch = x_bthwc.shape[0]
+    if t_b.shape != (batch,):
+      raise ValueError(f'time shape {t_b.shape} must be ({batch},): pass one time per sample.')
+    if text_bsd.ndim != 3 or text_bsd.shape[0] != batch or text_bsd.shape[-1] != cfg.text_dim:
+      raise ValueError(f'text shape {text_bsd.shape} must be [{batch}, S, {cfg.text_dim}]: pass '
+                       'text-encoder tokens of the configured text_dim.')
+    if text_mask_bs.shape != text_bsd.shape[:2]:
+      raise ValueError(f'text mask shape {text_mask_bs.shape} must be {text_bsd.shape[:2]}: '
+                       'pass one bool per text token.')
+
+
+def count_params(params) -> int:
+  """Number of parameters in a (boxed or unboxed, concrete or abstract) parameter tree."""
+  return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
+
+
+def flops_per_sample(config: DiTConfig, num_tokens: int, text_length: int) -> float:
+  """Forward FLOPs (2 x multiply-adds) of one sample's matmuls and attention; training ~ 3x."""
+  e, n, s = config.dim, num_tokens, text_length
+  per_block = (
+      2 * 4 * n * e * e  # self-attention q, k, v, o
+      + 2 * 2 * n * n * e  # q k^T and probs v over all tokens
+      + 2 * 2 * n * e * e + 2 * 2 * s * e * e  # cross-attention q, o and k, v
+      + 2 * 2 * n * s * e  # cross-attention scores and mix
+      + 2 * 2 * n * e * config.mlp_dim)  # MLP in and out
+  patch_in = config.patch_dim * config.in_channels
+  patch_out = config.patch_dim * config.out_channels
+  outer = (2 * n * e * (patch_in + patch_out)  # patch embedding and head
+           + 2 * s * e * (config.text_dim + e)  # text MLP
+           + 2 * e * (config.freq_dim + e + 6 * e))  # time MLP and projection
+  return float(config.depth * per_block + outer)

@@ -1,0 +1,30 @@
+"""DiT sizes decoded from a name: "<size>/<spatial patch>" (the DiT family) or a Wan 2.1 shape."""
+
+# size: (width, depth, heads, MLP hidden); the DiT family uses MLP ratio 4 (DiT, Peebles & Xie).
+DIT_FAMILY = {
+    'T': (128, 4, 4, 512),  # tiny: CPU tests and smoke runs
+    'S': (384, 12, 6, 1536),
+    'B': (768, 12, 12, 3072),
+    'L': (1024, 24, 16, 4096),
+    'XL': (1152, 28, 16, 4608),
+}
+# Wan 2.1 text-to-video transformers; both use patch (1, 2, 2).
+WAN = {
+    '1.3B': (1536, 30, 12, 8960),
+    '14B': (5120, 40, 40, 13824),
+}
+KNOWN = tuple(f'{size}/2' for size in DIT_FAMILY) + tuple(WAN)
+
+
+def decode(variant: str) -> dict:
+  """{'dim', 'depth', 'heads', 'mlp_dim', 'patch_size'} for a name like "B/2", "S/4" or "1.3B"."""
+  if variant in WAN:
+    shape, patch = WAN[variant], 2
+  else:
+    size, _, patch = variant.partition('/')
+    if size not in DIT_FAMILY or not patch.isdigit() or int(patch) < 1:
+      raise ValueError(f'DiT variant {variant!r} is unknown: use one of {", ".join(KNOWN)} '
+                       '(any spatial patch works after the slash, e.g. "S/4").')
+    shape, patch = DIT_FAMILY[size], int(patch)
+  dim, depth, heads, mlp_dim = shape
+  return dict(dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, patch_size=(1, patch, patch))

@@ -1,0 +1,42 @@
+"""3D rotary position embedding over (t, h, w) token positions, computed from the positions.
+
+The head dim is cut into three even parts, one per axis, as in Wan 2.1: of its c = head_dim // 2
+rotation pairs, height and width get c // 3 each and time gets the rest (head_dim 128 -> 44 time,
+42 height, 42 width dims). Each part has its own frequency ladder theta ** (-2i / part_dim), so any
+T, H, W works with no table sized to a maximum. Pairs are adjacent elements (x[2i], x[2i + 1]),
+Wan's complex-number layout, so converted weights see the same rotation.
+
+Legend: b batch, l tokens, h heads, d head dim, n positions, f = d // 2 rotation pairs.
+"""
+import einops
+import jax.numpy as jnp
+import numpy as np
+
+
+def rope_split(head_dim: int) -> tuple[int, int, int]:
+  """The (time, height, width) parts of `head_dim`, each even, summing to it."""
+  if head_dim % 2 or head_dim < 6:
+    raise ValueError(f'head dim {head_dim} cannot carry 3D RoPE: use an even head dim of at '
+                     'least 6 (model width / heads), e.g. 64 or 128.')
+  pairs = head_dim // 2
+  return 2 * (pairs - 2 * (pairs // 3)), 2 * (pairs // 3), 2 * (pairs // 3)
+
+
+def rope_tables(positions_n3, head_dim: int, theta: float = 10000.0):
+  """(cos, sin), each float32 [N, head_dim // 2], for tokens at integer (t, h, w) positions."""
+  positions_n3 = jnp.asarray(positions_n3, jnp.float32)
+  angles = []
+  for axis, part in enumerate(rope_split(head_dim)):
+    freqs_f = theta ** (-np.arange(0, part, 2, dtype=np.float32) / part)
+    angles.append(positions_n3[:, axis, None] * freqs_f)
+  angles_nf = jnp.concatenate(angles, axis=-1)
+  return jnp.cos(angles_nf), jnp.sin(angles_nf)
+
+
+def apply_rope(x_blhd, cos_lf, sin_lf):
+  """Rotates each adjacent pair of `x_blhd` by its token's angle (computed in float32)."""
+  x_blhf2 = einops.rearrange(x_blhd.astype(jnp.float32), '... (f two) -> ... f two', two=2)
+  x0, x1 = x_blhf2[..., 0], x_blhf2[..., 1]
+  cos, sin = cos_lf[:, None, :], sin_lf[:, None, :]
+  rotated = jnp.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1)
+  return einops.rearrange(rotated, '... f two -> ... (f two)').astype(x_blhd.dtype)

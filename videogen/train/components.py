@@ -1,0 +1,93 @@
+"""The parts of a text-to-video run that training and sampling build the same way from a config.
+
+One place decides the model's input shape, the text encoder, the DiT, the optimizer, the mesh
+and the state's shardings, so a checkpoint written by the trainer restores in the sampler.
+"""
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from videogen.diffusion import flow
+from videogen.models import dit
+from videogen.models import patches
+from videogen.models import text
+from videogen.parallel import mesh as mesh_lib
+from videogen.parallel import sharding
+from videogen.train import state as state_lib
+
+PIXEL_CHANNELS = 3
+
+
+@dataclasses.dataclass
+class Components:
+  """What `build` makes; see the module docstring."""
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  rules: sharding.LogicalRules
+  encoder: text.TextEncoder
+  model: dit.DiT
+  optimizer: optax.GradientTransformation
+  lr_schedule: optax.Schedule
+  init_fn: Callable[[], state_lib.TrainState]
+  abstract_state: state_lib.TrainState
+  state_shardings: Any
+
+  @property
+  def shape(self) -> tuple[int, int, int, int]:
+    """(T, H, W, C) of one training example."""
+    w = self.config.world
+    return (w.num_frames, w.height, w.width, PIXEL_CHANNELS)
+
+  def shift(self, shape=None) -> float:
+    """The timestep shift for a clip of `shape` (T, H, W, C); more tokens, more shift."""
+    tokens = patches.num_tokens((shape or self.shape)[:3], self.model.config.patch_size)
+    d = self.config.diffusion
+    return flow.resolution_shift(tokens, d.base_tokens, d.base_shift, d.max_tokens, d.max_shift)
+
+  def apply(self, params, x_bthwc, t_b, text_bld, mask_bl):
+    """The DiT's velocity for plain (unboxed) params."""
+    return self.model.apply({'params': params}, x_bthwc, t_b, text_bld, mask_bl)
+
+
+def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
+  """Builds every part from `config` (see configs/world.py); allocates no parameters."""
+  if config.autoencoder != 'none':
+    raise ValueError(f"autoencoder {config.autoencoder!r} is not available yet: use 'none' "
+                     '(the model trains on pixels).')
+  mesh = mesh_lib.make_mesh(config.mesh, devices)
+  sharding.check_batch_divisible(config.data.batch_size, mesh)
+  rules = tuple(tuple(rule) for rule in config.logical_axis_rules)
+  encoder = text.encoder_from_config(config.text)
+  m = config.model
+  model_config = dit.dit_config(
+      m.variant, in_channels=PIXEL_CHANNELS, text_dim=encoder.dim, patch_size=m.patch_size,
+      remat=m.remat, scan_layers=m.scan_layers, attention_backend=m.attention_backend,
+      dtype=m.dtype, param_dtype=m.param_dtype)
+  model = dit.DiT(model_config)
+  w = config.world
+  patches.check_divisible((w.num_frames, w.height, w.width), model_config.patch_size)
+  optimizer = state_lib.make_optimizer(config.optim)
+
+  def init_fn():
+    x = jnp.zeros((1, w.num_frames, w.height, w.width, PIXEL_CHANNELS), jnp.float32)
+    txt = jnp.zeros((1, encoder.max_length, encoder.dim), jnp.float32)
+    mask = jnp.ones((1, encoder.max_length), bool)
+    model_init = lambda rng: model.init(rng, x, jnp.zeros((1,)), txt, mask)['params']
+    return state_lib.init_train_state(model_init, optimizer, jax.random.key(config.seed))
+
+  abstract_state, state_shardings = sharding.abstract_state_and_shardings(init_fn, mesh, rules)
+  return Components(config=config, mesh=mesh, rules=rules, encoder=encoder, model=model,
+                    optimizer=optimizer, lr_schedule=state_lib.learning_rate_schedule(config.optim),
+                    init_fn=init_fn, abstract_state=abstract_state,
+                    state_shardings=state_shardings)
+
+
+def encode_batch(parts: Components, batch: dict) -> dict:
+  """Host batch {'video', 'caption'} -> model batch {'video', 'text', 'text_mask'} (numpy)."""
+  text_bld, mask_bl = parts.encoder.encode([str(c) for c in np.asarray(batch['caption'])])
+  return {'video': batch['video'], 'text': text_bld, 'text_mask': mask_bl}
