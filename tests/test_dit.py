@@ -1,4 +1,4 @@
-"""The diffusion transformer: shapes, adaLN-Zero init, logical axes, scan/remat, text mask, sizes."""
+"""The diffusion transformer: shapes, adaLN-Zero init, logical axes, scan/remat, text, sizes."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -35,7 +35,7 @@ STILL_PHRASES = (('stays still', 'staying still'), ('sits still', 'sitting still
                  ('rests in place', 'resting in place'), ('does not move', 'not moving'))
 FALL_PHRASES = (('falls and bounces', 'falling and bouncing'),
                 ('drops and bounces', 'dropping and bouncing'),
-                ('falls, bouncing on the floor', 'falling and bouncing on the floor'))
+                ('falls under gravity and bounces', 'falling under gravity and bouncing'))
 STYLE_WORDS = {'plain': ('', 'plain'), 'gradient': ('softly graded', 'gradient'),
                'texture': ('textured', 'mottled')}
 OCCLUDER_SENTENCES = ('A {} gray bar stands in front, and things pass behind it.',
@@ -43,7 +43,8 @@ OCCLUDER_SENTENCES = ('A {} gray bar stands in front, and things pass behind it.
                       'Part of the view is blocked by a {} gray bar.')
 
 # Parsing accepts the phrases above plus plain forms a person might type.
-_DIRECTION_ALIASES = {'right': ('right',), 'left': ('left',), 'up-right': ('up-right', 'up and right'),
+_DIRECTION_ALIASES = {'right': ('right',), 'left': ('left',),
+                      'up-right': ('up-right', 'up and right'),
                       'up-left': ('up-left', 'up and left'),
                       'down-right': ('down-right', 'down and right'),
                       'down-left': ('down-left', 'down and left')}

@@ -27,7 +27,7 @@ def variant_count(digit: int) -> int:
 
 @functools.lru_cache(maxsize=1024)
 def digit_sprite(digit: int, variant: int, resolution: int) -> np.ndarray:
-  """Alpha map [R, R] of one handwritten sample, cropped to its ink and upscaled by cubic splines."""
+  """Alpha [R, R] of one handwritten sample, cropped to its ink, upscaled by cubic splines."""
   _check_digit(digit)
   if not 0 <= variant < variant_count(digit):
     raise ValueError(

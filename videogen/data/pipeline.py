@@ -63,6 +63,9 @@ def world_dataset(options: world.WorldOptions, *, seed: int, batch_size: int,
 def world_dataset_from_config(config, *, shard_index: int = 0,
                               shard_count: int = 1) -> grain.IterDataset:
   """`world_dataset` from a config with `seed`, `world` (WorldOptions fields) and `data`."""
+  if config.data.batch_size % shard_count:
+    raise ValueError(f'global batch {config.data.batch_size} does not split over {shard_count} '
+                     f'processes: use a multiple of {shard_count}.')
   return world_dataset(
       world.WorldOptions.from_config(config.world), seed=config.seed,
       batch_size=config.data.batch_size // shard_count, split=config.data.split,

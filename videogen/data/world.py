@@ -184,7 +184,7 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
   if not crossers.any():
     axis = None
   picks.append(_draw(rng, table, crossers if axis is not None else pools[-1]))
-  world, camera0 = _world_box(view, duration, pan)
+  world_wh, camera0 = _world_box(view, duration, pan)
   objects, centres = [], []
   for i, pick in enumerate(picks):
     trait, size = table.traits[pick], float(table.size[pick])
@@ -192,13 +192,14 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
     high = low + np.array(view) - size
     if trait.motion == 'fall':
       high[1] = low[1] + 0.35 * (view[1] - size)
-    for a, velocity in enumerate(table.velocity[pick]):
+    for dim, velocity in enumerate(table.velocity[pick]):
       # Room ahead: the crosser never meets a wall on its crossing axis; others travel at
       # least half the clip (or half the view) before their first bounce.
       travel = abs(velocity) * duration
-      if not (axis == a and i == len(picks) - 1):
-        travel = min(travel / 2, (high[a] - low[a]) / 2)
-      low[a], high[a] = low[a] + travel * (velocity < 0), high[a] - travel * (velocity > 0)
+      if not (axis == dim and i == len(picks) - 1):
+        travel = min(travel / 2, (high[dim] - low[dim]) / 2)
+      low[dim] += travel * (velocity < 0)
+      high[dim] -= travel * (velocity > 0)
     candidates = rng.uniform(low, high, size=(8, 2))
     if centres:  # spread objects out: take the candidate farthest from those placed
       gaps = np.linalg.norm(candidates[:, None] - np.array(centres)[None], axis=-1).min(1)
@@ -221,7 +222,8 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
 
 def render(scene: Scene, height: int, width: int, num_frames: int,
            fps: float) -> tuple[np.ndarray, dict]:
-  """Frames uint8 [T, H, W, 3] and per-frame ground truth (pixel units of the view).
+  """Frames uint8 [T, H, W, 3] and per-frame ground truth in view pixels, where pixel (row i,
+  column j) spans [j, j+1) x [i, i+1).
 
   Truth: {'scene', 'fps', 'camera': view origin in world pixels per frame, 'objects': per object
   {'colour', 'kind', 'digit', 'centre' [[x, y]] (area centroid), 'bbox' [[x0, y0, x1, y1]]
@@ -235,14 +237,14 @@ def render(scene: Scene, height: int, width: int, num_frames: int,
                      ' (W/H); render at that aspect or sample with WorldOptions of this size.')
   times = np.arange(num_frames) / fps
   scale = np.array([width / view_w, height / view_h])  # pixels per world unit, x and y
-  world, camera0 = _world_box(scene.view, scene.duration, scene.pan)
-  camera_t2 = _camera(scene, world, camera0, times)
+  world_wh, camera0 = _world_box(scene.view, scene.duration, scene.pan)
+  camera_t2 = _camera(scene, world_wh, camera0, times)
   frames_cthw = _background(scene, camera_t2, scale, height, width)
   frames_cthw = np.broadcast_to(frames_cthw, (3, num_frames, height, width)).copy()
   alphas, truths = [], []
   for obj in scene.objects:
     size = SIZES[obj.size]
-    corner_t2 = (_box_centres(obj, world, times) - size / 2 - camera_t2) * scale
+    corner_t2 = (_box_centres(obj, world_wh, times) - size / 2 - camera_t2) * scale
     sprite, area, centroid, ink_box = _sprite(obj.kind, obj.digit, obj.variant,
                                               _sprite_resolution(size * scale.max()))
     alpha_thw = _place(sprite, corner_t2, size * scale, height, width)
@@ -388,23 +390,24 @@ def _world_box(view: tuple[float, float], duration: float,
                pan: str | None) -> tuple[np.ndarray, tuple[float, float]]:
   """World (width, height) and the camera's start: the view grows by the pan's travel."""
   travel = PAN_SPEED * duration if pan else 0.0
-  world = np.array(view) + travel * np.abs(DIRECTIONS[pan] if pan else (0.0, 0.0))
+  world_wh = np.array(view) + travel * np.abs(DIRECTIONS[pan] if pan else (0.0, 0.0))
   camera0 = {None: (0.0, 0.0), 'right': (0.0, 0.0), 'down': (0.0, 0.0),
              'left': (travel, 0.0), 'up': (0.0, travel)}[pan]
-  return world, camera0
+  return world_wh, camera0
 
 
-def _camera(scene: Scene, world: np.ndarray, camera0: tuple[float, float],
+def _camera(scene: Scene, world_wh: np.ndarray, camera0: tuple[float, float],
             times: np.ndarray) -> np.ndarray:
   """[T, 2] view origin in world units; it stops at the world's edge on longer renders."""
   velocity = PAN_SPEED * np.array(DIRECTIONS[scene.pan] if scene.pan else (0.0, 0.0))
-  return np.clip(np.array(camera0) + times[:, None] * velocity, 0, world - np.array(scene.view))
+  return np.clip(np.array(camera0) + times[:, None] * velocity, 0,
+                 world_wh - np.array(scene.view))
 
 
-def _box_centres(obj: ObjectSpec, world: np.ndarray, times: np.ndarray) -> np.ndarray:
+def _box_centres(obj: ObjectSpec, world_wh: np.ndarray, times: np.ndarray) -> np.ndarray:
   """[T, 2] the object's box centre in world units at `times`."""
   size = SIZES[obj.size]
-  low, high = size / 2, world - size / 2
+  low, high = size / 2, world_wh - size / 2
   centres = np.tile(np.array([obj.x, obj.y]), (len(times), 1))
   if obj.motion == 'move':
     velocity = np.array(DIRECTIONS[obj.direction]) * SPEEDS[obj.speed]
@@ -475,10 +478,21 @@ def _coverage(start_px: np.ndarray, length_px: float, texels: int, pixels: int) 
 
 def _place(sprite: np.ndarray, corner_t2: np.ndarray, extent: np.ndarray, height: int,
            width: int) -> np.ndarray:
-  """[T, H, W] exact pixel coverage of a sprite whose box starts at corner_t2 (pixels)."""
-  rows_thr = _coverage(corner_t2[:, 1], extent[1], sprite.shape[0], height)
-  cols_twr = _coverage(corner_t2[:, 0], extent[0], sprite.shape[1], width)
-  return np.minimum((rows_thr @ sprite) @ cols_twr.transpose(0, 2, 1), 1.0)
+  """[T, H, W] exact pixel coverage of a sprite whose box starts at corner_t2 (pixels).
+
+  Coverage is computed in a window of the pixels the box can touch and pasted into the frame.
+  """
+  span_x, span_y = (int(v) for v in np.ceil(extent) + 1)
+  first_t2 = np.floor(corner_t2).astype(int)
+  local_t2 = corner_t2 - first_t2
+  rows_tnr = _coverage(local_t2[:, 1], extent[1], sprite.shape[0], span_y)
+  cols_tmr = _coverage(local_t2[:, 0], extent[0], sprite.shape[1], span_x)
+  window_tnm = np.minimum((rows_tnr @ sprite) @ cols_tmr.transpose(0, 2, 1), 1.0)
+  padded_thw = np.zeros((len(corner_t2), height + 2 * span_y, width + 2 * span_x), np.float32)
+  for t, (x, y) in enumerate(first_t2):
+    if -span_x < x < width and -span_y < y < height:  # touches the view
+      padded_thw[t, y + span_y:y + 2 * span_y, x + span_x:x + 2 * span_x] = window_tnm[t]
+  return padded_thw[:, span_y:span_y + height, span_x:span_x + width]
 
 
 def _paint(frames_cthw: np.ndarray, alpha_thw: np.ndarray, colour: tuple[int, int, int]) -> None:
@@ -491,10 +505,15 @@ def _paint(frames_cthw: np.ndarray, alpha_thw: np.ndarray, colour: tuple[int, in
 
 def _occluder_alpha(occluder: Occluder, camera_t2: np.ndarray, scale: np.ndarray, height: int,
                     width: int) -> np.ndarray:
-  """[T, H, W] coverage of the bar, which spans the world across the axis it blocks."""
+  """[T, H, W] 0/1 coverage of the bar, which spans the world across the axis it blocks.
+
+  Its edges snap outward to whole pixels, so an object inside the bar leaves no partial pixels.
+  """
   axis = 0 if occluder.orientation == 'vertical' else 1
   start = (occluder.centre - occluder.width / 2 - camera_t2[:, axis]) * scale[axis]
-  strip = _coverage(start, occluder.width * scale[axis], 1, (width, height)[axis])[..., 0]
+  first, last = np.floor(start), np.ceil(start + occluder.width * scale[axis])
+  strip = np.arange((width, height)[axis])[None] - first[:, None]
+  strip = ((strip >= 0) & (strip < (last - first)[:, None])).astype(np.float32)
   shape = (len(start), 1, width) if axis == 0 else (len(start), height, 1)
   return np.broadcast_to(strip.reshape(shape), (len(start), height, width))
 
@@ -524,6 +543,9 @@ def _background(scene: Scene, camera_t2: np.ndarray, scale: np.ndarray, height: 
 
 
 def _check_render_size(height: int, width: int, num_frames: int, fps: float) -> None:
+  for name, value in (('height', height), ('width', width), ('num_frames', num_frames)):
+    if not isinstance(value, (int, np.integer)):
+      raise ValueError(f'{name}={value!r} must be an integer.')
   if height < 16 or width < 16:
     raise ValueError(f'height={height}, width={width}: the world renders at 16 pixels or more.')
   if num_frames < 1:

@@ -22,16 +22,19 @@ def colour_mask(frames: np.ndarray, colour: str, tol: float = DEFAULT_TOL) -> np
   if frames.ndim != 4 or frames.shape[-1] != 3:
     raise ValueError(f'frames of shape {frames.shape} are not RGB video; pass [T, H, W, 3].')
   if colour not in world.PALETTE:
-    raise ValueError(f'colour={colour!r} is not a palette colour; use one of {tuple(world.PALETTE)}.')
+    raise ValueError(
+        f'colour={colour!r} is not a palette colour; use one of {tuple(world.PALETTE)}.')
   target = list(world.PALETTE).index(colour)
   pixels = frames.astype(np.float32)
-  # Squared distances less the pixel's own |p|^2, which every reference shares.
-  partial = lambda ref: (ref @ ref) - 2 * (pixels @ ref)  # noqa: E731
-  to_target_thw = partial(_REFERENCES[target])
+
+  def distance_less_own_norm(reference):  # |p - c|^2 - |p|^2: compares references per pixel
+    return reference @ reference - 2 * (pixels @ reference)
+
+  to_target_thw = distance_less_own_norm(_REFERENCES[target])
   mask = to_target_thw + (pixels * pixels).sum(-1) <= tol ** 2
   for k, reference in enumerate(_REFERENCES):
     if k != target:
-      mask &= partial(reference) > to_target_thw
+      mask &= distance_less_own_norm(reference) > to_target_thw
   return mask
 
 

@@ -16,6 +16,7 @@ k the 6 (or 2) modulation rows, f frequency features.
 import dataclasses
 from typing import Any
 
+import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -140,7 +141,7 @@ class Block(nn.Module):
     h_ble = attention.dense(cfg.dim, ('mlp', 'embed'), name='ffn_out', **kw)(
         nn.gelu(h_ble, approximate=True))
     x_ble = x_ble + gate_m[:, None] * h_ble
-    return nn.with_logical_constraint(x_ble.astype(jnp.float32), _LENGTH), None
+    return nn.with_logical_constraint(x_ble, _LENGTH), None
 
 
 class DiT(nn.Module):
@@ -170,7 +171,7 @@ class DiT(nn.Module):
     modulation_be = attention.dense(
         6 * cfg.dim, ('embed', 'modulation'), name='time_projection',
         kernel_init=nn.initializers.zeros, **f32)(nn.silu(temb_be))
-    modulation_bke = modulation_be.reshape(-1, 6, cfg.dim)
+    modulation_bke = einops.rearrange(modulation_be, 'b (k e) -> b k e', k=6)
 
     context_bse = attention.dense(cfg.dim, ('text_embed', 'mlp'), name='text_in',
                                   kernel_init=small, **kw)(text_bsd.astype(dtype))

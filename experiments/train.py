@@ -1,0 +1,30 @@
+"""Trains a text-to-video DiT on the procedural world; resumes from WORKDIR's newest checkpoint.
+
+  python experiments/train.py --config configs/world.py --workdir outputs/run
+  python experiments/train.py --config configs/world.py:variant=S/2 --workdir outputs/s2 \
+      --config.train.steps=20000 --config.data.batch_size=64
+
+Writes WORKDIR/{config.json, checkpoints/<step>/, tb/, metrics.jsonl}. SIGTERM saves a
+checkpoint before exiting; running the same command again continues exactly.
+"""
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from videogen.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/world.py', 'Config file (`path:arg` passes arg to its get_config).',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, config.',
+                               required=True)
+
+
+def main(argv):
+  del argv
+  result = loop.train(_CONFIG.value, _WORKDIR.value)
+  print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints')
+
+
+if __name__ == '__main__':
+  app.run(main)
