@@ -8,6 +8,7 @@ curve.png and report.md with colour and direction adherence on train and held-ou
 """
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from videogen import demo
@@ -21,6 +22,7 @@ _MINUTES = flags.DEFINE_float('minutes', 12.0, 'Training wall-time budget of thi
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
   config.train.max_minutes = _MINUTES.value
   print('report:', demo.run(config, _OUT.value))

@@ -7,6 +7,7 @@ Scene contents and sizes come from the `world` section of the config (configs/wo
 """
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from videogen.data import preview
@@ -23,6 +24,7 @@ _SPLIT = flags.DEFINE_enum('split', 'train', ['train', 'held_out'],
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
   paths = preview.render_clips(world.WorldOptions.from_config(config.world), _OUT.value,
                                seed=config.seed, num_clips=_NUM_CLIPS.value, split=_SPLIT.value)

@@ -9,6 +9,7 @@ training clip's; any size the patch size divides works.
 """
 from absl import app
 from absl import flags
+from absl import logging
 
 from videogen import generate
 from videogen import media
@@ -33,6 +34,7 @@ _RAW = flags.DEFINE_bool('raw_weights', False, 'Use the raw weights instead of t
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value,
                                         use_ema=not _RAW.value)
   settings = generate.SampleSettings(steps=_STEPS.value, method=_METHOD.value,

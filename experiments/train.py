@@ -9,6 +9,7 @@ checkpoint before exiting; running the same command again continues exactly.
 """
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from videogen.train import loop
@@ -22,6 +23,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metric
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   result = loop.train(_CONFIG.value, _WORKDIR.value)
   print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints')
 

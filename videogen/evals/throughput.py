@@ -1,8 +1,20 @@
-"""Throughput of the input pipeline: clips/s and frames/s after warm-up."""
+"""Throughput: the input pipeline (clips/s), the train step (tokens/s, FLOP/s), the sampler."""
 import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
 
 from videogen.data import pipeline
 from videogen.data import world
+from videogen.diffusion import samplers
+from videogen.models import dit
+from videogen.models import patches
+from videogen.parallel import sharding
+from videogen.train import components
+from videogen.train import loop
+from videogen.train import step as step_lib
 
 
 def pipeline_rate(options: world.WorldOptions, *, batch_size: int, num_workers: int,
@@ -25,3 +37,81 @@ def pipeline_rate(options: world.WorldOptions, *, batch_size: int, num_workers: 
       'frames_per_s': clips * options.num_frames / seconds,
       'first_batch_s': startup,
   }
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  """Median wall time of fn() (which must block) after one warm-up call."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def matmul_rate(size: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
+  """This machine's dense matmul rate in FLOP/s: the ceiling that MFU is measured against."""
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  matmul = jax.jit(lambda x: x @ x)
+  return 2 * size ** 3 / _median_seconds(lambda: matmul(a).block_until_ready(), repeats)
+
+
+def _model_config(config, variant: str, shape_thw, patch, batch_size: int):
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.update(variant=variant, patch_size=tuple(patch))
+  config.world.update(num_frames=shape_thw[0], height=shape_thw[1], width=shape_thw[2])
+  config.data.batch_size = batch_size
+  return config
+
+
+def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
+                    repeats: int = 5) -> dict:
+  """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data."""
+  parts = components.build(_model_config(config, variant, shape_thw, patch, batch_size))
+  state = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
+                                        parts.rules)
+  null = [jnp.asarray(a) for a in parts.encoder.unconditional()]
+  step = step_lib.jit_train_step(
+      step_lib.make_train_step(loop.make_loss_fn(parts, *null, shift=parts.shift()),
+                               parts.optimizer, ema_decay=0.999,
+                               lr_schedule=parts.lr_schedule),
+      parts.state_shardings, sharding.batch_sharding(parts.mesh), parts.mesh, rules=parts.rules)
+  rng = np.random.default_rng(0)
+  text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
+  batch = sharding.shard_batch(
+      {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
+       'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh))
+  holder = {'state': state}
+
+  def run():
+    holder['state'], out = step(holder['state'], batch)
+    jax.block_until_ready(out)
+
+  seconds = _median_seconds(run, repeats)
+  tokens = patches.num_tokens(shape_thw, patch)
+  flops = 3 * batch_size * dit.flops_per_sample(parts.model.config, tokens,
+                                                parts.encoder.max_length)
+  return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)),
+          'patch': 'x'.join(map(str, patch)), 'tokens': tokens, 'batch': batch_size,
+          'params_M': dit.count_params(state.params) / 1e6, 'step_s': seconds,
+          'tokens_per_s': batch_size * tokens / seconds, 'gflops_per_s': flops / seconds / 1e9}
+
+
+def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
+                     repeats: int = 3) -> dict:
+  """Seconds per video, and the compiled loop's time over `steps` separate forward passes."""
+  parts = components.build(_model_config(config, variant, shape_thw, patch, 1))
+  params = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
+                                         parts.rules).ema_params
+  text, mask = (jnp.asarray(a) for a in parts.encoder.encode(['a red circle moves left']))
+  noise = jax.random.normal(jax.random.key(0), (1, *parts.shape))
+  forward = jax.jit(parts.apply)
+  t = jnp.full((1,), 0.5)
+  one = _median_seconds(lambda: forward(params, noise, t, text, mask).block_until_ready(),
+                        repeats)
+  sampler = samplers.make_sampler(parts.apply, steps=steps, method='euler', shift=1.0)
+  loop_s = _median_seconds(
+      lambda: sampler(params, noise, text, mask, None, None).block_until_ready(), repeats)
+  return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)), 'steps': steps,
+          'forward_s': one, 'sample_s': loop_s, 'overhead_pct': 100 * (loop_s / (steps * one) - 1)}

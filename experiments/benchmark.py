@@ -1,0 +1,58 @@
+"""Benchmarks the train step and the sampler against this machine's measured matmul rate.
+
+  python experiments/benchmark.py --out outputs/bench/model.json
+
+For each (variant, clip, patch): step time, tokens/s, achieved GFLOP/s and that as a share of the
+fp32 matmul rate measured in the same run (MFU on CPU); then sampling seconds per video and the
+compiled sampler loop's overhead over `steps` separate forward passes.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from videogen.evals import tables
+from videogen.evals import throughput
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config.',
+                                          lock_config=True)
+_OUT = flags.DEFINE_string('out', 'outputs/bench/model.json', 'Where the JSON results go.')
+_CASES = flags.DEFINE_list(
+    'cases', ['T/2:8x32x32:2x8x8:32', 'T/2:8x32x32:1x4x4:8', 'S/2:8x32x32:1x4x4:4',
+              'S/2:16x64x64:2x8x8:16'],
+    'variant:TxHxW:ptxphxpw:batch for each train-step case.')
+_SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')
+
+
+def _ints(text):
+  return tuple(int(v) for v in text.split('x'))
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  config = _CONFIG.value
+  peak = throughput.matmul_rate()
+  print(f'fp32 matmul 2048^2: {peak / 1e9:.1f} GFLOP/s')
+  train_rows, sampler_rows = [], []
+  for case in _CASES.value:
+    variant, clip, patch, batch = case.split(':')
+    row = throughput.train_step_rate(config, variant=variant, shape_thw=_ints(clip),
+                                     patch=_ints(patch), batch_size=int(batch))
+    row['mfu_pct'] = 100 * row['gflops_per_s'] * 1e9 / peak
+    train_rows.append(row)
+    print(row)
+    sampler_rows.append(throughput.sampler_overhead(
+        config, variant=variant, shape_thw=_ints(clip), patch=_ints(patch),
+        steps=_SAMPLER_STEPS.value))
+    print(sampler_rows[-1])
+  print(f'\nTrain step (fp32 matmul peak {peak / 1e9:.0f} GFLOP/s)\n')
+  print(tables.markdown_table(train_rows))
+  print('\nSampler\n')
+  print(tables.markdown_table(sampler_rows))
+  rows = [{'matmul_gflops_per_s': peak / 1e9}, *train_rows, *sampler_rows]
+  print('wrote', tables.write_results(_OUT.value, 'model', rows))
+
+
+if __name__ == '__main__':
+  app.run(main)
