@@ -52,6 +52,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.autoencoder = 'none'   # pixels through the same patch path until the VAE lands
 
   config.diffusion = ml_collections.ConfigDict(dict(
+      # What the DiT outputs: 'data' (clean x0, turned into a velocity) suits large pixel patches
+      # on a narrow model; 'velocity' is Wan's choice for latents.
+      prediction='data', min_t=0.05,
       t_mean=0.0, t_std=1.0,          # logit-normal timestep sampling
       base_shift=1.0, max_shift=3.0,  # timestep shift, interpolated on token count
       base_tokens=256, max_tokens=4096,

@@ -29,7 +29,8 @@ def test_resolution_shift_is_log_linear_in_tokens():
   assert flow.resolution_shift(256) == pytest.approx(1.0)
   assert flow.resolution_shift(4096) == pytest.approx(3.0)
   assert flow.resolution_shift(2176) == pytest.approx(np.sqrt(3.0))  # halfway: geometric mean
-  assert flow.resolution_shift(8192) > 3.0
+  assert flow.resolution_shift(8192) == pytest.approx(3.0)  # held beyond max_tokens
+  assert flow.resolution_shift(16) == pytest.approx(1.0)
   with pytest.raises(ValueError, match='num_tokens'):
     flow.resolution_shift(0)
   with pytest.raises(ValueError, match='positive'):

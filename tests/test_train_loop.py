@@ -56,6 +56,9 @@ def test_generator_samples_requested_shapes_and_writes_sidecars(trained_run, tmp
   assert sorted(p.suffix for p in paths) == ['.json', '.json', '.png', '.png']
   with pytest.raises(ValueError, match='height 30'):
     gen.generate(['x'], settings=generate.SampleSettings(height=30))
+  with pytest.raises(MemoryError, match='GiB'):
+    gen.generate(['x'], settings=generate.SampleSettings(num_frames=64, height=2048,
+                                                         width=2048))
 
 
 def test_missing_run_and_incompatible_config_are_clear_errors(trained_run, tmp_path):

@@ -7,7 +7,6 @@ Writes into `out_dir`:
   curve.png, report.md      the training curve and adherence scores (train / held-out prompts)
 Running it again resumes training from the newest checkpoint instead of starting over.
 """
-import dataclasses
 import pathlib
 
 import ml_collections
@@ -17,29 +16,8 @@ from videogen import media
 from videogen.data import world
 from videogen.evals import adherence
 from videogen.evals import curves
+from videogen.evals import prompts as prompts_lib
 from videogen.train import loop
-
-
-@dataclasses.dataclass(frozen=True)
-class Prompt:
-  text: str
-  scene: world.Scene
-  split: str   # 'train' (a combination seen in training) or 'held_out'
-  seed: int
-
-
-def demo_prompts(config: ml_collections.ConfigDict, *, num_train: int,
-                 num_held_out: int) -> list[Prompt]:
-  """Captions of fixed world scenes that training never rendered (a separate seed)."""
-  options = world.WorldOptions.from_config(config.world)
-  seed = config.seed + 10_000
-  splits = [('train', num_train)] + ([('held_out', num_held_out)] if options.held_out else [])
-  prompts = []
-  for split, count in splits:
-    for index in range(count):
-      scene = world.sample_scene(options, seed, index, split)
-      prompts.append(Prompt(world.caption(scene, seed + index), scene, split, index))
-  return prompts
 
 
 def _score_table(prompts, scores) -> str:
@@ -89,7 +67,8 @@ def run(config: ml_collections.ConfigDict, out_dir, *, num_train_prompts: int = 
   gen = generate.Generator.from_workdir(out / 'run')
   s = config.sample
   settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
-  prompts = demo_prompts(config, num_train=num_train_prompts, num_held_out=num_held_out_prompts)
+  prompts = prompts_lib.world_prompts(config, num_train=num_train_prompts,
+                                       num_held_out=num_held_out_prompts)
   texts, seeds = [p.text for p in prompts], [p.seed for p in prompts]
   videos = gen.generate(texts, seeds=seeds, settings=settings)
   gen.write(videos, texts, out / 'samples', seeds=seeds, settings=settings)

@@ -47,6 +47,14 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
+def available_bytes(device) -> int:
+  """Free memory of an accelerator, or the host's available memory for the CPU."""
+  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
+  if stats and 'bytes_limit' in stats:
+    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
+
+
 class Generator:
   """A restored model plus its text encoder; see the module docstring."""
 
@@ -103,8 +111,29 @@ class Generator:
       run = samplers.make_sampler(self.parts.apply, steps=settings.steps, method=settings.method,
                                   shift=self.parts.shift(noise_shape[1:]),
                                   cfg_scale=settings.cfg_scale)
+      self._check_memory(run, noise_shape)
       self._samplers[key] = run
     return self._samplers[key]
+
+  def _check_memory(self, run, noise_shape) -> None:
+    """Compiles ahead of time and fails with the bytes needed when the device lacks them."""
+    batch, length, dim = noise_shape[0], self.parts.encoder.max_length, self.parts.encoder.dim
+    spec = lambda shape, dtype=jnp.float32: jax.ShapeDtypeStruct(shape, dtype)
+    with jax.set_mesh(self.parts.mesh):
+      compiled = run.lower(self.params, spec(noise_shape), spec((batch, length, dim)),
+                           spec((batch, length), bool), spec((1, length, dim)),
+                           spec((1, length), bool)).compile()
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+      return
+    need = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes)
+    have = available_bytes(self.parts.mesh.devices.flat[0])
+    if need > have:
+      raise MemoryError(
+          f'sampling {batch} videos of {noise_shape[1:4]} needs {need / _BYTES_PER_GIB:.2f} GiB '
+          f'but {have / _BYTES_PER_GIB:.2f} GiB is free: sample fewer prompts at a time (about '
+          f'{max(1, int(batch * have / need))}) or a smaller size.')
 
   def write(self, videos: np.ndarray, prompts: list[str], out_dir, *, seeds: list[int],
             settings: SampleSettings, fps: float | None = None) -> list[pathlib.Path]:

@@ -23,15 +23,17 @@ def shift_t(t, shift: float):
 def resolution_shift(num_tokens: int, base_tokens: int = 256, base_shift: float = 1.0,
                      max_tokens: int = 4096, max_shift: float = 3.0) -> float:
   """The shift for `num_tokens`, as Flux computes it: mu = log(shift) is linear in the token
-  count through (base_tokens, log base_shift) and (max_tokens, log max_shift), extrapolated
-  beyond them, and shift = exp(mu). Defaults: no shift at 256 tokens, SD3's 3.0 at 4096."""
+  count through (base_tokens, log base_shift) and (max_tokens, log max_shift), held constant
+  beyond them (extrapolating would give 720p x 81 frames a shift of e^21), and shift = exp(mu).
+  Defaults: no shift at 256 tokens, SD3's 3.0 at 4096."""
   if num_tokens < 1 or not 0 < base_tokens < max_tokens:
     raise ValueError(f'tokens must satisfy 1 <= num_tokens ({num_tokens}) and 0 < base_tokens '
                      f'({base_tokens}) < max_tokens ({max_tokens}): pass positive, ordered counts.')
   if base_shift <= 0 or max_shift <= 0:
     raise ValueError(f'shifts {base_shift} and {max_shift} must be positive: use e.g. 1.0 and 3.0.')
   slope = (np.log(max_shift) - np.log(base_shift)) / (max_tokens - base_tokens)
-  return float(np.exp(np.log(base_shift) + slope * (num_tokens - base_tokens)))
+  tokens = min(max(num_tokens, base_tokens), max_tokens)
+  return float(np.exp(np.log(base_shift) + slope * (tokens - base_tokens)))
 
 
 def _per_sample(t_b, x):
@@ -77,3 +79,23 @@ def flow_matching_loss(apply_fn, params, x0, text, text_mask, rng, *, shift: flo
   weights = jnp.ones_like(x0, jnp.float32) if loss_mask is None else loss_mask
   per_sample = jax.vmap(loss)(pred, velocity, jnp.broadcast_to(weights, x0.shape))
   return loss(pred, velocity, weights), {'t': t_b, 'loss_per_sample': per_sample}
+
+
+PREDICTIONS = ('velocity', 'data')
+
+
+def as_velocity(prediction: str, out, x_t, t_b, min_t: float = 0.05):
+  """The velocity implied by a model output: itself ('velocity'), or, for a model that predicts
+  clean data x0 ('data'), v = (x_t - x0) / t with t clipped below at min_t.
+
+  Data prediction is what lets a narrow transformer denoise large pixel patches: clean patches
+  lie near a low-dimensional manifold a small width can represent, while noise (and so velocity)
+  fills every one of the patch's dimensions (Li & He, "Back to Basics: Let Denoising Generative
+  Models Denoise", 2025). Training still regresses velocity, so the loss and samplers are shared.
+  """
+  if prediction == 'velocity':
+    return out
+  if prediction != 'data':
+    raise ValueError(f'prediction {prediction!r} is unknown: use one of {PREDICTIONS}.')
+  t = _per_sample(jnp.maximum(t_b, min_t), x_t).astype(out.dtype)
+  return (x_t - out) / t

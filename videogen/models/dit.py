@@ -103,6 +103,7 @@ def timestep_embedding(t_b, dim: int):
 
 
 def _layer_norm(name: str, affine: bool = False, param_dtype: Any = jnp.float32):
+  """Wan's LayerNorm: eps 1e-6, computed in float32, learned scale and bias only if affine."""
   init = lambda base: nn.with_logical_partitioning(base, ('embed',))
   return nn.LayerNorm(epsilon=1e-6, use_bias=affine, use_scale=affine, dtype=jnp.float32,
                       param_dtype=param_dtype, scale_init=init(nn.initializers.ones),
@@ -110,6 +111,7 @@ def _layer_norm(name: str, affine: bool = False, param_dtype: Any = jnp.float32)
 
 
 def _modulate(x_ble, shift_be, scale_be):
+  """adaLN: per-sample scale and shift of normalised tokens."""
   return x_ble * (1 + scale_be[:, None]) + shift_be[:, None]
 
 

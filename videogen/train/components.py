@@ -50,8 +50,10 @@ class Components:
     return flow.resolution_shift(tokens, d.base_tokens, d.base_shift, d.max_tokens, d.max_shift)
 
   def apply(self, params, x_bthwc, t_b, text_bld, mask_bl):
-    """The DiT's velocity for plain (unboxed) params."""
-    return self.model.apply({'params': params}, x_bthwc, t_b, text_bld, mask_bl)
+    """The velocity at (x_t, t) for plain (unboxed) params, whatever the DiT predicts."""
+    out = self.model.apply({'params': params}, x_bthwc, t_b, text_bld, mask_bl)
+    d = self.config.diffusion
+    return flow.as_velocity(d.prediction, out, x_bthwc, t_b, d.min_t)
 
 
 def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
@@ -71,6 +73,9 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   model = dit.DiT(model_config)
   w = config.world
   patches.check_divisible((w.num_frames, w.height, w.width), model_config.patch_size)
+  if config.diffusion.prediction not in flow.PREDICTIONS:
+    raise ValueError(f'diffusion.prediction {config.diffusion.prediction!r} is unknown: use one '
+                     f'of {flow.PREDICTIONS}.')
   optimizer = state_lib.make_optimizer(config.optim)
 
   def init_fn():

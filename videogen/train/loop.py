@@ -4,6 +4,7 @@ Resumes from the newest checkpoint in `workdir/checkpoints` (state and data posi
 preempted or crashed run loses at most the steps since that checkpoint and continues exactly.
 """
 import dataclasses
+import functools
 import json
 import pathlib
 import time
@@ -14,8 +15,11 @@ import jax.numpy as jnp
 import ml_collections
 import tqdm
 
+from videogen import generate
+from videogen import media
 from videogen.data import pipeline
 from videogen.diffusion import flow
+from videogen.evals import prompts as prompts_lib
 from videogen.models import dit
 from videogen.models import patches
 from videogen.parallel import sharding
@@ -27,10 +31,26 @@ from videogen.train import step as step_lib
 from videogen.train import state as state_lib
 
 # Config sections a checkpoint must agree with to be resumed or sampled.
-COMPATIBLE_KEYS = ('model', 'text', 'autoencoder', 'world.height', 'world.width',
-                   'world.num_frames')
+COMPATIBLE_KEYS = ('model', 'text', 'autoencoder', 'diffusion.prediction', 'world.height',
+                   'world.width', 'world.num_frames')
 
 SampleHook = Callable[[int, state_lib.TrainState, components.Components], None]
+
+
+def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainState,
+                      parts: components.Components) -> None:
+  """The default sample hook: the config's prompt set from the EMA weights, as a captioned grid
+  in workdir/samples/<step>/grid.{mp4,png}."""
+  if jax.process_index() != 0:
+    return
+  s = parts.config.sample
+  prompts = prompts_lib.world_prompts(parts.config, num_train=s.num_samples, num_held_out=0)
+  gen = generate.Generator(parts, state.ema_params if s.use_ema else state.params, step)
+  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  texts = [p.text for p in prompts]
+  videos = gen.generate(texts, seeds=[p.seed for p in prompts], settings=settings)
+  media.write_grid(workdir / 'samples' / str(step) / 'grid', list(videos), texts,
+                   fps=parts.config.world.fps)
 
 
 @dataclasses.dataclass
@@ -77,8 +97,13 @@ def restore_or_init(parts: components.Components, ckpt: checkpoint.Checkpointer,
 
 def train(config: ml_collections.ConfigDict, workdir, *,
           sample_hook: SampleHook | None = None, progress: bool = True) -> TrainResult:
-  """Trains until config.train.steps or config.train.max_minutes; see the module docstring."""
+  """Trains until config.train.steps or config.train.max_minutes; see the module docstring.
+
+  Every config.train.sample_every steps (0: never) sample_hook(step, state, parts) runs;
+  by default it writes a captioned grid to workdir/samples/<step>/.
+  """
   workdir = pathlib.Path(workdir)
+  sample_hook = sample_hook or functools.partial(write_sample_grid, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   parts = components.build(config)
   tc = config.train
@@ -130,7 +155,7 @@ def train(config: ml_collections.ConfigDict, workdir, *,
         bar.set_postfix(loss=f'{scalars["loss"]:.4f}', refresh=False)
         window_start, window_steps = time.perf_counter(), 0
       ckpt.save(step, state, data_iter, config, force=last or stop_now)
-      if sample_hook and tc.sample_every and step % tc.sample_every == 0:
+      if tc.sample_every and step % tc.sample_every == 0:
         sample_hook(step, state, parts)
       if stop_now and not last:
         stopped_early = True

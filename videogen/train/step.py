@@ -4,6 +4,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 import optax
 
@@ -21,7 +22,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
   """train_step(state, batch) -> (state, metrics): gradients, update, EMA, and their norms.
 
   The step's randomness is fold_in(state.rng, state.step), so a resumed run draws the same noise.
-  ema_params ← ema_decay·ema_params + (1 − ema_decay)·params after every update.
+  ema_params ← d·ema_params + (1 − d)·params after every update, d = min(ema_decay,
+  (1 + step) / (10 + step)).
   """
 
   def train_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -29,7 +31,10 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema_params = optax.incremental_update(params, state.ema_params, step_size=1.0 - ema_decay)
+    # Warm-up (as TF's ExponentialMovingAverage with num_updates): the average forgets the
+    # random init within a few hundred steps instead of ~1/(1 - ema_decay).
+    decay = jnp.minimum(ema_decay, (1.0 + state.step) / (10.0 + state.step))
+    ema_params = optax.incremental_update(params, state.ema_params, step_size=1.0 - decay)
     step_metrics = {
         'loss': loss,
         'grad_norm': metrics_lib.tree_norm(grads),
