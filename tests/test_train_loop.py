@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import world as world_config
+from videogen import demo
 from videogen import generate
 from videogen import media
 from videogen.train import loop
@@ -86,3 +87,23 @@ def test_runners_train_then_sample_a_readable_mp4(tmp_path):
   mp4 = [line for line in out.splitlines() if line.endswith('.mp4')]
   assert len(mp4) == 1
   assert media.read_video(mp4[0]).shape == (4, 16, 16, 3)
+
+
+def test_export_holds_the_sampling_weights(trained_run, tmp_path):
+  gen = generate.Generator.from_workdir(trained_run)
+  exported = generate.Generator.from_workdir(gen.export(tmp_path / 'export', note='test'))
+  assert exported.step == gen.step
+  settings = generate.SampleSettings(steps=2, method='euler', cfg_scale=1.0)
+  np.testing.assert_array_equal(gen.generate(['a red circle'], settings=settings),
+                                exported.generate(['a red circle'], settings=settings))
+
+
+def test_main_job_writes_samples_grids_and_report(tmp_path):
+  report = demo.run(tiny_config(steps=2), tmp_path, reference=None, num_train_prompts=2,
+                    num_held_out_prompts=1, progress=False)
+  text = report.read_text()
+  assert 'held_out' in text and 'colour present' in text
+  mp4s = sorted((tmp_path / 'samples').glob('*.mp4'))
+  assert len(mp4s) == 3 and all(p.with_suffix('.json').exists() for p in mp4s)
+  for name in ('grid.mp4', 'grid.png', 'truth_grid.png', 'curve.png'):
+    assert (tmp_path / name).stat().st_size > 0

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from videogen import media
 from videogen.diffusion import samplers
@@ -65,11 +66,21 @@ class Generator:
   @classmethod
   def from_workdir(cls, workdir, *, step: int | None = None, use_ema: bool = True,
                    devices=None) -> 'Generator':
-    """Restores `step` (default: newest) of the run in `workdir` onto `devices` (default: one)."""
+    """Restores `step` (default: newest) of the run in `workdir` onto `devices` (default: one).
+
+    `workdir` is a training run (config.json + checkpoints/) or a folder written by `export`
+    (config.json + params/ + export.json), which holds only the sampling weights.
+    """
     config = load_config(workdir)
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
     config.data.batch_size = 1
     parts = components.build(config, devices=devices or jax.devices()[:1])
+    exported = pathlib.Path(workdir) / 'params'
+    if exported.is_dir():
+      abstract = parts.abstract_state.ema_params
+      params = ocp.StandardCheckpointer().restore(exported.absolute(), abstract)
+      info = json.loads((pathlib.Path(workdir) / 'export.json').read_text())
+      return cls(parts, params, info['step'])
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
     step = step if step is not None else ckpt.latest_step()
     if step is None:
@@ -78,6 +89,19 @@ class Generator:
     state = ckpt.restore(parts.abstract_state, step=step)
     ckpt.close()
     return cls(parts, state.ema_params if use_ema else state.params, step)
+
+  def export(self, out_dir, **info) -> pathlib.Path:
+    """Writes the sampling weights alone (no optimizer state): config.json, params/ (Orbax) and
+    export.json (the step plus `info`, e.g. the command and git revision). `from_workdir` reads
+    it back."""
+    out = pathlib.Path(out_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'config.json').write_text(self.parts.config.to_json_best_effort(indent=1))
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(out / 'params', self.params, force=True)
+    checkpointer.wait_until_finished()
+    media.write_json(out / 'export.json', {'step': self.step, **info})
+    return out
 
   def shape(self, settings: SampleSettings) -> tuple[int, int, int, int]:
     """(T, H, W, C) to sample; checks the patch size divides it."""
