@@ -18,8 +18,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base co
                                           lock_config=True)
 _OUT = flags.DEFINE_string('out', 'outputs/bench/model.json', 'Where the JSON results go.')
 _CASES = flags.DEFINE_list(
-    'cases', ['T/2:8x32x32:2x8x8:32', 'T/2:8x32x32:1x4x4:8', 'S/2:8x32x32:1x4x4:4',
-              'S/2:16x64x64:2x8x8:16'],
+    'cases', ['T/2:8x32x32:2x8x8:32', 'T/2:8x32x32:1x4x4:8', 'S/2:8x64x64:2x4x4:4',
+              'S/2:16x64x64:2x4x4:2'],
     'variant:TxHxW:ptxphxpw:batch for each train-step case.')
 _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')
 

@@ -12,7 +12,7 @@ from videogen.evals import tables
 from videogen.evals import throughput
 
 _OUT = flags.DEFINE_string('out', 'outputs/bench/data.json', 'Where the JSON results go.')
-_SHAPES = flags.DEFINE_list('shapes', ['64x64x17', '256x256x33'], 'Clip sizes HxWxT.')
+_SHAPES = flags.DEFINE_list('shapes', ['32x32x8', '64x64x17', '256x256x33'], 'Clip sizes HxWxT.')
 _WORKERS = flags.DEFINE_list('workers', ['0', '1', '2'], 'Worker process counts to try.')
 _BATCH = flags.DEFINE_integer('batch_size', 8, 'Clips per batch.')
 _BATCHES = flags.DEFINE_integer('num_batches', 10, 'Batches timed per setting.')
