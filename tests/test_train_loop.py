@@ -69,6 +69,7 @@ def test_missing_run_and_incompatible_config_are_clear_errors(trained_run, tmp_p
   changed.model.patch_size = (1, 4, 4)
   with pytest.raises(ValueError, match='model.patch_size'):
     loop.train(changed, trained_run, progress=False)
+  assert generate.load_config(trained_run).model.patch_size == [1, 8, 8]  # left untouched
 
 
 def _run(*args):

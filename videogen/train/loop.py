@@ -107,13 +107,13 @@ def train(config: ml_collections.ConfigDict, workdir, *,
   workdir.mkdir(parents=True, exist_ok=True)
   parts = components.build(config)
   tc = config.train
-  write_config(config, workdir)
 
   data_iter = iter(pipeline.world_dataset_from_config(
       config, shard_index=jax.process_index(), shard_count=jax.process_count()))
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,
                                  save_interval_steps=tc.checkpoint_every)
   state = restore_or_init(parts, ckpt, data_iter)
+  write_config(config, workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
   null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
