@@ -40,8 +40,15 @@ def test_resume_is_bit_identical(tmp_path):
 @pytest.fixture(scope='module')
 def trained_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('run')
-  loop.train(tiny_config(steps=2), workdir, progress=False)
+  config = tiny_config(steps=2)
+  config.train.sample_every = 2
+  loop.train(config, workdir, progress=False)
   return workdir
+
+
+def test_sample_hook_writes_a_grid(trained_run):
+  grid = media.read_video(trained_run / 'samples' / '2' / 'grid.mp4')
+  assert grid.shape[0] == 2 and grid.shape[-1] == 3
 
 
 def test_generator_samples_requested_shapes_and_writes_sidecars(trained_run, tmp_path):

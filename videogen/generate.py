@@ -1,8 +1,9 @@
 """The public sampling API: restore a trained run and turn prompts into videos.
 
-  gen = Generator.from_workdir('outputs/run')
-  videos = gen.generate(['A red circle drifts to the right.'], seeds=[0])   # uint8 [B, T, H, W, 3]
-  gen.write(videos, prompts, 'outputs/samples')                          # mp4 + JSON sidecars
+  gen = Generator.from_workdir('outputs/run')          # or an export, e.g. reference/world_t2
+  prompts, settings = ['A red circle drifts to the right.'], SampleSettings(steps=25)
+  videos = gen.generate(prompts, seeds=[0], settings=settings)   # uint8 [B, T, H, W, 3]
+  gen.write(videos, prompts, 'outputs/samples', seeds=[0], settings=settings)  # mp4 + sidecars
 
 Sampling runs on one device by default, whatever mesh the run trained on: the checkpoint is
 restored onto a 1-device mesh. The sampler loop is compiled once per (shape, steps, method,
