@@ -14,7 +14,6 @@ from videogen.models import patches
 from videogen.parallel import sharding
 from videogen.train import components
 from videogen.train import loop
-from videogen.train import step as step_lib
 
 
 def pipeline_rate(options: world.WorldOptions, *, batch_size: int, num_workers: int,
@@ -71,12 +70,7 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
   parts = components.build(_model_config(config, variant, shape_thw, patch, batch_size))
   state = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
                                         parts.rules)
-  null = [jnp.asarray(a) for a in parts.encoder.unconditional()]
-  step = step_lib.jit_train_step(
-      step_lib.make_train_step(loop.make_loss_fn(parts, *null, shift=parts.shift()),
-                               parts.optimizer, ema_decay=0.999,
-                               lr_schedule=parts.lr_schedule),
-      parts.state_shardings, sharding.batch_sharding(parts.mesh), parts.mesh, rules=parts.rules)
+  step = loop.make_sharded_train_step(parts)
   rng = np.random.default_rng(0)
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
   batch = sharding.shard_batch(

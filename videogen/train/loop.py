@@ -62,9 +62,11 @@ class TrainResult:
   stopped_early: bool  # by the time budget or a signal, before train.steps
 
 
-def make_loss_fn(parts: components.Components, null_text, null_mask, *, shift: float):
+def make_loss_fn(parts: components.Components):
   """loss_fn(params, batch, rng) for the train step: flow matching with text dropout for CFG."""
   cfg = parts.config
+  null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
+  shift = parts.shift()
 
   def loss_fn(params, batch, rng):
     drop_rng, flow_rng = jax.random.split(rng)
@@ -78,6 +80,15 @@ def make_loss_fn(parts: components.Components, null_text, null_mask, *, shift: f
     return loss, {}
 
   return loss_fn
+
+
+def make_sharded_train_step(parts: components.Components) -> step_lib.StepFn:
+  """The jitted, donated train step on parts.mesh (what `train` and the benchmark run)."""
+  return step_lib.jit_train_step(
+      step_lib.make_train_step(make_loss_fn(parts), parts.optimizer,
+                               ema_decay=parts.config.optim.ema_decay,
+                               lr_schedule=parts.lr_schedule),
+      parts.state_shardings, sharding.batch_sharding(parts.mesh), parts.mesh, rules=parts.rules)
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -116,13 +127,8 @@ def train(config: ml_collections.ConfigDict, workdir, *,
   write_config(config, workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
-  null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
-  loss_fn = make_loss_fn(parts, null_text, null_mask, shift=parts.shift())
   batch_sharding = sharding.batch_sharding(parts.mesh)
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(loss_fn, parts.optimizer, ema_decay=config.optim.ema_decay,
-                               lr_schedule=parts.lr_schedule),
-      parts.state_shardings, batch_sharding, parts.mesh, rules=parts.rules)
+  train_step = make_sharded_train_step(parts)
 
   tokens = patches.num_tokens(parts.shape[:3], parts.model.config.patch_size)
   flops_per_step = 3 * config.data.batch_size * dit.flops_per_sample(
