@@ -1,7 +1,8 @@
 """The main job: train the default CPU model on the world (resuming), then sample and report.
 
   python experiments/main.py                       # about 12 minutes of training on 2 cores
-  python experiments/main.py --minutes 60          # a longer budget (continues the same run)
+  # longer (continues the same run):
+  python experiments/main.py --minutes 60 --config.train.steps=12000 --config.optim.total_steps=12000
 
 Writes outputs/demo/: samples (mp4 + JSON sidecar per prompt), grid.mp4/png, truth_grid.*,
 curve.png and report.md with colour and direction adherence on train and held-out prompts.
@@ -17,7 +18,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Config 
                                           lock_config=True)
 _OUT = flags.DEFINE_string('out', 'outputs/demo', 'Output folder (holds the run too).')
 _MINUTES = flags.DEFINE_float('minutes', 12.0, 'Training wall-time budget of this invocation '
-                              '(training also stops at config.train.steps).')
+                              '(training also stops at config.train.steps: raise it, and '
+                              'config.optim.total_steps, to train longer).')
 
 
 def main(argv):
