@@ -9,6 +9,7 @@ import pytest
 from videogen import media
 from videogen.data import preview
 from videogen.data import world
+from videogen.data import world_source
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OPTIONS = world.WorldOptions(height=16, width=24, num_frames=3, fps=6.0)
@@ -20,7 +21,8 @@ def test_render_clips_writes_videos_sidecars_and_grid(tmp_path):
   assert names == ['clip_00000.gif', 'clip_00000.json', 'clip_00000.mp4', 'clip_00001.gif',
                    'clip_00001.json', 'clip_00001.mp4', 'grid.mp4', 'grid.png']
   sidecar = json.loads((tmp_path / 'clip_00001.json').read_text())
-  assert sidecar['caption'] == world.caption(world.sample_scene(OPTIONS, 1, 1), 1)
+  # The sidecar's caption is the one training reads for the same clip.
+  assert sidecar['caption'] == world_source.WorldSource(OPTIONS, seed=1)[1]['caption']
   assert len(sidecar['truth']['objects'][0]['centre']) == 3
   frames, _ = world.render(world.sample_scene(OPTIONS, 1, 0), 16, 24, 3, 6.0)
   assert (media.read_video(tmp_path / 'clip_00000.gif') == frames).all()  # gif is lossless

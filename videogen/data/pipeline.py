@@ -13,9 +13,6 @@ import numpy as np
 from videogen.data import world
 from videogen.data import world_source
 
-TRAIN_KEYS = ('video', 'caption')
-
-
 @dataclasses.dataclass(frozen=True)
 class ToTrainRecord(grain.transforms.Map):
   """Keeps what training reads and maps uint8 pixels to float32 in [-1, 1]."""

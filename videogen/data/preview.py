@@ -37,7 +37,7 @@ def render_clips(options: world.WorldOptions, out_dir, *, seed: int, num_clips: 
     scene = world.sample_scene(options, seed, index, split)
     frames, truth = world.render(scene, options.height, options.width, options.num_frames,
                                  options.fps)
-    text = world.caption(scene, seed)
+    text = world.clip_caption(scene, seed, index)
     name = f'clip_{index:05d}'
     for fmt in formats:
       written.append(media.write_video(out / f'{name}.{fmt}', frames, fps=options.fps))

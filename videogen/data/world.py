@@ -282,6 +282,12 @@ def caption(scene: Scene, seed: int) -> str:
   return captions.describe(scene, np.random.default_rng(seed))
 
 
+def clip_caption(scene: Scene, seed: int, index: int) -> str:
+  """The caption of clip `index` of a seed, phrasing drawn from (seed, index): what the training
+  pipeline reads and what rendered previews record, so both say the same for the same clip."""
+  return caption(scene, int(np.random.SeedSequence((seed, index)).generate_state(1)[0]))
+
+
 def parse_prompt(text: str) -> list[dict]:
   """Best-effort inverse of `caption`: per object mentioned, its colour, kind, digit, motion,
   direction and speed (None where the text does not say)."""

@@ -1,8 +1,6 @@
 """A Grain random-access source of procedural world clips: record i is scene i of a split."""
 import json
 
-import numpy as np
-
 from videogen.data import world
 
 
@@ -35,8 +33,7 @@ class WorldSource:
     o = self.options
     scene = world.sample_scene(o, self.seed, index, self.split)
     video, _ = world.render(scene, o.height, o.width, o.num_frames, o.fps)
-    caption_seed = int(np.random.SeedSequence((self.seed, index)).generate_state(1)[0])
-    return {'video': video, 'caption': world.caption(scene, caption_seed),
+    return {'video': video, 'caption': world.clip_caption(scene, self.seed, index),
             'scene': json.dumps(scene.to_dict()), 'index': index}
 
   def __repr__(self) -> str:
