@@ -1,0 +1,59 @@
+"""A Grain random-access source over any TFDS dataset stored as ArrayRecord, without TensorFlow.
+
+Records come out like FolderSource's: {'video' uint8 [T, H, W, 3], 'caption' str, 'index'}, cut
+to the target clip with clips.sample_clip, plus the dataset's other fields (bytes become str).
+"""
+import numpy as np
+import tensorflow_datasets as tfds
+
+from videogen.data import clips
+
+
+class TfdsSource:
+  """Clips of TFDS split `split`, resampled and cropped only where the stored clip differs.
+
+  `name_or_builder` is a registered name such as 'world_tfds/tiny' or a prepared builder; the
+  dataset must already be prepared in ArrayRecord format (TFRecord needs TensorFlow). The stored
+  frame rate is the record's 'fps' field, else `source_fps`; a 3-D `video_key` field is an
+  image, a 1-frame video. `caption_key=None` gives empty captions.
+  """
+
+  def __init__(self, name_or_builder, split: str, *, num_frames: int, height: int, width: int,
+               data_dir=None, fps: float | None = None, source_fps: float | None = None,
+               seed: int = 0, video_key: str = 'video', caption_key: str | None = 'caption'):
+    clips.check_target(num_frames, height, width, fps)
+    if isinstance(name_or_builder, str):
+      self.data = tfds.data_source(name_or_builder, split=split, data_dir=data_dir,
+                                   download=False)
+    else:
+      self.data = name_or_builder.as_data_source(split=split)
+    features = self.data.dataset_info.features
+    if video_key not in features or (caption_key and caption_key not in features):
+      raise ValueError(f'video_key={video_key!r} or caption_key={caption_key!r} is not a field '
+                       f'of this dataset ({", ".join(features)}); pass the right keys.')
+    self.num_frames, self.height, self.width, self.fps = num_frames, height, width, fps
+    self.source_fps, self.seed = source_fps, seed
+    self.video_key, self.caption_key = video_key, caption_key
+
+  def __len__(self) -> int:
+    return len(self.data)
+
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    if not 0 <= index < len(self.data):
+      raise IndexError(f'index={index} is outside this split of {len(self.data)} records.')
+    stored = {k: v.decode() if isinstance(v, bytes) else v for k, v in self.data[index].items()}
+    source_fps = float(stored['fps']) if 'fps' in stored else self.source_fps
+    if self.fps is not None and source_fps is None:
+      raise ValueError(f'fps={self.fps} needs the stored frame rate: this dataset has no fps '
+                       'field, so pass source_fps=<its frame rate> or fps=None.')
+    video = clips.sample_clip(np.asarray(stored.pop(self.video_key)), num_frames=self.num_frames,
+                              height=self.height, width=self.width, source_fps=source_fps,
+                              fps=self.fps, seed=self.seed, index=index)
+    caption = stored.pop(self.caption_key) if self.caption_key else ''
+    return {**stored, 'video': video, 'caption': caption, 'index': index}
+
+  def __repr__(self) -> str:
+    return (f'TfdsSource({self.data.dataset_info.full_name}, {len(self)} records, '
+            f'num_frames={self.num_frames}, height={self.height}, width={self.width}, '
+            f'fps={self.fps}, seed={self.seed})')
