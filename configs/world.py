@@ -60,6 +60,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       base_tokens=256, max_tokens=4096,
   ))
 
+  # One model for every prompting task: the DiT also sees given frames (image-to-video,
+  # extension, connecting videos, keyframes). Each training example draws a task with these
+  # weights; see videogen/diffusion/conditioning.py.
+  config.conditioning = ml_collections.ConfigDict(dict(
+      enabled=True,
+      tasks=dict(text=0.5, first=0.15, first_k=0.1, last_k=0.1, first_last=0.1, random=0.05),
+  ))
+
   config.optim = ml_collections.ConfigDict(dict(
       learning_rate=1e-3, warmup_steps=100, total_steps=3000, end_lr_factor=0.1,
       weight_decay=0.0, b1=0.9, b2=0.99, grad_clip=1.0, ema_decay=0.999,

@@ -73,23 +73,50 @@ def test_guidance_is_one_batched_pass_and_scale_one_is_conditional():
   cond = linear_model(0.5, x, t, text, mask)
   uncond = linear_model(0.5, x, t, jnp.broadcast_to(null_text, text.shape),
                         jnp.broadcast_to(null_mask, mask.shape))
-  np.testing.assert_allclose(
-      samplers.guided_velocity(counted, 0.5, text, mask, None, None, 1.0)(x, t), cond)
-  guided = samplers.guided_velocity(counted, 0.5, text, mask, null_text, null_mask, 4.0)(x, t)
-  np.testing.assert_allclose(guided, uncond + 4.0 * (cond - uncond), rtol=1e-5)
+  branches = [(text, mask), (null_text, null_mask)]
+  plain = samplers.guided_velocity(counted, 0.5, branches, samplers.guidance_weights(1.0))
+  np.testing.assert_allclose(plain(x, t), cond)
+  guided = samplers.guided_velocity(counted, 0.5, branches, samplers.guidance_weights(4.0))
+  np.testing.assert_allclose(guided(x, t), uncond + 4.0 * (cond - uncond), rtol=1e-5, atol=1e-6)
   assert calls == [2, 4]  # scale 1: cond only; otherwise one pass over [cond; uncond]
 
 
-def test_sampler_compiles_once_per_shape():
+def test_text_and_frame_guidance_combine_three_branches():
+  x, t = jnp.ones((2, 5)), jnp.array([0.3, 0.6])
+  v_both, v_frames, v_none = 2.0 * x, 5.0 * x, -1.0 * x
+  model = lambda params, x, t_b, scale: scale[:, None] * x
+  branches = [(jnp.full((2,), 2.0),), (jnp.full((2,), 5.0),), (jnp.full((1,), -1.0),)]
+  text_scale, frame_scale = 3.0, 2.0
+  velocity_fn = samplers.guided_velocity(
+      model, None, branches, samplers.guidance_weights(text_scale, frame_scale))
+  expected = v_none + frame_scale * (v_frames - v_none) + text_scale * (v_both - v_frames)
+  np.testing.assert_allclose(velocity_fn(x, t), expected, rtol=1e-6)
+  assert samplers.guidance_weights(2.0, 1.0)[2] == 0  # frame scale 1: the third branch drops
+
+
+def test_sampler_compiles_once_per_shape_and_strength():
   traces = []
   counted = lambda *args: traces.append(1) or linear_model(*args)
-  sampler = samplers.make_sampler(counted, steps=5, method='heun', shift=2.0, cfg_scale=3.0)
+  sampler = samplers.make_sampler(counted, steps=5, method='heun', shift=2.0,
+                                  weights=samplers.guidance_weights(3.0))
   text, mask, null_text, null_mask = prompts()
-  first = sampler(0.1, jnp.ones((2, 5)), text, mask, null_text, null_mask)
+  branches = [(text, mask), (null_text, null_mask)]
+  first = sampler(0.1, jnp.ones((2, 5)), branches, init=jnp.ones((2, 5)), strength=0.3)
   traced = len(traces)
-  second = sampler(0.2, jnp.zeros((2, 5)), text + 1.0, mask, null_text, null_mask)
+  second = sampler(0.2, jnp.zeros((2, 5)), [(text + 1.0, mask), (null_text, null_mask)],
+                   init=jnp.ones((2, 5)), strength=0.7)
   assert traced > 0 and len(traces) == traced
   assert not np.allclose(first, second)
+
+
+def test_sdedit_strength_zero_returns_the_input_and_one_ignores_it():
+  sampler = samplers.make_sampler(linear_model, steps=4, method='euler')
+  text, mask, _, _ = prompts()
+  init, noise = jnp.full((2, 5), 0.25), jax.random.normal(jax.random.key(4), (2, 5))
+  np.testing.assert_array_equal(sampler(0.5, noise, [(text, mask)], init=init, strength=0.0),
+                                init)
+  np.testing.assert_allclose(sampler(0.5, noise, [(text, mask)], init=init, strength=1.0),
+                             sampler(0.5, noise, [(text, mask)]), rtol=1e-6)
 
 
 def test_tiny_dit_samples_with_guidance():
@@ -101,8 +128,9 @@ def test_tiny_dit_samples_with_guidance():
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda a: jnp.asarray(0.1 * rng.standard_normal(a.shape), a.dtype),
                         nn.unbox(shapes))
-  sampler = samplers.make_sampler(model.apply, steps=3, method='ab2', shift=3.0, cfg_scale=5.0)
-  x0 = sampler(params, noise, text, mask, null_text, null_mask)
+  sampler = samplers.make_sampler(model.apply, steps=3, method='ab2', shift=3.0,
+                                  weights=samplers.guidance_weights(5.0))
+  x0 = sampler(params, noise, [(text, mask), (null_text, null_mask)])
   assert x0.shape == noise.shape and x0.dtype == jnp.float32 and bool(jnp.isfinite(x0).all())
   assert not np.allclose(x0, noise)
 
@@ -114,8 +142,11 @@ def test_bad_settings_raise_clear_errors():
   with pytest.raises(ValueError, match='steps 0'):
     samplers.make_sampler(linear_model, steps=0)
   with pytest.raises(ValueError, match='guidance scale -1'):
-    samplers.make_sampler(linear_model, steps=4, cfg_scale=-1.0)
+    samplers.guidance_weights(-1.0)
   text, mask, _, _ = prompts()
   with pytest.raises(ValueError, match='pad the null prompt'):
-    samplers.guided_velocity(linear_model, 1.0, text, mask, jnp.zeros((1, 5, 4)),
-                             jnp.ones((1, 5), bool), 2.0)
+    samplers.guided_velocity(linear_model, 1.0, [(text, mask), (jnp.zeros((1, 5, 4)),
+                                                                jnp.ones((1, 5), bool))],
+                             samplers.guidance_weights(2.0))
+  with pytest.raises(ValueError, match='2 guidance branches for 1 weights'):
+    samplers.guided_velocity(linear_model, 1.0, [(text, mask)] * 2, (1.0,))

@@ -1,4 +1,5 @@
 """The training loop, sampling API and runners end to end on the tiny (runlocal) config."""
+import json
 import os
 import pathlib
 import subprocess
@@ -35,15 +36,6 @@ def test_resume_is_bit_identical(tmp_path):
   rows = loop.read_metrics(tmp_path / 'resumed')
   assert [r['step'] for r in rows] == [1, 2, 3, 4]
   assert all(np.isfinite(r['loss']) and r['tokens_per_s'] > 0 for r in rows)
-
-
-@pytest.fixture(scope='module')
-def trained_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('run')
-  config = tiny_config(steps=2)
-  config.train.sample_every = 2
-  loop.train(config, workdir, progress=False)
-  return workdir
 
 
 def test_sample_hook_writes_a_grid(trained_run):
@@ -95,6 +87,13 @@ def test_runners_train_then_sample_a_readable_mp4(tmp_path):
   mp4 = [line for line in out.splitlines() if line.endswith('.mp4')]
   assert len(mp4) == 1
   assert media.read_video(mp4[0]).shape == (4, 16, 16, 3)
+  out = _run('experiments/sample.py', f'--workdir={tmp_path}', '--prompt=a blue square moves up',
+             '--task=extend', f'--video={mp4[0]}', '--frames=3', '--direction=backward',
+             '--steps=2', f'--out={tmp_path}/e')
+  extended = [line for line in out.splitlines() if line.endswith('.mp4')]
+  assert media.read_video(extended[0]).shape == (7, 16, 16, 3)
+  sidecar = json.loads(pathlib.Path(extended[0]).with_suffix('.json').read_text())
+  assert sidecar['task'] == 'extend'
 
 
 def test_export_holds_the_sampling_weights(trained_run, tmp_path):

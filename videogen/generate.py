@@ -34,7 +34,9 @@ class SampleSettings:
   """How a video is sampled; recorded beside every output."""
   steps: int = 25
   method: str = 'heun'
-  cfg_scale: float = 4.0
+  cfg_scale: float = 4.0          # text guidance
+  frame_cfg_scale: float = 1.0    # guidance on given frames (1: none; used only when given)
+  strength: float = 1.0           # SDEdit: how far an init video is noised (1: ignore it)
   num_frames: int | None = None   # None: the training clip's size
   height: int | None = None
   width: int | None = None
@@ -55,6 +57,23 @@ def available_bytes(device) -> int:
   if stats and 'bytes_limit' in stats:
     return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
+
+
+def _as_model_video(video, shape, name: str):
+  """uint8 [B, T, H, W, 3] -> float32 in [-1, 1] of exactly `shape`, or a clear error."""
+  video = np.asarray(video)
+  if video.shape != tuple(shape) or video.dtype != np.uint8:
+    raise ValueError(f'{name} of shape {video.shape} and dtype {video.dtype} must be uint8 '
+                     f'{tuple(shape)}: resize them with videogen.prompting.load_video.')
+  return jnp.asarray(video, jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def _check_mask(mask, shape):
+  """bool [B, T] frame mask of exactly `shape`, or a clear error."""
+  if mask is None or np.shape(mask) != tuple(shape):
+    raise ValueError(f'frame_mask of shape {np.shape(mask)} must be bool {tuple(shape)}: one '
+                     'flag per frame, True where the frame is given.')
+  return jnp.asarray(mask, bool)
 
 
 class Generator:
@@ -112,67 +131,101 @@ class Generator:
     return shape
 
   def generate(self, prompts: list[str], *, seeds: list[int] | None = None,
-               settings: SampleSettings = SampleSettings()) -> np.ndarray:
-    """uint8 videos [B, T, H, W, 3], one per prompt; seed i fixes video i's noise."""
+               settings: SampleSettings = SampleSettings(), frames=None, frame_mask=None,
+               init=None) -> np.ndarray:
+    """uint8 videos [B, T, H, W, 3], one per prompt; seed i fixes video i's noise.
+
+    frames (uint8 [B, T, H, W, 3]) with frame_mask (bool [B, T]) give frames the video must
+    contain (a frame-conditioned model); init (uint8 [B, T, H, W, 3]) is the video SDEdit
+    starts from at settings.strength. See videogen/prompting.py for the tasks built on these.
+    """
     if not prompts:
       raise ValueError('no prompts given: pass at least one prompt (an empty string is the '
                        'unconditional prompt).')
     seeds = list(range(len(prompts))) if seeds is None else list(seeds)
     if len(seeds) != len(prompts):
       raise ValueError(f'{len(seeds)} seeds for {len(prompts)} prompts: give one seed each.')
+    if not 0 <= settings.strength <= 1:
+      raise ValueError(f'strength {settings.strength} is outside [0, 1]: 0 returns the input, '
+                       '1 ignores it; use e.g. 0.6.')
     shape = self.shape(settings)
+    batch_shape = (len(prompts), *shape)
     text_bld, mask_bl = self.parts.encoder.encode(prompts)
-    null_ld, null_mask_l = self.parts.encoder.unconditional()
+    null_ld, null_mask_l = (a[None] for a in self.parts.encoder.unconditional())
     noise = jnp.stack([jax.random.normal(jax.random.key(s), shape) for s in seeds])
-    run = self._sampler(settings, noise.shape)
+    given = None
+    if frames is not None:
+      given = (_as_model_video(frames, batch_shape, 'frames'),
+               _check_mask(frame_mask, batch_shape[:2]))
+    branches = self._branches(text_bld, mask_bl, null_ld, null_mask_l, given)
+    weights = samplers.guidance_weights(
+        settings.cfg_scale, settings.frame_cfg_scale if given else None)
+    kwargs = {}
+    if given:
+      kwargs.update(frames=given[0], frame_mask=given[1])
+    if init is not None:
+      kwargs.update(init=_as_model_video(init, batch_shape, 'init'),
+                    strength=jnp.float32(settings.strength))
+    run = self._sampler(settings, weights, noise, branches, kwargs)
     with jax.set_mesh(self.parts.mesh):
-      x0 = run(self.params, noise, text_bld, mask_bl, null_ld[None], null_mask_l[None])
+      x0 = run(self.params, noise, branches, **kwargs)
     return media.to_uint8(np.asarray(x0))
 
-  def _sampler(self, settings: SampleSettings, noise_shape):
-    """The compiled sampler for this shape and settings; raises if it cannot fit in memory."""
-    key = (noise_shape, settings.steps, settings.method, settings.cfg_scale)
+  def _branches(self, text, mask, null_text, null_mask, given):
+    """Model inputs of the guidance branches: [text (+ frames), no text (+ frames), nothing]."""
+    if not given:
+      return [(text, mask), (null_text, null_mask)]
+    frames, frame_mask = given
+    nothing = (jnp.zeros_like(frames[:1]), jnp.zeros_like(frame_mask[:1]))
+    return [(text, mask, *given), (null_text, null_mask, *given), (null_text, null_mask,
+                                                                    *nothing)]
+
+  def _sampler(self, settings: SampleSettings, weights, noise, branches, kwargs):
+    """The compiled sampler for these shapes and settings; raises if it cannot fit in memory."""
+    signature = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)),
+                             (noise, branches, kwargs))
+    key = (settings.steps, settings.method, weights, str(signature))
     if key not in self._samplers:
       run = samplers.make_sampler(self.parts.apply, steps=settings.steps, method=settings.method,
-                                  shift=self.parts.shift(noise_shape[1:]),
-                                  cfg_scale=settings.cfg_scale)
-      self._check_memory(run, noise_shape)
+                                  shift=self.parts.shift(noise.shape[1:]), weights=weights)
+      self._check_memory(run, noise, branches, kwargs)
       self._samplers[key] = run
     return self._samplers[key]
 
-  def _check_memory(self, run, noise_shape) -> None:
+  def _check_memory(self, run, noise, branches, kwargs) -> None:
     """Compiles ahead of time and fails with the bytes needed when the device lacks them."""
-    batch, length, dim = noise_shape[0], self.parts.encoder.max_length, self.parts.encoder.dim
-    spec = lambda shape, dtype=jnp.float32: jax.ShapeDtypeStruct(shape, dtype)
+    spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
     with jax.set_mesh(self.parts.mesh):
-      compiled = run.lower(self.params, spec(noise_shape), spec((batch, length, dim)),
-                           spec((batch, length), bool), spec((1, length, dim)),
-                           spec((1, length), bool)).compile()
+      compiled = run.lower(self.params, *jax.tree.map(spec, (noise, branches)),
+                           **jax.tree.map(spec, kwargs)).compile()
     analysis = compiled.memory_analysis()
     if analysis is None:
       return
     need = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
             + analysis.output_size_in_bytes)
     have = available_bytes(self.parts.mesh.devices.flat[0])
+    batch = noise.shape[0]
     if need > have:
       raise MemoryError(
-          f'sampling {batch} videos of {noise_shape[1:4]} needs {need / _BYTES_PER_GIB:.2f} GiB '
+          f'sampling {batch} videos of {noise.shape[1:4]} needs {need / _BYTES_PER_GIB:.2f} GiB '
           f'but {have / _BYTES_PER_GIB:.2f} GiB is free: sample fewer prompts at a time (about '
           f'{max(1, int(batch * have / need))}) or a smaller size.')
 
   def write(self, videos: np.ndarray, prompts: list[str], out_dir, *, seeds: list[int],
-            settings: SampleSettings, fps: float | None = None) -> list[pathlib.Path]:
-    """One mp4 per video (png for 1 frame) named from its prompt, each with a JSON sidecar."""
+            settings: SampleSettings, fps: float | None = None, task: str = 'text',
+            start: int = 0) -> list[pathlib.Path]:
+    """One mp4 per video (png for 1 frame) named from its number (from `start`) and prompt,
+    each with a JSON sidecar recording the prompt, seed, task and settings."""
     out = pathlib.Path(out_dir)
     fps = fps or self.parts.config.world.fps
     paths = []
-    for i, (video, prompt, seed) in enumerate(zip(videos, prompts, seeds)):
+    for i, (video, prompt, seed) in enumerate(zip(videos, prompts, seeds), start):
       stem = f'{i:03d}_{media.safe_filename(prompt, max_length=60)}'
       if video.shape[0] == 1:
         paths.append(media.write_image(out / f'{stem}.png', video[0]))
       else:
         paths.append(media.write_video(out / f'{stem}.mp4', video, fps=fps))
-      sidecar = {'prompt': prompt, 'seed': seed, 'checkpoint_step': self.step,
+      sidecar = {'prompt': prompt, 'seed': seed, 'task': task, 'checkpoint_step': self.step,
                  'shape': list(video.shape), 'fps': fps, **dataclasses.asdict(settings)}
       paths.append(media.write_json(out / f'{stem}.json', sidecar))
     return paths

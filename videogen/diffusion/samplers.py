@@ -10,7 +10,7 @@ noise, as in training. Methods:
            Second order at Euler's cost (the linear-multistep cousin of DPM-Solver++(2M)).
 The loop is one `lax.fori_loop`, so a sampler compiles once per input shape.
 Classifier-free guidance: v = v_uncond + s (v_cond - v_uncond), from ONE forward pass over the
-batch [cond; uncond].
+batch [cond; uncond]; with given frames, separate scales for text and frames (three branches).
 """
 import math
 
@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from videogen.diffusion import conditioning
 from videogen.diffusion import flow
 
 METHODS = ('euler', 'heun', 'ab2')
@@ -37,11 +38,13 @@ def time_grid(steps: int, shift: float = 1.0) -> np.ndarray:
   return flow.shift_t(np.linspace(1.0, 0.0, steps + 1), shift).astype(np.float32)
 
 
-def sample(velocity_fn, noise, *, steps: int, method: str = 'euler', shift: float = 1.0):
-  """x0 from `noise` [B, ...] by integrating velocity_fn(x, t_b) -> v in float32; pure, jittable."""
+def sample(velocity_fn, noise, *, steps: int, method: str = 'euler', shift: float = 1.0,
+           t_start=1.0):
+  """x0 from `noise` [B, ...] (x at t_start) by integrating velocity_fn(x, t_b) -> v in float32
+  over the time grid scaled by t_start; pure, jittable."""
   _check(steps, method, shift)
   noise = jnp.asarray(noise, jnp.float32)
-  ts = jnp.asarray(time_grid(steps, shift))
+  ts = jnp.asarray(time_grid(steps, shift)) * t_start
   velocity = lambda x, t: velocity_fn(x, jnp.full(x.shape[:1], t, jnp.float32))
 
   def euler(i, x):
@@ -72,45 +75,75 @@ def _check_scale(scale) -> None:
                      'guidance, or e.g. 5.0.')
 
 
-def guided_velocity(apply_fn, params, text, text_mask, null_text, null_mask, scale: float):
-  """velocity_fn(x, t_b) with classifier-free guidance; scale 1 runs the conditional model only.
+def guidance_weights(text_scale: float, frame_scale: float | None = None) -> tuple[float, ...]:
+  """Weights of the branches [text + frames, frames only, nothing] (the last two dropped when
+  their weight is 0): v = v_none + s_f (v_frames - v_none) + s_t (v_both - v_frames), as in
+  InstructPix2Pix. frame_scale None (no frames given): [text, nothing] weighted s_t, 1 - s_t."""
+  _check_scale(text_scale)
+  if frame_scale is None:
+    return (float(text_scale), 1.0 - text_scale)
+  _check_scale(frame_scale)
+  return (float(text_scale), frame_scale - text_scale, 1.0 - frame_scale)
 
-  apply_fn(params, x, t_b, text, text_mask) -> v (e.g. `DiT(config).apply`). The null text (the
-  empty prompt's tokens) may have batch 1; it must have the text's length.
+
+def guided_velocity(apply_fn, params, branches, weights):
+  """velocity_fn(x, t_b) = sum_i weights[i] apply_fn(params, x, t_b, *branches[i]) from ONE
+  forward pass over the branches with a nonzero weight, stacked on the batch.
+
+  apply_fn(params, x, t_b, *inputs) -> v, e.g. `Components.apply`. Each branch is a tuple of
+  model inputs (text, text mask, ...); a branch input of batch 1 (the empty prompt's tokens)
+  is broadcast to the first branch's. Unit weight on one branch is the plain model.
   """
-  _check_scale(scale)
-  if scale == 1:
-    return lambda x, t_b: apply_fn(params, x, t_b, text, text_mask)
-  try:
-    null_text = jnp.broadcast_to(null_text, text.shape)
-    null_mask = jnp.broadcast_to(null_mask, text_mask.shape)
-  except ValueError as e:
-    raise ValueError(f'null text {jnp.shape(null_text)} / mask {jnp.shape(null_mask)} do not '
-                     f'broadcast to text {text.shape} / mask {text_mask.shape}: pad the null '
-                     'prompt to the same length.') from e
-  both_text = jnp.concatenate([text, null_text])
-  both_mask = jnp.concatenate([text_mask, null_mask])
+  if len(branches) != len(weights) or not branches:
+    raise ValueError(f'{len(branches)} guidance branches for {len(weights)} weights: pass one '
+                     'weight per branch.')
+  kept = [(b, w) for b, w in zip(branches, weights) if w != 0]
+  if len(kept) == 1 and kept[0][1] == 1:
+    return lambda x, t_b: apply_fn(params, x, t_b, *kept[0][0])
+  first = branches[0]
+
+  def like_first(branch):
+    try:
+      return jax.tree.map(lambda a, f: jnp.broadcast_to(a, f.shape), tuple(branch), tuple(first))
+    except ValueError as e:
+      raise ValueError(f'guidance branch inputs {jax.tree.map(jnp.shape, tuple(branch))} do not '
+                       f'broadcast to {jax.tree.map(jnp.shape, tuple(first))}: pad the null '
+                       'prompt to the same length.') from e
+
+  stacked = jax.tree.map(lambda *a: jnp.concatenate(a), *[like_first(b) for b, _ in kept])
+  n = len(kept)
 
   def velocity_fn(x, t_b):
-    v = apply_fn(params, jnp.concatenate([x, x]), jnp.concatenate([t_b, t_b]), both_text,
-                 both_mask)
-    v_cond, v_uncond = jnp.split(v, 2)
-    return v_uncond + scale * (v_cond - v_uncond)
+    v = apply_fn(params, jnp.concatenate([x] * n), jnp.concatenate([t_b] * n), *stacked)
+    return sum(w * v_i for (_, w), v_i in zip(kept, jnp.split(v, n)))
 
   return velocity_fn
 
 
 def make_sampler(apply_fn, *, steps: int, method: str = 'euler', shift: float = 1.0,
-                 cfg_scale: float = 1.0):
-  """Jitted fn(params, noise, text, text_mask, null_text, null_mask) -> x0, compiled once per
-  shape; the null text is unused (may be None) when cfg_scale is 1."""
+                 weights=(1.0,)):
+  """Jitted fn(params, noise, branches, frames=None, frame_mask=None, init=None, strength=1.0)
+  -> x0, compiled once per shape (strength is traced, so every strength shares one compile).
+
+  branches/weights: see `guided_velocity` (`guidance_weights` makes the weights). frames and
+  frame_mask hold given frames on their path (conditioning.hold_given_frames) and paste them
+  into the result. init/strength: SDEdit; start at t = strength from (1 - s) init + s noise on
+  the time grid scaled by s, so strength 0 returns init and 1 ignores it.
+  """
   _check(steps, method, shift)
-  _check_scale(cfg_scale)
+  weights = tuple(float(w) for w in weights)
 
   @jax.jit
-  def run(params, noise, text, text_mask, null_text, null_mask):
-    velocity_fn = guided_velocity(apply_fn, params, text, text_mask, null_text, null_mask,
-                                  cfg_scale)
-    return sample(velocity_fn, noise, steps=steps, method=method, shift=shift)
+  def run(params, noise, branches, frames=None, frame_mask=None, init=None, strength=1.0):
+    velocity_fn = guided_velocity(apply_fn, params, branches, weights)
+    x = noise
+    if init is not None:
+      x = (1 - strength) * init + strength * noise
+    if frames is not None:
+      velocity_fn = conditioning.hold_given_frames(velocity_fn, frames, frame_mask, noise)
+    x0 = sample(velocity_fn, x, steps=steps, method=method, shift=shift, t_start=strength)
+    if frames is not None:
+      x0 = conditioning.paste_given_frames(x0, frames, frame_mask)
+    return x0
 
   return run

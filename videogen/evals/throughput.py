@@ -106,6 +106,6 @@ def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
                         repeats)
   sampler = samplers.make_sampler(parts.apply, steps=steps, method='euler', shift=1.0)
   loop_s = _median_seconds(
-      lambda: sampler(params, noise, text, mask, None, None).block_until_ready(), repeats)
+      lambda: sampler(params, noise, [(text, mask)]).block_until_ready(), repeats)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)), 'steps': steps,
           'forward_s': one, 'sample_s': loop_s, 'overhead_pct': 100 * (loop_s / (steps * one) - 1)}

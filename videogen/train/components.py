@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from videogen.diffusion import conditioning
 from videogen.diffusion import flow
 from videogen.models import dit
 from videogen.models import patches
@@ -49,11 +50,32 @@ class Components:
     d = self.config.diffusion
     return flow.resolution_shift(tokens, d.base_tokens, d.base_shift, d.max_tokens, d.max_shift)
 
-  def apply(self, params, x_bthwc, t_b, text_bld, mask_bl):
-    """The velocity at (x_t, t) for plain (unboxed) params, whatever the DiT predicts."""
-    out = self.model.apply({'params': params}, x_bthwc, t_b, text_bld, mask_bl)
+  @property
+  def frame_conditioning(self) -> bool:
+    """Whether the DiT also sees given frames (see diffusion/conditioning.py)."""
+    return frame_conditioning(self.config)
+
+  def apply(self, params, x_bthwc, t_b, text_bld, mask_bl, frames=None, frame_mask_bt=None):
+    """The velocity at (x_t, t) for plain (unboxed) params, whatever the DiT predicts; frames
+    and their mask (default: none given) only for a frame-conditioned model."""
+    if self.frame_conditioning:
+      if frames is None:
+        frames = jnp.zeros_like(x_bthwc)
+        frame_mask_bt = jnp.zeros(x_bthwc.shape[:2], bool)
+      model_in = conditioning.model_input(x_bthwc, frames, frame_mask_bt)
+    elif frames is not None:
+      raise ValueError('this model was trained without frame conditioning '
+                       '(conditioning.enabled=False): it takes text prompts only.')
+    else:
+      model_in = x_bthwc
+    out = self.model.apply({'params': params}, model_in, t_b, text_bld, mask_bl)
     d = self.config.diffusion
     return flow.as_velocity(d.prediction, out, x_bthwc, t_b, d.min_t)
+
+
+def frame_conditioning(config: ml_collections.ConfigDict) -> bool:
+  """config.conditioning.enabled; runs exported before frame conditioning existed read False."""
+  return bool(config.get('conditioning', {}).get('enabled', False))
 
 
 def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
@@ -66,8 +88,12 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   rules = tuple(tuple(rule) for rule in config.logical_axis_rules)
   encoder = text.encoder_from_config(config.text)
   m = config.model
+  if frame_conditioning(config):
+    conditioning.task_probabilities(config.conditioning.tasks)
+  in_channels = 2 * PIXEL_CHANNELS + 1 if frame_conditioning(config) else PIXEL_CHANNELS
   model_config = dit.dit_config(
-      m.variant, in_channels=PIXEL_CHANNELS, text_dim=encoder.dim, patch_size=m.patch_size,
+      m.variant, in_channels=in_channels, out_channels=PIXEL_CHANNELS, text_dim=encoder.dim,
+      patch_size=m.patch_size,
       remat=m.remat, scan_layers=m.scan_layers, attention_backend=m.attention_backend,
       dtype=m.dtype, param_dtype=m.param_dtype)
   model = dit.DiT(model_config)
@@ -79,7 +105,7 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   optimizer = state_lib.make_optimizer(config.optim)
 
   def init_fn():
-    x = jnp.zeros((1, w.num_frames, w.height, w.width, PIXEL_CHANNELS), jnp.float32)
+    x = jnp.zeros((1, w.num_frames, w.height, w.width, in_channels), jnp.float32)
     txt = jnp.zeros((1, encoder.max_length, encoder.dim), jnp.float32)
     mask = jnp.ones((1, encoder.max_length), bool)
     model_init = lambda rng: model.init(rng, x, jnp.zeros((1,)), txt, mask)['params']

@@ -18,6 +18,7 @@ import tqdm
 from videogen import generate
 from videogen import media
 from videogen.data import pipeline
+from videogen.diffusion import conditioning
 from videogen.diffusion import flow
 from videogen.evals import prompts as prompts_lib
 from videogen.models import dit
@@ -31,8 +32,8 @@ from videogen.train import step as step_lib
 from videogen.train import state as state_lib
 
 # Config sections a checkpoint must agree with to be resumed or sampled.
-COMPATIBLE_KEYS = ('model', 'text', 'autoencoder', 'diffusion.prediction', 'world.height',
-                   'world.width', 'world.num_frames')
+COMPATIBLE_KEYS = ('model', 'text', 'autoencoder', 'diffusion.prediction', 'conditioning.enabled',
+                   'world.height', 'world.width', 'world.num_frames')
 
 SampleHook = Callable[[int, state_lib.TrainState, components.Components], None]
 
@@ -63,20 +64,29 @@ class TrainResult:
 
 
 def make_loss_fn(parts: components.Components):
-  """loss_fn(params, batch, rng) for the train step: flow matching with text dropout for CFG."""
+  """loss_fn(params, batch, rng) for the train step: flow matching with text dropout for CFG
+  and, for a frame-conditioned model, one random task per example whose given frames the loss
+  leaves out (diffusion/conditioning.py)."""
   cfg = parts.config
   null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
   shift = parts.shift()
+  if parts.frame_conditioning:
+    task_probabilities = conditioning.task_probabilities(cfg.conditioning.tasks)
 
   def loss_fn(params, batch, rng):
-    drop_rng, flow_rng = jax.random.split(rng)
+    drop_rng, task_rng, flow_rng = jax.random.split(rng, 3)
     video = batch['video']
     drop_b = jax.random.bernoulli(drop_rng, cfg.text.dropout, video.shape[:1])
     text = jnp.where(drop_b[:, None, None], null_text[None], batch['text'])
     mask = jnp.where(drop_b[:, None], null_mask[None], batch['text_mask'])
+    apply_fn, loss_mask = parts.apply, None
+    if parts.frame_conditioning:
+      given_bt = conditioning.sample_frame_masks(task_rng, *video.shape[:2], task_probabilities)
+      apply_fn = lambda p, x, t, txt, m: parts.apply(p, x, t, txt, m, video, given_bt)
+      loss_mask = conditioning.loss_weights(given_bt, video)
     loss, _ = flow.flow_matching_loss(
-        parts.apply, params, video, text, mask, flow_rng, shift=shift,
-        t_mean=cfg.diffusion.t_mean, t_std=cfg.diffusion.t_std)
+        apply_fn, params, video, text, mask, flow_rng, shift=shift,
+        t_mean=cfg.diffusion.t_mean, t_std=cfg.diffusion.t_std, loss_mask=loss_mask)
     return loss, {}
 
   return loss_fn

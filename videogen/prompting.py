@@ -1,0 +1,177 @@
+"""Prompting with images and videos: every task is one frame-conditioned sampler call.
+
+  gen = generate.Generator.from_workdir('outputs/demo/run')
+  video = prompting.image_to_video(gen, 'still.png', 'A red circle drifts to the right.')
+  longer = prompting.extend(gen, video, 'A red circle drifts to the right.', frames=16)
+  bridge = prompting.connect(gen, clip_a, clip_b, 'A red circle moves left.')
+  looped = prompting.loop(gen, 'A blue square moves up.')
+  edited = prompting.edit(gen, video, 'A green circle drifts to the right.', strength=0.6)
+
+Inputs are paths (mp4/webm/gif/png/jpg) or uint8 arrays ([T, H, W, 3] or an image [H, W, 3]),
+scaled to cover the model's size and centre-cropped (a warning, or an error with strict=True,
+when the aspect ratio differs). Outputs are uint8 [T, H, W, 3]. Given frames come back exactly
+(the sampler holds them, diffusion/conditioning.py). `settings` picks the sampler, the text
+guidance (cfg_scale) and the frame guidance (frame_cfg_scale); its size fields set the window.
+"""
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+
+from videogen import generate
+from videogen import media
+from videogen.data import clips
+
+Settings = generate.SampleSettings
+_ASPECT_TOLERANCE = 0.01
+
+
+def load_video(source, height: int, width: int, *, strict: bool = False,
+               name: str = 'video') -> np.ndarray:
+  """uint8 [T, H, W, 3] at (height, width) from a path or array (an image is one frame)."""
+  frames = media.read_video(source) if isinstance(source, (str, os.PathLike)) else source
+  frames = np.asarray(frames)
+  if frames.ndim == 3:
+    frames = frames[None]
+  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+    raise ValueError(f'{name} of dtype {frames.dtype} and shape {frames.shape} is not a uint8 '
+                     'RGB video [T, H, W, 3] or image [H, W, 3]: pass a path or uint8 frames.')
+  source_aspect, aspect = frames.shape[2] / frames.shape[1], width / height
+  if abs(source_aspect / aspect - 1) > _ASPECT_TOLERANCE:
+    message = (f'{name} is {frames.shape[2]}x{frames.shape[1]} (aspect {source_aspect:.3f}) but '
+               f'the model samples {width}x{height} (aspect {aspect:.3f})')
+    if strict:
+      raise ValueError(f'{message}: crop it to {width}:{height} first, or drop strict.')
+    warnings.warn(f'{message}; scaling to cover and cropping the centre.', stacklevel=3)
+  return clips.resize_crop(frames, height, width)
+
+
+def _window(gen: generate.Generator, settings: Settings, num_frames: int | None = None):
+  """(settings with the window's frame count, (T, H, W)) checked against the patch size."""
+  settings = dataclasses.replace(settings, num_frames=num_frames or settings.num_frames)
+  return settings, gen.shape(settings)[:3]
+
+
+def _sample(gen, prompt, seed, settings, frames_thwc, mask_t) -> np.ndarray:
+  return gen.generate([prompt], seeds=[seed], settings=settings, frames=frames_thwc[None],
+                      frame_mask=np.asarray(mask_t)[None])[0]
+
+
+def keyframes(gen: generate.Generator, images: dict, prompt: str, *, seed: int = 0,
+              settings: Settings = Settings(), strict: bool = False) -> np.ndarray:
+  """A video through the given frames {index: image}; negative indices count from the end."""
+  settings, (t, h, w) = _window(gen, settings)
+  if not images:
+    raise ValueError('no keyframes given: pass {index: image}, e.g. {0: "first.png"}.')
+  frames, mask = np.zeros((t, h, w, 3), np.uint8), np.zeros(t, bool)
+  for index, image in images.items():
+    position = index + t if index < 0 else index
+    if not 0 <= position < t:
+      raise ValueError(f'keyframe index {index} is outside a {t}-frame video: use 0 to {t - 1} '
+                       f'(or -{t} to -1), or sample more frames with num_frames.')
+    if mask[position]:
+      raise ValueError(f'keyframe index {index} collides with another at frame {position}: give '
+                       'each frame once.')
+    picture = load_video(image, h, w, strict=strict, name=f'keyframe {index}')
+    if len(picture) != 1:
+      raise ValueError(f'keyframe {index} has {len(picture)} frames: pass one image per index.')
+    frames[position], mask[position] = picture[0], True
+  return _sample(gen, prompt, seed, settings, frames, mask)
+
+
+def image_to_video(gen: generate.Generator, image, prompt: str, *, seed: int = 0,
+                   settings: Settings = Settings(), strict: bool = False) -> np.ndarray:
+  """Animates a still: the video's first frame is `image`."""
+  return keyframes(gen, {0: image}, prompt, seed=seed, settings=settings, strict=strict)
+
+
+def extend(gen: generate.Generator, video, prompt: str, *, frames: int,
+           direction: str = 'forward', context: int | None = None, seed: int = 0,
+           settings: Settings = Settings(), strict: bool = False) -> np.ndarray:
+  """`video` with `frames` new frames after it (forward) or before it (backward).
+
+  Each window of the model's length is conditioned on the `context` frames nearest the growing
+  end (default: half the window) and adds the rest; windows repeat until `frames` are made, so
+  any length works and every window overlaps the one before by `context` frames.
+  """
+  if direction not in ('forward', 'backward'):
+    raise ValueError(f"direction {direction!r} is unknown: use 'forward' or 'backward'.")
+  settings, (t, h, w) = _window(gen, settings)
+  context = t // 2 if context is None else context
+  if not 1 <= context < t:
+    raise ValueError(f'context {context} must be in [1, {t - 1}] for a {t}-frame window: keep '
+                     'at least one new frame per window.')
+  if frames < 1:
+    raise ValueError(f'frames {frames} must be at least 1: the number of new frames to add.')
+  video = load_video(video, h, w, strict=strict)
+  if len(video) < context:
+    raise ValueError(f'the video has {len(video)} frames but extending needs at least context='
+                     f'{context}: pass a longer video or a smaller context.')
+  forward = direction == 'forward'
+  mask = np.arange(t) < context if forward else np.arange(t) >= t - context
+  made, window = 0, 0
+  while made < frames:
+    window_frames = np.zeros((t, h, w, 3), np.uint8)
+    if forward:
+      window_frames[:context] = video[-context:]
+    else:
+      window_frames[t - context:] = video[:context]
+    out = _sample(gen, prompt, seed + window, settings, window_frames, mask)
+    new = out[context:] if forward else out[:t - context]
+    keep = min(len(new), frames - made)
+    new = new[:keep] if forward else new[len(new) - keep:]
+    video = np.concatenate([video, new] if forward else [new, video])
+    made, window = made + len(new), window + 1
+  return video
+
+
+def connect(gen: generate.Generator, video_a, video_b, prompt: str, *,
+            frames: int | None = None, context: int = 1, seed: int = 0,
+            settings: Settings = Settings(), strict: bool = False) -> np.ndarray:
+  """A transition [A's last `context` frames, `frames` new ones, B's first `context` frames];
+  `frames` defaults to what fills the model's window."""
+  _, (t, h, w) = _window(gen, settings)
+  frames = t - 2 * context if frames is None else frames
+  if context < 1 or frames < 1:
+    raise ValueError(f'context {context} and frames {frames} must both be at least 1.')
+  settings, (length, h, w) = _window(gen, settings, frames + 2 * context)
+  a = load_video(video_a, h, w, strict=strict, name='video_a')
+  b = load_video(video_b, h, w, strict=strict, name='video_b')
+  for name, clip in (('video_a', a), ('video_b', b)):
+    if len(clip) < context:
+      raise ValueError(f'{name} has {len(clip)} frames, fewer than context={context}: pass a '
+                       'longer video or a smaller context.')
+  window = np.zeros((length, h, w, 3), np.uint8)
+  window[:context], window[length - context:] = a[-context:], b[:context]
+  mask = (np.arange(length) < context) | (np.arange(length) >= length - context)
+  return _sample(gen, prompt, seed, settings, window, mask)
+
+
+def loop(gen: generate.Generator, video_or_prompt, prompt: str | None = None, *,
+         frames: int | None = None, context: int = 1, seed: int = 0,
+         settings: Settings = Settings(), strict: bool = False) -> np.ndarray:
+  """A video that plays seamlessly on repeat: the clip (given, or generated from the prompt)
+  followed by new frames that lead from its end back to its start (`connect` with itself)."""
+  if isinstance(video_or_prompt, str):
+    prompt = video_or_prompt if prompt is None else prompt
+    video = gen.generate([video_or_prompt], seeds=[seed], settings=settings)[0]
+  else:
+    if prompt is None:
+      raise ValueError('looping a video needs a prompt for the new frames: pass prompt=...')
+    video = load_video(video_or_prompt, *gen.shape(settings)[1:3], strict=strict)
+  bridge = connect(gen, video, video, prompt, frames=frames, context=context, seed=seed + 1,
+                   settings=settings, strict=strict)
+  return np.concatenate([video, bridge[context:len(bridge) - context]])
+
+
+def edit(gen: generate.Generator, video, prompt: str, *, strength: float, seed: int = 0,
+         settings: Settings = Settings(), strict: bool = False) -> np.ndarray:
+  """SDEdit: the video noised to t = strength, denoised under `prompt` (0: unchanged, 1: new)."""
+  if not 0 <= strength <= 1:
+    raise ValueError(f'strength {strength} is outside [0, 1]: 0 returns the input, 1 ignores '
+                     'it; use e.g. 0.6.')
+  _, (_, h, w) = _window(gen, settings)
+  video = load_video(video, h, w, strict=strict)
+  settings, _ = _window(gen, dataclasses.replace(settings, strength=strength), len(video))
+  return gen.generate([prompt], seeds=[seed], settings=settings, init=video[None])[0]
