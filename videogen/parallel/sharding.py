@@ -31,6 +31,8 @@ DEFAULT_RULES: LogicalRules = (
     ('modulation', None),  # adaLN shift/scale/gate outputs: small, replicated
     ('patch', None),  # flattened spacetime patch (pt·ph·pw·channels) in and out of the DiT
     ('text_embed', None),  # width of the frozen text encoder's output
+    ('conv_in', None),  # the autoencoder's conv input channels: small, replicated
+    ('conv_out', 'fsdp'),  # its output channels: FSDP shards the big decoder convs
 )
 
 
