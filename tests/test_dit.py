@@ -1,10 +1,14 @@
-"""The diffusion transformer: shapes, adaLN-Zero init, logical axes, scan/remat, text, sizes."""
+"""The diffusion transformer: shapes, adaLN-Zero init, logical axes, scan/remat, text, sizes,
+packed rows of clips."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videogen.data import packing
 from videogen.models import dit
 
 
@@ -140,3 +144,78 @@ def test_flops_match_xla_cost_analysis():
   xla_flops = lowered.cost_analysis()['flops']
   ours = 2 * dit.flops_per_sample(config, num_tokens=2 * 2 * 3, text_length=5)
   assert 0.7 < ours / xla_flops < 1.05, (ours, xla_flops)
+
+
+# Three clips of different shapes (a 1-frame image among them), each with its own time and
+# caption, packed into rows of 40 tokens (patch (1, 2, 2): 18 + 6 + 8 = 32 real tokens).
+CLIP_SHAPES = ((3, 4, 6), (1, 6, 4), (2, 2, 8))
+TEXT_LENGTHS = (3, 5, 2)
+
+
+def packed_inputs(rows=((0, 1, 2), (2, 0)), row_length=40, max_segments=4, text_length=5):
+  """Two packed rows of the clips (the second in another order) with per-segment captions and
+  times; the packing batch; each clip's (video, time, caption, mask) in unpack order."""
+  rng = np.random.default_rng(5)
+  clips = [rng.standard_normal((*shape, 4)).astype(np.float32) for shape in CLIP_SHAPES]
+  texts = [rng.standard_normal((text_length, 8)).astype(np.float32) for _ in CLIP_SHAPES]
+  masks = [np.arange(text_length) < n for n in TEXT_LENGTHS]
+  times = np.array([0.15, 0.6, 0.9], np.float32)
+  examples = [{'video': clip, 'caption': str(i)} for i, clip in enumerate(clips)]
+  packed = [packing.pack_row([examples[i] for i in row], row_length, (1, 2, 2), max_segments)
+            for row in rows]
+  batch = {key: np.stack([row[key] for row in packed]) for key in packed[0]}
+  order_bm = np.array([list(row) + [0] * (max_segments - len(row)) for row in rows])
+  text, mask, text_ids = packing.segment_text(
+      np.stack(texts)[order_bm], np.stack(masks)[order_bm], batch['shapes'])
+  segment_ids = batch['segment_ids']
+  t_bl = np.where(segment_ids > 0, times[order_bm][np.arange(len(rows))[:, None],
+                                                   np.maximum(segment_ids - 1, 0)], 0.0)
+  args = (batch['patches'], segment_ids, batch['positions'], t_bl, text, mask, text_ids)
+  alone = [(i, clips[i], times[i], texts[i], masks[i]) for row in rows for i in row]
+  return args, batch, alone
+
+
+def test_packed_clips_match_each_clip_run_alone():
+  config = tiny()
+  variables = random_params(config)
+  args, batch, alone = packed_inputs()
+  out_blp = jax.jit(functools.partial(dit.DiT(config).apply, method='packed'))(variables, *args)
+  assert out_blp.shape == (2, 40, 4 * 4) and np.isfinite(out_blp).all()
+  unpacked = packing.unpack(out_blp, batch['segment_ids'], batch['shapes'], (1, 2, 2))
+  assert len(unpacked) == len(alone) == 5
+  apply = jax.jit(dit.DiT(config).apply)
+  wants = {}
+  for got, (i, clip, t, text, mask) in zip(unpacked, alone):
+    if i not in wants:
+      wants[i] = apply(variables, clip[None], jnp.array([t]), text[None], mask[None])[0]
+    assert got.shape == wants[i].shape and np.abs(wants[i]).max() > 1e-2
+    np.testing.assert_allclose(got, wants[i], atol=1e-5, rtol=0)
+
+
+def test_padding_tokens_change_no_real_token():
+  config = tiny()
+  variables = random_params(config)
+  args, batch, _ = packed_inputs()
+  padding = batch['segment_ids'] == 0
+  rng = np.random.default_rng(6)
+  patches_blp, segment_ids, positions, t_bl, *text = args
+  changed = (np.where(padding[..., None], 50 * rng.standard_normal(patches_blp.shape),
+                      patches_blp).astype(np.float32), segment_ids,
+             np.where(padding[..., None], 7, positions), np.where(padding, 0.5, t_bl), *text)
+  apply = jax.jit(functools.partial(dit.DiT(config).apply, method='packed'))
+  out, out_changed = apply(variables, *args), apply(variables, *changed)
+  assert np.isfinite(out_changed).all()
+  np.testing.assert_allclose(np.asarray(out_changed)[~padding], np.asarray(out)[~padding],
+                             atol=1e-6, rtol=0)
+
+
+def test_bad_packed_inputs_raise_one_clear_error():
+  args, _, _ = packed_inputs()
+  model = dit.DiT(tiny())
+  with pytest.raises(ValueError, match=r'patches shape \(2, 40, 12\) must be \[B, L, 16\]'):
+    model.init(jax.random.key(0), args[0][..., :12], *args[1:], method='packed')
+  with pytest.raises(ValueError, match=r't shape \(2, 39\) must be \(2, 40\)'):
+    model.init(jax.random.key(0), *args[:3], args[3][:, 1:], *args[4:], method='packed')
+  with pytest.raises(ValueError, match='segment_ids dtype float32'):
+    model.init(jax.random.key(0), args[0], args[1].astype(np.float32), *args[2:],
+               method='packed')

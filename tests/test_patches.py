@@ -89,3 +89,34 @@ def test_attention_bfloat16_stays_close():
   assert out.dtype == jnp.bfloat16
   np.testing.assert_allclose(out.astype(jnp.float32), attention.dot_product_attention(q, k, v),
                              atol=3e-2)
+
+
+def test_rope_tables_per_packed_row_match_one_shared_table():
+  head_dim = 16
+  q = jax.random.normal(jax.random.key(5), (2, 12, 2, head_dim))
+  positions_bl3 = np.stack([patches.positions(3, 2, 2, (1, 1, 1)),
+                            patches.positions(1, 3, 4, (1, 1, 1))])
+  cos_blf, sin_blf = rope.rope_tables(positions_bl3, head_dim)
+  assert cos_blf.shape == (2, 12, head_dim // 2)
+  for row in range(2):
+    cos, sin = rope.rope_tables(positions_bl3[row], head_dim)
+    np.testing.assert_array_equal(rope.apply_rope(q, cos_blf, sin_blf)[row],
+                                  rope.apply_rope(q[row:row + 1], cos, sin)[0])
+
+
+def test_segment_mask_keeps_attention_within_a_segment_and_padding_finite():
+  rng = jax.random.split(jax.random.key(6), 3)
+  q, k, v = (jax.random.normal(r, (1, 6, 2, 8)) for r in rng)
+  segment_ids = jnp.array([[1, 1, 1, 2, 2, 0]])
+  mask = attention.segment_mask(segment_ids, segment_ids)
+  assert mask.shape == (1, 6, 6) and bool(mask[0, 5, 5]) and not bool(mask[0, 0, 3])
+  for backend in ('xla', 'auto'):
+    out = attention.dot_product_attention(q, k, v, mask=mask, backend=backend)
+    assert np.isfinite(out).all()
+    for span in (slice(0, 3), slice(3, 5)):
+      np.testing.assert_allclose(out[:, span], attention.dot_product_attention(
+          q[:, span], k[:, span], v[:, span]), atol=1e-5)
+  layer = attention.CrossAttention(dim=16, heads=2)
+  x, context = jnp.ones((1, 6, 16)), jnp.ones((1, 3, 16))
+  with pytest.raises(ValueError, match='must be given together'):
+    layer.init(jax.random.key(0), x, context, jnp.ones((1, 3), bool), segment_ids)

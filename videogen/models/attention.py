@@ -3,6 +3,13 @@
 Both layers follow Wan 2.1: q, k, v, o projections with biases, and QK-RMSNorm over the fused
 heads axis (one learned scale per channel of all heads, `norm_q` / `norm_k`).
 
+Packed rows (several clips in one token row, NaViT-style) pass segment ids: a token attends only
+to tokens, and text tokens, of its own segment. The layers build a [B, L, S] bool mask from the
+ids (1 byte a pair; XLA hoists it out of the block scan and makes it once, beside the float32
+logits the 'xla' backend makes per block anyway). jax 0.10.2's `jax.nn.dot_product_attention`
+takes no segment ids (its `query_seq_lengths` mask one padded tail per row, not segments), so the
+'cudnn' backend gets the same bool mask, which jax turns into an additive [B, 1, L, S] bias.
+
 Legend: b batch, l query tokens, s key tokens, h heads, d head dim, e model width, f rope pairs.
 """
 from typing import Any
@@ -96,19 +103,36 @@ class _Attention(nn.Module):
     return self.o(einops.rearrange(out_blhd, 'b l h d -> b l (h d)'))
 
 
-class SelfAttention(_Attention):
-  """Self-attention over all tokens with QK-RMSNorm and 3D RoPE."""
+def segment_mask(segment_ids_bl, context_segment_ids_bs):
+  """bool [B, L, S]: True where query token l and key token s carry the same segment id."""
+  return segment_ids_bl[:, :, None] == context_segment_ids_bs[:, None, :]
 
-  def __call__(self, x_ble, rope_lf):
-    """x [B, L, E]; rope_lf = (cos, sin), each [L, D // 2], from `rope.rope_tables`."""
-    return self._attend(x_ble, x_ble, rope_lf=rope_lf)
+
+class SelfAttention(_Attention):
+  """Self-attention with QK-RMSNorm and 3D RoPE, over all tokens or within segments."""
+
+  def __call__(self, x_ble, rope_lf, segment_ids_bl=None):
+    """x [B, L, E]; rope_lf = (cos, sin), each [L, D // 2] or [B, L, D // 2], from
+    `rope.rope_tables`; segment_ids [B, L] int restricts attention to equal ids (padding, id 0,
+    attends to padding, so no softmax row is empty)."""
+    mask = None if segment_ids_bl is None else segment_mask(segment_ids_bl, segment_ids_bl)
+    return self._attend(x_ble, x_ble, mask=mask, rope_lf=rope_lf)
 
 
 class CrossAttention(_Attention):
-  """Attention from tokens to text tokens, skipping padded text (`context_mask_bs` False).
+  """Attention from tokens to text tokens, skipping padded text (`context_mask_bs` False) and,
+  in packed rows, the text of other segments.
 
   Set `zero_init_output` so a new residual branch adds nothing (adaLN-Zero has no gate here).
   """
 
-  def __call__(self, x_ble, context_bse, context_mask_bs):
-    return self._attend(x_ble, context_bse, mask=context_mask_bs)
+  def __call__(self, x_ble, context_bse, context_mask_bs, segment_ids_bl=None,
+               context_segment_ids_bs=None):
+    """segment_ids [B, L] and context_segment_ids [B, S]: both or neither (packed rows)."""
+    if (segment_ids_bl is None) != (context_segment_ids_bs is None):
+      raise ValueError('segment_ids_bl and context_segment_ids_bs must be given together: pass '
+                       'the segment id of every token and of every text token, or neither.')
+    mask = context_mask_bs
+    if segment_ids_bl is not None:
+      mask = context_mask_bs[:, None, :] & segment_mask(segment_ids_bl, context_segment_ids_bs)
+    return self._attend(x_ble, context_bse, mask=mask)

@@ -10,8 +10,16 @@ output and the head start at zero, so every block is the identity and the output
 
 The residual stream, norms and modulation stay float32; matmuls run in `config.dtype`.
 
+Native sizes: `DiT.packed` runs rows that pack several clips (each with its own shape, time and
+caption) into one token row, NaViT-style. Attention stays within a segment, text attention within
+its caption, RoPE uses each token's position in its own clip, and the time modulation is per
+token: [B, L, 6, E] float32, 24 E bytes a token (36 KiB at E = 1536, 1.2 GB for a 32k-token row)
+where a batch of single clips needs [B, 1, 6, E]. It is made once and shared by all blocks. A
+packed clip's output equals that clip run alone through `__call__` (up to float rounding).
+
 Legend: b batch, t/h/w frames/height/width, c channels, l tokens, s text tokens, e model width,
-k the 6 (or 2) modulation rows, f frequency features.
+k the 6 (or 2) modulation rows, f frequency features, p patch values, i 1 or l (modulation is per
+sample or per token).
 """
 import dataclasses
 from typing import Any
@@ -94,11 +102,11 @@ def dit_config(variant: str, *, in_channels: int, text_dim: int, patch_size=None
   return DiTConfig(**fields)
 
 
-def timestep_embedding(t_b, dim: int):
-  """Sinusoidal features [B, dim] of (already scaled) times, cos half first as in Wan."""
+def timestep_embedding(t, dim: int):
+  """Sinusoidal features [..., dim] of (already scaled) times [...], cos half first as in Wan."""
   half = dim // 2
   freqs_f = np.exp(-np.log(10000.0) * np.arange(half, dtype=np.float32) / half)
-  args_bf = t_b.astype(jnp.float32)[:, None] * freqs_f
+  args_bf = t.astype(jnp.float32)[..., None] * freqs_f
   return jnp.concatenate([jnp.cos(args_bf), jnp.sin(args_bf)], axis=-1)
 
 
@@ -110,9 +118,9 @@ def _layer_norm(name: str, affine: bool = False, param_dtype: Any = jnp.float32)
                       bias_init=init(nn.initializers.zeros), name=name)
 
 
-def _modulate(x_ble, shift_be, scale_be):
-  """adaLN: per-sample scale and shift of normalised tokens."""
-  return x_ble * (1 + scale_be[:, None]) + shift_be[:, None]
+def _modulate(x_ble, shift_bie, scale_bie):
+  """adaLN: per-sample ([B, 1, E]) or per-token ([B, L, E]) scale and shift of normalised tokens."""
+  return x_ble * (1 + scale_bie) + shift_bie
 
 
 class Block(nn.Module):
@@ -120,7 +128,9 @@ class Block(nn.Module):
   config: DiTConfig
 
   @nn.compact
-  def __call__(self, x_ble, context_bse, context_mask_bs, modulation_bke, rope_lf):
+  def __call__(self, x_ble, context_bse, context_mask_bs, modulation_bike, rope_lf,
+               segment_ids_bl=None, context_segment_ids_bs=None):
+    """Segment ids (packed rows, both or neither) keep attention within each clip."""
     cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype)
@@ -130,19 +140,19 @@ class Block(nn.Module):
         'modulation', nn.with_logical_partitioning(nn.initializers.zeros, ('modulation', 'embed')),
         (6, cfg.dim), param_dtype)
     shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = jnp.unstack(
-        modulation_bke + table_ke.astype(jnp.float32), axis=1)
+        modulation_bike + table_ke.astype(jnp.float32), axis=2)
 
     h_ble = _modulate(_layer_norm('norm1')(x_ble), shift_a, scale_a).astype(dtype)
-    h_ble = attention.SelfAttention(**attn_kw, name='self_attn')(h_ble, rope_lf)
-    x_ble = x_ble + gate_a[:, None] * h_ble
+    h_ble = attention.SelfAttention(**attn_kw, name='self_attn')(h_ble, rope_lf, segment_ids_bl)
+    x_ble = x_ble + gate_a * h_ble
     h_ble = _layer_norm('norm3', affine=True, param_dtype=param_dtype)(x_ble).astype(dtype)
     x_ble = x_ble + attention.CrossAttention(**attn_kw, zero_init_output=True, name='cross_attn')(
-        h_ble, context_bse, context_mask_bs)
+        h_ble, context_bse, context_mask_bs, segment_ids_bl, context_segment_ids_bs)
     h_ble = _modulate(_layer_norm('norm2')(x_ble), shift_m, scale_m).astype(dtype)
     h_ble = attention.dense(cfg.mlp_dim, ('embed', 'mlp'), name='ffn_in', **kw)(h_ble)
     h_ble = attention.dense(cfg.dim, ('mlp', 'embed'), name='ffn_out', **kw)(
         nn.gelu(h_ble, approximate=True))
-    x_ble = x_ble + gate_m[:, None] * h_ble
+    x_ble = x_ble + gate_m * h_ble
     return nn.with_logical_constraint(x_ble, _LENGTH), None
 
 
@@ -150,30 +160,57 @@ class DiT(nn.Module):
   """Velocity model: (noisy latent, flow time, text) -> velocity, see the module docstring."""
   config: DiTConfig
 
-  @nn.compact
   def __call__(self, x_bthwc, t_b, text_bsd, text_mask_bs):
     """x [B, T, H, W, C_in], t [B] in [0, 1] (0 = data, 1 = noise), text [B, S, text_dim],
     text_mask [B, S] bool (False = padding) -> velocity [B, T, H, W, C_out] float32."""
     cfg = self.config
     self._check_inputs(x_bthwc, t_b, text_bsd, text_mask_bs)
+    grid_thw = x_bthwc.shape[1:4]
+    out_blp = self._tokens(patches.patchify(x_bthwc, cfg.patch_size), t_b[:, None], text_bsd,
+                           text_mask_bs, patches.positions(*grid_thw, cfg.patch_size))
+    return patches.unpatchify(out_blp, grid_thw, cfg.patch_size)
+
+  def packed(self, patches_blp, segment_ids_bl, positions_bl3, t_bl, text_bsd, text_mask_bs,
+             text_segment_ids_bs):
+    """Packed rows of clips (videogen/data/packing.py) -> velocity per token, float32.
+
+    patches [B, L, patch_dim * C_in] (patchified values); segment_ids [B, L] int (1..n: the
+    token's clip, 0: padding); positions [B, L, 3] int (the token's (t, h, w) patch index in its
+    clip); t [B, L] (its clip's flow time); text [B, S, text_dim], text_mask [B, S] bool and
+    text_segment_ids [B, S] int: the captions of all clips in the row, each text token tagged
+    with its clip's id. Returns [B, L, patch_dim * C_out]; padding tokens' outputs are finite
+    and meaningless. `packing.unpack` cuts the clips out.
+    """
+    self._check_packed(patches_blp, segment_ids_bl, positions_bl3, t_bl, text_segment_ids_bs)
+    self._check_text(patches_blp.shape[0], text_bsd, text_mask_bs)
+    return self._tokens(patches_blp, t_bl, text_bsd, text_mask_bs, positions_bl3,
+                        segment_ids_bl, text_segment_ids_bs)
+
+  @nn.compact
+  def _tokens(self, patches_blp, t_bi, text_bsd, text_mask_bs, positions_i3,
+              segment_ids_bl=None, text_segment_ids_bs=None):
+    """The shared body: patch tokens -> output tokens [B, L, patch_dim * C_out] float32.
+
+    t is [B, 1] (one time per sample) or [B, L] (per token); positions [L, 3] or [B, L, 3].
+    """
+    cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     f32 = dict(dtype=jnp.float32, param_dtype=param_dtype)
     small = nn.initializers.normal(0.02)
-    grid_thw = x_bthwc.shape[1:4]
 
     x_ble = attention.dense(cfg.dim, ('patch', 'embed'), name='patch_embedding', **kw)(
-        patches.patchify(x_bthwc.astype(dtype), cfg.patch_size)).astype(jnp.float32)
+        patches_blp.astype(dtype)).astype(jnp.float32)
     x_ble = nn.with_logical_constraint(x_ble, _LENGTH)
 
-    temb_be = attention.dense(cfg.dim, (None, 'mlp'), name='time_in', kernel_init=small, **f32)(
-        timestep_embedding(1000.0 * t_b, cfg.freq_dim))
-    temb_be = attention.dense(cfg.dim, ('mlp', 'embed'), name='time_out', kernel_init=small,
-                              **f32)(nn.silu(temb_be))
-    modulation_be = attention.dense(
+    temb_bie = attention.dense(cfg.dim, (None, 'mlp'), name='time_in', kernel_init=small, **f32)(
+        timestep_embedding(1000.0 * t_bi, cfg.freq_dim))
+    temb_bie = attention.dense(cfg.dim, ('mlp', 'embed'), name='time_out', kernel_init=small,
+                               **f32)(nn.silu(temb_bie))
+    modulation_bie = attention.dense(
         6 * cfg.dim, ('embed', 'modulation'), name='time_projection',
-        kernel_init=nn.initializers.zeros, **f32)(nn.silu(temb_be))
-    modulation_bke = einops.rearrange(modulation_be, 'b (k e) -> b k e', k=6)
+        kernel_init=nn.initializers.zeros, **f32)(nn.silu(temb_bie))
+    modulation_bike = einops.rearrange(modulation_bie, 'b i (k e) -> b i k e', k=6)
 
     context_bse = attention.dense(cfg.dim, ('text_embed', 'mlp'), name='text_in',
                                   kernel_init=small, **kw)(text_bsd.astype(dtype))
@@ -181,21 +218,22 @@ class DiT(nn.Module):
                                   **kw)(nn.gelu(context_bse, approximate=True))
     context_bse = nn.with_logical_constraint(context_bse, ('batch', 'text_length', 'embed'))
 
-    positions_l3 = patches.positions(*grid_thw, cfg.patch_size)
-    rope_lf = rope.rope_tables(positions_l3, cfg.dim // cfg.heads, cfg.rope_theta)
-    block_args = (context_bse, text_mask_bs, modulation_bke, rope_lf)
+    rope_if = rope.rope_tables(positions_i3, cfg.dim // cfg.heads, cfg.rope_theta)
+    block_args = (context_bse, text_mask_bs, modulation_bike, rope_if, segment_ids_bl,
+                  text_segment_ids_bs)
     x_ble = self._blocks(x_ble, block_args)
 
     table_ke = self.param(
         'head_modulation',
         nn.with_logical_partitioning(nn.initializers.zeros, ('modulation', 'embed')),
         (2, cfg.dim), param_dtype)
-    shift_be, scale_be = jnp.unstack(table_ke.astype(jnp.float32) + temb_be[:, None], axis=1)
-    h_ble = _modulate(_layer_norm('head_norm')(x_ble), shift_be, scale_be).astype(dtype)
+    shift_bie, scale_bie = jnp.unstack(table_ke.astype(jnp.float32) + temb_bie[:, :, None],
+                                       axis=2)
+    h_ble = _modulate(_layer_norm('head_norm')(x_ble), shift_bie, scale_bie).astype(dtype)
     out_blp = attention.dense(
         cfg.patch_dim * cfg.out_channels, ('embed', 'patch'), name='head',
         kernel_init=nn.initializers.zeros, **kw)(h_ble)
-    return patches.unpatchify(out_blp.astype(jnp.float32), grid_thw, cfg.patch_size)
+    return out_blp.astype(jnp.float32)
 
   def _blocks(self, x_ble, block_args):
     cfg = self.config
@@ -220,6 +258,28 @@ class DiT(nn.Module):
     batch = x_bthwc.shape[0]
     if t_b.shape != (batch,):
       raise ValueError(f'time shape {t_b.shape} must be ({batch},): pass one time per sample.')
+    self._check_text(batch, text_bsd, text_mask_bs)
+
+  def _check_packed(self, patches_blp, segment_ids_bl, positions_bl3, t_bl, text_segment_ids_bs):
+    width = self.config.patch_dim * self.config.in_channels
+    if patches_blp.ndim != 3 or patches_blp.shape[-1] != width:
+      raise ValueError(f'patches shape {patches_blp.shape} must be [B, L, {width}]: pass '
+                       'patchified tokens (patch_dim * in_channels values each).')
+    row_bl = patches_blp.shape[:2]
+    for name, array, shape in (('segment_ids', segment_ids_bl, row_bl),
+                               ('positions', positions_bl3, (*row_bl, 3)), ('t', t_bl, row_bl)):
+      if array.shape != shape:
+        raise ValueError(f'{name} shape {array.shape} must be {shape}: pass one per token of '
+                         'the packed row (packing.PackedDataset makes them).')
+    if not jnp.issubdtype(segment_ids_bl.dtype, jnp.integer):
+      raise ValueError(f'segment_ids dtype {segment_ids_bl.dtype} must be an integer type: pass '
+                       'int32 ids (0 = padding).')
+    if text_segment_ids_bs.ndim != 2 or text_segment_ids_bs.shape[0] != row_bl[0]:
+      raise ValueError(f'text_segment_ids shape {text_segment_ids_bs.shape} must be '
+                       f'[{row_bl[0]}, S]: pass one segment id per text token.')
+
+  def _check_text(self, batch, text_bsd, text_mask_bs):
+    cfg = self.config
     if text_bsd.ndim != 3 or text_bsd.shape[0] != batch or text_bsd.shape[-1] != cfg.text_dim:
       raise ValueError(f'text shape {text_bsd.shape} must be [{batch}, S, {cfg.text_dim}]: pass '
                        'text-encoder tokens of the configured text_dim.')

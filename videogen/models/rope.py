@@ -6,7 +6,8 @@ rotation pairs, height and width get c // 3 each and time gets the rest (head_di
 T, H, W works with no table sized to a maximum. Pairs are adjacent elements (x[2i], x[2i + 1]),
 Wan's complex-number layout, so converted weights see the same rotation.
 
-Legend: b batch, l tokens, h heads, d head dim, n positions, f = d // 2 rotation pairs.
+Legend: b batch, l tokens, h heads, d head dim, n positions, f = d // 2 rotation pairs; `...` any
+leading axes (one table for all samples [L, F], or one per sample [B, L, F] for packed rows).
 """
 import einops
 import jax.numpy as jnp
@@ -23,20 +24,22 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
 
 
 def rope_tables(positions_n3, head_dim: int, theta: float = 10000.0):
-  """(cos, sin), each float32 [N, head_dim // 2], for tokens at integer (t, h, w) positions."""
+  """(cos, sin), each float32 [..., head_dim // 2], for tokens at integer (t, h, w) positions
+  [..., 3]."""
   positions_n3 = jnp.asarray(positions_n3, jnp.float32)
   angles = []
   for axis, part in enumerate(rope_split(head_dim)):
     freqs_f = theta ** (-np.arange(0, part, 2, dtype=np.float32) / part)
-    angles.append(positions_n3[:, axis, None] * freqs_f)
+    angles.append(positions_n3[..., axis, None] * freqs_f)
   angles_nf = jnp.concatenate(angles, axis=-1)
   return jnp.cos(angles_nf), jnp.sin(angles_nf)
 
 
 def apply_rope(x_blhd, cos_lf, sin_lf):
-  """Rotates each adjacent pair of `x_blhd` by its token's angle (computed in float32)."""
+  """Rotates each adjacent pair of `x_blhd` by its token's angle (computed in float32); the
+  tables are [L, F] (shared by the batch) or [B, L, F] (one per packed row)."""
   x_blhf2 = einops.rearrange(x_blhd.astype(jnp.float32), '... (f two) -> ... f two', two=2)
   x0, x1 = x_blhf2[..., 0], x_blhf2[..., 1]
-  cos, sin = cos_lf[:, None, :], sin_lf[:, None, :]
+  cos, sin = cos_lf[..., None, :], sin_lf[..., None, :]
   rotated = jnp.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1)
   return einops.rearrange(rotated, '... f two -> ... (f two)').astype(x_blhd.dtype)
