@@ -110,6 +110,10 @@ def test_main_job_writes_samples_grids_and_report(tmp_path):
                     num_held_out_prompts=1, progress=False)
   text = report.read_text()
   assert 'held_out' in text and 'colour present' in text
+  for task in ('image_to_video', 'extend_forward', 'extend_backward', 'connect', 'keyframes',
+               'loop', 'edit'):
+    assert f'| {task} |' in text
+    assert media.read_video(tmp_path / 'tasks' / f'{task}.mp4').shape[-1] == 3
   mp4s = sorted((tmp_path / 'samples').glob('*.mp4'))
   assert len(mp4s) == 3 and all(p.with_suffix('.json').exists() for p in mp4s)
   for name in ('grid.mp4', 'grid.png', 'truth_grid.png', 'curve.png'):

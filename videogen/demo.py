@@ -6,7 +6,10 @@ Writes into `out_dir`:
   grid.mp4, grid.png        this run's samples, captioned; truth_grid.* the world's own renders
   reference/                the same prompts sampled from the shipped reference checkpoint
                             (trained longer by the same code; see reference/README.md)
-  curve.png, report.md      the training curve and adherence scores (train / held-out prompts)
+  tasks/<task>.{mp4,png}    prompting tasks (image-to-video, extension, connect, keyframes, loop,
+                            SDEdit) on the world's renders of the same prompts, input beside output
+  curve.png, report.md      the training curve, adherence scores (train / held-out prompts) and
+                            the prompting tasks' scores
 Running it again resumes training from the newest checkpoint instead of starting over.
 """
 import pathlib
@@ -18,6 +21,7 @@ from videogen import media
 from videogen.data import world
 from videogen.evals import adherence
 from videogen.evals import curves
+from videogen.evals import prompting_tasks
 from videogen.evals import prompts as prompts_lib
 from videogen.train import loop
 
@@ -57,7 +61,8 @@ def sample_and_score(gen: generate.Generator, prompts, out: pathlib.Path,
 
 
 def write_report(out: pathlib.Path, result: loop.TrainResult,
-                 settings: generate.SampleSettings, prompts, scored: dict) -> pathlib.Path:
+                 settings: generate.SampleSettings, prompts, scored: dict,
+                 task_scores=None) -> pathlib.Path:
   """report.md: what ran, the curve, the adherence summary per model and split, per prompt."""
   rows = loop.read_metrics(out / 'run')
   last = rows[-1] if rows else {}
@@ -78,6 +83,12 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
     lines += _summary_rows(f'{name} (step {gen.step})', prompts, scores)
   lines += ['', 'This run\'s samples: `grid.mp4` / `grid.png`; the reference\'s: '
             '`reference/grid.*`; the world\'s renders of the same scenes: `truth_grid.*`.']
+  if task_scores:
+    lines += ['', '## Prompting with images and videos (this run)', '',
+              'Each task runs on the world\'s render of every prompt above (clips training never '
+              'saw); `tasks/<task>.*` shows input beside output. See '
+              '`videogen/evals/prompting_tasks.py` for each measure.', '',
+              prompting_tasks.table(task_scores)]
   for name, (gen, scores) in scored.items():
     lines += ['', f'## Per prompt: {name}', '', _score_table(prompts, scores)]
   path = out / 'report.md'
@@ -104,5 +115,8 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   w = config.world
   truth = [world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0] for p in prompts]
   media.write_grid(out / 'truth_grid', truth, [p.text for p in prompts], fps=w.fps)
+  task_scores = None
+  if gen.parts.frame_conditioning:
+    task_scores = prompting_tasks.score_tasks(gen, prompts, truth, settings, out)
   curves.plot_loss(loop.read_metrics(out / 'run'), out / 'curve.png')
-  return write_report(out, result, settings, prompts, scored)
+  return write_report(out, result, settings, prompts, scored, task_scores)
