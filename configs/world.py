@@ -32,8 +32,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
 
   config.data = ml_collections.ConfigDict(dict(
-      batch_size=32,      # global batch; must be divisible by mesh data x fsdp.
+      batch_size=32,      # global batch (of token rows when packed); divisible by data x fsdp.
       split='train', num_workers=0, num_threads=2, prefetch=4,
+      # How clips of many sizes share a batch (videogen/data/pipeline.py): 'packed' (several
+      # clips per token row, NaViT), 'buckets' (one size per batch) or 'fixed' (every clip at
+      # the world's height x width x num_frames). The CPU main job stays 'fixed' until a packed
+      # run is shown to score as well on the square clips it reports (README, Native sizes);
+      # --config.data.layout=packed trains on every aspect ratio and duration at once.
+      layout='fixed',
+      # Packed rows: 64 tokens hold one 32x32x8 clip, so a step holds as many tokens as a
+      # fixed one. 2 clips a row fill 97% of it; a 3rd adds 0.5% fill but its caption's 32
+      # text tokens a row slow the step by ~20% (cross-attention).
+      row_length=64, max_segments=2, buffer_size=256,
+  ))
+  # The sizes clips train at (videogen/data/sizes.py): each aspect (width:height) keeps about
+  # the area of a side x side frame; a size's share is its aspect's weight x its duration's.
+  # The square, 8-frame clip the world is sampled and scored at stays half the clips.
+  config.data.sizes = ml_collections.ConfigDict(dict(
+      side=32,
+      aspects=('1:1', '16:9', '9:16', '4:3'), aspect_weights=(0.6, 0.15, 0.15, 0.1),
+      durations=(8, 4, 2), duration_weights=(0.8, 0.1, 0.1),  # frames; the patch's pt divides
   ))
 
   config.text = ml_collections.ConfigDict(dict(
@@ -90,7 +108,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if arg.runlocal:
     config.world.update(height=16, width=16, num_frames=2)
-    config.data.update(batch_size=8, num_threads=1, prefetch=1)
+    config.data.update(batch_size=8, num_threads=1, prefetch=1, layout='packed', row_length=16,
+                       max_segments=4, buffer_size=16)
+    config.data.sizes.update(side=16, durations=(2, 1), duration_weights=(0.5, 0.5))  # 1: image
     config.model.patch_size = (1, 8, 8)
     config.optim.update(warmup_steps=2, total_steps=10)
     config.train.update(steps=4, log_every=1, checkpoint_every=2)

@@ -1,8 +1,13 @@
-"""The world's Grain pipeline: determinism, shards, normalisation, exact resume, workers."""
+"""The world's Grain pipeline: determinism, shards, normalisation, exact resume, workers, and
+the layouts of clips of many sizes (packed rows, buckets, fixed)."""
+import json
+
 import numpy as np
 import pytest
 
+from configs import world as world_config
 from videogen.data import pipeline
+from videogen.data import sizes
 from videogen.data import world
 from videogen.data import world_source
 
@@ -70,3 +75,69 @@ def test_worker_processes_give_the_same_batches():
 def test_bad_arguments_name_the_value(kwargs, match):
   with pytest.raises(ValueError, match=match):
     pipeline.world_dataset(OPTIONS, seed=0, **kwargs)
+
+
+def sized_config(layout):
+  """runlocal's world with `layout` over its size table (square and wide clips and images)."""
+  config = world_config.get_config('runlocal=True')
+  config.data.layout = layout
+  return config
+
+
+def test_each_record_renders_at_its_drawn_size():
+  table = sizes.table_from_config(sized_config('packed'))
+  draw = sizes.ClipSizes(table, seed=0)
+  source = world_source.WorldSource(OPTIONS, seed=0, sizes=draw)
+  shapes = set()
+  for index in range(12):
+    record, size = source[index], draw(index)
+    assert record['video'].shape == (size.num_frames, size.height, size.width, 3)
+    view_w, view_h = json.loads(record['scene'])['view']
+    assert view_w / view_h == pytest.approx(size.width / size.height)
+    shapes.add(record['video'].shape)
+  assert len(shapes) > 2
+  np.testing.assert_array_equal(source[5]['video'],
+                                world_source.WorldSource(OPTIONS, seed=0, sizes=draw)[5]['video'])
+
+
+def test_bucket_batches_take_one_size_on_every_shard():
+  table = sizes.table_from_config(sized_config('buckets'))
+  draw = sizes.ClipSizes(table, seed=0, group=4)
+  shards = [iter(pipeline.world_dataset(OPTIONS, seed=0, batch_size=2, shard_index=shard,
+                                        shard_count=2, sizes=draw)) for shard in range(2)]
+  shapes = []
+  for batch in range(4):
+    size = draw(4 * batch)
+    for iterator in shards:
+      assert next(iterator)['video'].shape == (2, size.num_frames, size.height, size.width, 3)
+    shapes.append((size.height, size.width, size.num_frames))
+  assert len(set(shapes)) > 1
+  with pytest.raises(ValueError, match='group=4'):
+    pipeline.world_dataset(OPTIONS, seed=0, batch_size=4, sizes=sizes.ClipSizes(table, 0, 2))
+
+
+def test_packed_world_rows_resume_at_the_exact_next_batch():
+  ds = pipeline.world_dataset_from_config(sized_config('packed'))
+  iterator = iter(ds)
+  first = _batches(iterator, 3)
+  assert first[0]['patches'].shape == (8, 16, 64 * 3) and first[0]['captions'].shape == (8, 4)
+  assert all(0.5 < batch['fill'] <= 1 for batch in first)
+  state = iterator.get_state()
+  expected = _batches(iterator, 2)
+  resumed = iter(ds)
+  resumed.set_state(state)
+  for want, got in zip(expected, _batches(resumed, 2)):
+    for key in want:
+      np.testing.assert_array_equal(want[key], got[key])
+
+
+def test_fixed_layout_is_the_world_at_its_own_size():
+  config = sized_config('fixed')
+  got = next(iter(pipeline.world_dataset_from_config(config)))
+  want = next(iter(pipeline.world_dataset(world.WorldOptions.from_config(config.world), seed=0,
+                                          batch_size=8, num_threads=1, prefetch=1)))
+  np.testing.assert_array_equal(got['video'], want['video'])
+  assert list(got['caption']) == list(want['caption'])
+  config.data.layout = 'tiles'
+  with pytest.raises(ValueError, match="data.layout 'tiles' is unknown"):
+    pipeline.world_dataset_from_config(config)

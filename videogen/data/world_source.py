@@ -1,19 +1,23 @@
 """A Grain random-access source of procedural world clips: record i is scene i of a split."""
+import dataclasses
 import json
 
+from videogen.data import sizes as sizes_lib
 from videogen.data import world
 
 
 class WorldSource:
   """Clips {'video' uint8 [T, H, W, 3], 'caption', 'scene' (JSON), 'index'} rendered on demand.
 
+  Every clip has the options' size, or with `sizes` record i's own size sizes(i): its scene is
+  sampled for that size (the view's aspect and the duration follow it), so it renders exactly.
   Satisfies grain's RandomAccessDataSource protocol and pickles into worker processes; the same
-  (options, seed, split, index) always gives the same record. Ground truth comes from
+  (options, seed, split, sizes, index) always gives the same record. Ground truth comes from
   world.render(world.Scene.from_dict(json.loads(record['scene'])), ...).
   """
 
   def __init__(self, options: world.WorldOptions, *, seed: int, split: str = 'train',
-               num_records: int = 1_000_000):
+               num_records: int = 1_000_000, sizes: sizes_lib.ClipSizes | None = None):
     if split not in world.SPLITS:
       raise ValueError(f'split={split!r} is unknown; use one of {world.SPLITS}.')
     if seed < 0 or num_records < 1:
@@ -22,15 +26,22 @@ class WorldSource:
     self.seed = seed
     self.split = split
     self.num_records = num_records
+    self.sizes = sizes
+    for size in sizes.table if sizes else ():
+      self._options_for(size)  # a size the world cannot render fails here, not in a worker
 
   def __len__(self) -> int:
     return self.num_records
+
+  def _options_for(self, size) -> world.WorldOptions:
+    return dataclasses.replace(self.options, num_frames=size.num_frames, height=size.height,
+                               width=size.width)
 
   def __getitem__(self, index: int) -> dict:
     index = int(index)
     if not 0 <= index < self.num_records:
       raise IndexError(f'index={index} is outside this source of {self.num_records} records.')
-    o = self.options
+    o = self.options if self.sizes is None else self._options_for(self.sizes(index))
     scene = world.sample_scene(o, self.seed, index, self.split)
     video, _ = world.render(scene, o.height, o.width, o.num_frames, o.fps)
     return {'video': video, 'caption': world.clip_caption(scene, self.seed, index),
@@ -38,4 +49,4 @@ class WorldSource:
 
   def __repr__(self) -> str:
     return (f'WorldSource(seed={self.seed}, split={self.split!r}, '
-            f'num_records={self.num_records}, options={self.options})')
+            f'num_records={self.num_records}, options={self.options}, sizes={self.sizes})')

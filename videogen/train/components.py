@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from videogen.data import packing
 from videogen.diffusion import conditioning
 from videogen.diffusion import flow
 from videogen.models import dit
@@ -58,19 +59,51 @@ class Components:
   def apply(self, params, x_bthwc, t_b, text_bld, mask_bl, frames=None, frame_mask_bt=None):
     """The velocity at (x_t, t) for plain (unboxed) params, whatever the DiT predicts; frames
     and their mask (default: none given) only for a frame-conditioned model."""
-    if self.frame_conditioning:
-      if frames is None:
-        frames = jnp.zeros_like(x_bthwc)
-        frame_mask_bt = jnp.zeros(x_bthwc.shape[:2], bool)
-      model_in = conditioning.model_input(x_bthwc, frames, frame_mask_bt)
-    elif frames is not None:
-      raise ValueError('this model was trained without frame conditioning '
-                       '(conditioning.enabled=False): it takes text prompts only.')
-    else:
-      model_in = x_bthwc
+    model_in = self._with_frames(x_bthwc, frames, frame_mask_bt, x_bthwc.shape[:2],
+                                 conditioning.model_input)
     out = self.model.apply({'params': params}, model_in, t_b, text_bld, mask_bl)
     d = self.config.diffusion
     return flow.as_velocity(d.prediction, out, x_bthwc, t_b, d.min_t)
+
+  def apply_packed(self, params, x_blp, t_bl, rows, frames_blp=None, given_blk=None):
+    """`apply` for packed rows (data/packing.py): the velocity per token [B, L, P] at noisy
+    tokens x [B, L, P] and per-token times t [B, L]; `rows` holds the batch's segment_ids,
+    positions, text, text_mask and text_segment_ids. For a frame-conditioned model, frames are
+    the clean tokens and given [B, L, pt] flags which of each token's pt frames are given."""
+    pt = self.model.config.patch_size[0]
+    model_in = self._with_frames(x_blp, frames_blp, given_blk, (*x_blp.shape[:2], pt),
+                                 packed_model_input)
+    out_blp = self.model.apply(
+        {'params': params}, model_in, rows['segment_ids'], rows['positions'], t_bl,
+        rows['text'], rows['text_mask'], rows['text_segment_ids'], method='packed')
+    d, tokens = self.config.diffusion, lambda a: a.reshape(-1, a.shape[-1])
+    velocity = flow.as_velocity(d.prediction, tokens(out_blp), tokens(x_blp), t_bl.reshape(-1),
+                                d.min_t)  # each token as a sample of its own time
+    return velocity.reshape(out_blp.shape)
+
+  def _with_frames(self, x, frames, given, given_shape, model_input):
+    """The DiT's input: x, or for a frame-conditioned model model_input(x, frames, given) with
+    no frame given by default."""
+    if not self.frame_conditioning:
+      if frames is not None:
+        raise ValueError('this model was trained without frame conditioning '
+                         '(conditioning.enabled=False): it takes text prompts only.')
+      return x
+    if frames is None:
+      frames, given = jnp.zeros_like(x), jnp.zeros(given_shape, bool)
+    return model_input(x, frames, given)
+
+
+def packed_model_input(x_blp, frames_blp, given_blk):
+  """conditioning.model_input on patch tokens: the tokens of [x, frames * given, given] from
+  tokens [B, L, pt*ph*pw*C] and given [B, L, pt] (a token's pt frames, in patchify's
+  (pt, ph, pw, c) order), as patchifying the unpacked model input would make them."""
+  b, l, _ = x_blp.shape
+  pt = given_blk.shape[-1]
+  as_clips = lambda a: a.reshape(b * l, pt, -1, 1, PIXEL_CHANNELS)  # a token: a pt-frame clip
+  model_in = conditioning.model_input(as_clips(x_blp), as_clips(frames_blp),
+                                      given_blk.reshape(b * l, pt))
+  return model_in.reshape(b, l, -1)
 
 
 def frame_conditioning(config: ml_collections.ConfigDict) -> bool:
@@ -119,6 +152,22 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
 
 
 def encode_batch(parts: Components, batch: dict) -> dict:
-  """Host batch {'video', 'caption'} -> model batch {'video', 'text', 'text_mask'} (numpy)."""
-  text_bld, mask_bl = parts.encoder.encode([str(c) for c in np.asarray(batch['caption'])])
-  return {'video': batch['video'], 'text': text_bld, 'text_mask': mask_bl}
+  """Host batch -> model batch (numpy). Clips {'video', 'caption'} -> {'video', 'text',
+  'text_mask'}; packed rows {'patches', 'segment_ids', 'positions', 'shapes', 'captions' [B, M]}
+  -> the rows plus their captions laid out for DiT.packed ('text', 'text_mask',
+  'text_segment_ids') and each segment's timestep shift for its token count ('shift' [B, M])."""
+  if 'patches' not in batch:
+    text_bld, mask_bl = parts.encoder.encode([str(c) for c in np.asarray(batch['caption'])])
+    return {'video': batch['video'], 'text': text_bld, 'text_mask': mask_bl}
+  captions_bm, shapes_bm3 = np.asarray(batch['captions']), np.asarray(batch['shapes'])
+  text_nsd, mask_ns = parts.encoder.encode([str(c) for c in captions_bm.reshape(-1)])
+  text, text_mask, text_segment_ids = packing.segment_text(
+      text_nsd.reshape(*captions_bm.shape, *text_nsd.shape[1:]),
+      mask_ns.reshape(*captions_bm.shape, -1), shapes_bm3)
+  shapes = {tuple(shape) for shape in shapes_bm3.reshape(-1, 3).tolist() if shape[0]}
+  shifts = {shape: parts.shift((*shape, PIXEL_CHANNELS)) for shape in shapes}
+  shift_bm = np.array([[shifts.get(tuple(shape), 1.0) for shape in row]
+                       for row in shapes_bm3.tolist()], np.float32)
+  rows = {key: batch[key] for key in ('patches', 'segment_ids', 'positions', 'shapes')}
+  return {**rows, 'text': text, 'text_mask': text_mask, 'text_segment_ids': text_segment_ids,
+          'shift': shift_bm}

@@ -11,15 +11,13 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import tqdm
 
 from videogen import generate
 from videogen import media
 from videogen.data import pipeline
-from videogen.diffusion import conditioning
-from videogen.diffusion import flow
 from videogen.evals import prompts as prompts_lib
 from videogen.models import dit
 from videogen.models import patches
@@ -27,6 +25,7 @@ from videogen.parallel import sharding
 from videogen.train import checkpoint
 from videogen.train import components
 from videogen.train import metrics as metrics_lib
+from videogen.train import objective
 from videogen.train import preemption
 from videogen.train import step as step_lib
 from videogen.train import state as state_lib
@@ -63,42 +62,47 @@ class TrainResult:
   stopped_early: bool  # by the time budget or a signal, before train.steps
 
 
-def make_loss_fn(parts: components.Components):
-  """loss_fn(params, batch, rng) for the train step: flow matching with text dropout for CFG
-  and, for a frame-conditioned model, one random task per example whose given frames the loss
-  leaves out (diffusion/conditioning.py)."""
-  cfg = parts.config
-  null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
-  shift = parts.shift()
-  if parts.frame_conditioning:
-    task_probabilities = conditioning.task_probabilities(cfg.conditioning.tasks)
-
-  def loss_fn(params, batch, rng):
-    drop_rng, task_rng, flow_rng = jax.random.split(rng, 3)
-    video = batch['video']
-    drop_b = jax.random.bernoulli(drop_rng, cfg.text.dropout, video.shape[:1])
-    text = jnp.where(drop_b[:, None, None], null_text[None], batch['text'])
-    mask = jnp.where(drop_b[:, None], null_mask[None], batch['text_mask'])
-    apply_fn, loss_mask = parts.apply, None
-    if parts.frame_conditioning:
-      given_bt = conditioning.sample_frame_masks(task_rng, *video.shape[:2], task_probabilities)
-      apply_fn = lambda p, x, t, txt, m: parts.apply(p, x, t, txt, m, video, given_bt)
-      loss_mask = conditioning.loss_weights(given_bt, video)
-    loss, _ = flow.flow_matching_loss(
-        apply_fn, params, video, text, mask, flow_rng, shift=shift,
-        t_mean=cfg.diffusion.t_mean, t_std=cfg.diffusion.t_std, loss_mask=loss_mask)
-    return loss, {}
-
-  return loss_fn
-
-
 def make_sharded_train_step(parts: components.Components) -> step_lib.StepFn:
   """The jitted, donated train step on parts.mesh (what `train` and the benchmark run)."""
   return step_lib.jit_train_step(
-      step_lib.make_train_step(make_loss_fn(parts), parts.optimizer,
+      step_lib.make_train_step(objective.make_loss_fn(parts), parts.optimizer,
                                ema_decay=parts.config.optim.ema_decay,
                                lr_schedule=parts.lr_schedule),
       parts.state_shardings, sharding.batch_sharding(parts.mesh), parts.mesh, rules=parts.rules)
+
+
+@dataclasses.dataclass
+class WorkWindow:
+  """The work of the steps since the last log, on all processes: real tokens (packed rows
+  count their clips' tokens only), the FLOPs computed (padding included) and packed rows' fill."""
+  steps: int = 0
+  tokens: int = 0
+  flops: float = 0.0
+  fills: list[float] = dataclasses.field(default_factory=list)
+
+  def add(self, parts: components.Components, batch: dict, fill=None) -> None:
+    """Counts one step's model batch (components.encode_batch's) and its packing fill."""
+    model_config = parts.model.config
+    if 'patches' in batch:
+      rows, length = batch['segment_ids'].shape
+      tokens = int(np.count_nonzero(batch['segment_ids']))
+      flops = rows * dit.flops_per_sample(model_config, length, batch['text'].shape[1])
+    else:
+      clips = batch['video'].shape[0]
+      per_clip = patches.num_tokens(batch['video'].shape[1:4], model_config.patch_size)
+      tokens = clips * per_clip
+      flops = clips * dit.flops_per_sample(model_config, per_clip, batch['text'].shape[1])
+    self.steps += 1
+    self.tokens += tokens * jax.process_count()
+    self.flops += 3 * flops * jax.process_count()  # forward and backward
+    if fill is not None:
+      self.fills.append(float(fill))
+
+  def rates(self, seconds: float) -> dict:
+    """Per-second rates over `seconds`, plus the mean fill of packed rows."""
+    rates = {'steps_per_s': self.steps / seconds, 'tokens_per_s': self.tokens / seconds,
+             'gflops_per_s': self.flops / seconds / 1e9}
+    return rates | ({'fill': float(np.mean(self.fills))} if self.fills else {})
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -107,13 +111,22 @@ def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
 
 
-def restore_or_init(parts: components.Components, ckpt: checkpoint.Checkpointer, data_iter):
-  """The newest checkpoint's state (moving data_iter to its position), else a fresh state."""
+def restore_or_init(parts: components.Components, ckpt: checkpoint.Checkpointer, make_data_iter):
+  """(state, data iterator): the newest checkpoint's state with make_data_iter()'s iterator
+  moved to its position, else a fresh state and iterator. The iterator is made only once the
+  checkpoint is known compatible, so a mismatch is reported as such and not as bad data."""
   if ckpt.latest_step() is None:
     return sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
-                                         parts.rules)
-  checkpoint.check_compatible(ckpt.restore_config(), parts.config, COMPATIBLE_KEYS)
-  return ckpt.restore(parts.abstract_state, data_iter)
+                                         parts.rules), make_data_iter()
+  saved = ckpt.restore_config()
+  checkpoint.check_compatible(saved, parts.config, COMPATIBLE_KEYS)
+  saved_layout = saved.get('data', {}).get('layout', 'fixed')  # runs before layouts: 'fixed'
+  if saved_layout != pipeline.layout(parts.config):
+    raise ValueError(f'the checkpoint holds a data position of data.layout {saved_layout!r}, not '
+                     f'{pipeline.layout(parts.config)!r}: resume with '
+                     f'--config.data.layout={saved_layout} or start a new workdir.')
+  data_iter = make_data_iter()
+  return ckpt.restore(parts.abstract_state, data_iter), data_iter
 
 
 def train(config: ml_collections.ConfigDict, workdir, *,
@@ -129,32 +142,29 @@ def train(config: ml_collections.ConfigDict, workdir, *,
   parts = components.build(config)
   tc = config.train
 
-  data_iter = iter(pipeline.world_dataset_from_config(
-      config, shard_index=jax.process_index(), shard_count=jax.process_count()))
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,
                                  save_interval_steps=tc.checkpoint_every)
-  state = restore_or_init(parts, ckpt, data_iter)
+  state, data_iter = restore_or_init(parts, ckpt, lambda: iter(pipeline.world_dataset_from_config(
+      config, shard_index=jax.process_index(), shard_count=jax.process_count())))
   write_config(config, workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
   batch_sharding = sharding.batch_sharding(parts.mesh)
   train_step = make_sharded_train_step(parts)
 
-  tokens = patches.num_tokens(parts.shape[:3], parts.model.config.patch_size)
-  flops_per_step = 3 * config.data.batch_size * dit.flops_per_sample(
-      parts.model.config, tokens, parts.encoder.max_length)
   writer = metrics_lib.MetricWriter(str(workdir))
   deadline = time.monotonic() + 60 * tc.max_minutes if tc.max_minutes > 0 else float('inf')
   bar = tqdm.tqdm(initial=first_step, total=tc.steps, desc='train', unit='step',
                   disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
   step, stopped_early = first_step, False
-  window_start, window_steps = time.perf_counter(), 0
+  window_start, window = time.perf_counter(), WorkWindow()
   with preemption.stop_on_signal() as stop:
     while step < tc.steps:
-      host_batch = components.encode_batch(parts, next(data_iter))
+      batch = next(data_iter)
+      host_batch = components.encode_batch(parts, batch)
+      window.add(parts, host_batch, batch.get('fill'))
       state, step_metrics = train_step(state, sharding.shard_batch(host_batch, batch_sharding))
       step += 1
-      window_steps += 1
       bar.update(1)
       last = step == tc.steps
       out_of_time = time.monotonic() > deadline
@@ -162,14 +172,10 @@ def train(config: ml_collections.ConfigDict, workdir, *,
       if step % tc.log_every == 0 or last or stop_now or step % tc.checkpoint_every == 0:
         step_metrics = jax.device_get(step_metrics)
         step_lib.check_finite(step_metrics, step)
-        seconds = time.perf_counter() - window_start
-        rate = window_steps / seconds
-        scalars = {**step_metrics, 'steps_per_s': rate,
-                   'tokens_per_s': rate * tokens * config.data.batch_size,
-                   'gflops_per_s': rate * flops_per_step / 1e9}
+        scalars = {**step_metrics, **window.rates(time.perf_counter() - window_start)}
         writer.write_scalars(step, scalars)
         bar.set_postfix(loss=f'{scalars["loss"]:.4f}', refresh=False)
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window = time.perf_counter(), WorkWindow()
       ckpt.save(step, state, data_iter, config, force=last or stop_now)
       if tc.sample_every and step % tc.sample_every == 0:
         sample_hook(step, state, parts)

@@ -1,0 +1,110 @@
+"""The training objective: flow matching with text dropout (for classifier-free guidance) and,
+for a frame-conditioned model, one random task per clip whose given frames the loss leaves out
+(diffusion/conditioning.py). Batches hold clips of one size, or packed rows of clips of many
+sizes (data/packing.py), each segment trained as a clip of its own.
+
+Legend: b batch, m segments of a row, l tokens, p patch values, k a token's pt frames, t frames.
+"""
+import jax
+import jax.numpy as jnp
+
+from videogen.data import sizes
+from videogen.diffusion import conditioning
+from videogen.diffusion import flow
+from videogen.train import components
+
+
+def make_loss_fn(parts: components.Components):
+  """loss_fn(params, batch, rng) for the train step: flow matching with text dropout for CFG
+  and, for a frame-conditioned model, one random task per clip whose given frames the loss
+  leaves out (diffusion/conditioning.py). A batch of packed rows (it has 'patches') trains each
+  segment as a clip of its own (`packed_loss`); any other holds clips of one size."""
+  cfg = parts.config
+  null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
+  if parts.frame_conditioning:
+    task_probabilities = conditioning.task_probabilities(cfg.conditioning.tasks)
+
+  def clips_loss(params, batch, rng):
+    drop_rng, task_rng, flow_rng = jax.random.split(rng, 3)
+    video = batch['video']
+    drop_b = jax.random.bernoulli(drop_rng, cfg.text.dropout, video.shape[:1])
+    text = jnp.where(drop_b[:, None, None], null_text[None], batch['text'])
+    mask = jnp.where(drop_b[:, None], null_mask[None], batch['text_mask'])
+    apply_fn, loss_mask = parts.apply, None
+    if parts.frame_conditioning:
+      given_bt = conditioning.sample_frame_masks(task_rng, *video.shape[:2], task_probabilities)
+      apply_fn = lambda p, x, t, txt, m: parts.apply(p, x, t, txt, m, video, given_bt)
+      loss_mask = conditioning.loss_weights(given_bt, video)
+    loss, _ = flow.flow_matching_loss(
+        apply_fn, params, video, text, mask, flow_rng, shift=parts.shift(video.shape[1:]),
+        t_mean=cfg.diffusion.t_mean, t_std=cfg.diffusion.t_std, loss_mask=loss_mask)
+    return loss, {}
+
+  def rows_loss(params, rows, rng):
+    drop_rng, task_rng, t_rng, eps_rng = jax.random.split(rng, 4)
+    frames_bm = rows['shapes'][..., 0]
+    drop_bm = jax.random.bernoulli(drop_rng, cfg.text.dropout, frames_bm.shape)
+    rows = drop_captions(rows, drop_bm, null_text, null_mask)
+    t_bm = flow.shift_t(flow.sample_t(t_rng, frames_bm.shape, cfg.diffusion.t_mean,
+                                      cfg.diffusion.t_std), rows['shift'])
+    eps_blp = jax.random.normal(eps_rng, rows['patches'].shape, rows['patches'].dtype)
+    given_bmt = None
+    if parts.frame_conditioning:
+      durations = sorted({size.num_frames for size in sizes.table_from_config(cfg)})
+      given_bmt = segment_frame_masks(task_rng, frames_bm, durations, task_probabilities)
+    return packed_loss(parts, params, rows, t_bm, eps_blp, given_bmt), {}
+
+  def loss_fn(params, batch, rng):
+    return (rows_loss if 'patches' in batch else clips_loss)(params, batch, rng)
+
+  return loss_fn
+
+
+def drop_captions(rows, drop_bm, null_text_sd, null_mask_s):
+  """Packed rows whose dropped segments' captions (drop [B, M]) read the empty prompt; the
+  text of empty segments stays masked out."""
+  batch, segments = drop_bm.shape
+  by_segment = lambda a: a.reshape(batch, segments, *null_mask_s.shape, *a.shape[2:])
+  text_bmsd = jnp.where(drop_bm[..., None, None], null_text_sd, by_segment(rows['text']))
+  mask_bms = jnp.where(drop_bm[..., None], null_mask_s, by_segment(rows['text_mask']))
+  mask_bms &= (rows['shapes'][..., 0] > 0)[..., None]
+  return {**rows, 'text': text_bmsd.reshape(rows['text'].shape),
+          'text_mask': mask_bms.reshape(rows['text_mask'].shape)}
+
+
+def segment_frame_masks(rng, frames_bm, durations, probabilities):
+  """bool [B, M, max(durations)]: the given frames of one task per segment, drawn over the
+  segment's own frames (conditioning.sample_frame_masks at each duration in `durations`)."""
+  longest = max(durations)
+  given_bmt = jnp.zeros((*frames_bm.shape, longest), bool)
+  for frames in durations:
+    given_nt = conditioning.sample_frame_masks(jax.random.fold_in(rng, frames), frames_bm.size,
+                                               frames, probabilities)
+    given_nt = jnp.pad(given_nt, ((0, 0), (0, longest - frames)))
+    given_bmt = jnp.where((frames_bm == frames)[..., None],
+                          given_nt.reshape(given_bmt.shape), given_bmt)
+  return given_bmt
+
+
+def packed_loss(parts: components.Components, params, rows, t_bm, eps_blp, given_bmt=None):
+  """The flow-matching loss of packed rows (components.encode_batch's) for drawn times per
+  segment t [B, M], noise per token eps [B, L, P] and, for a frame-conditioned model, each
+  segment's given frames [B, M, T >= its frames]. The mean leaves out padding tokens and given
+  frames, so a row of one clip gives the loss the unpacked path gives that clip."""
+  x0_blp, ids_bl = rows['patches'], rows['segment_ids']
+  batch, length, _ = x0_blp.shape
+  segment_bl = jnp.maximum(ids_bl - 1, 0)
+  t_bl = jnp.take_along_axis(t_bm, segment_bl, axis=1)
+  tokens = lambda a: a.reshape(batch * length, -1)
+  x_t_blp = flow.noise(tokens(x0_blp), tokens(eps_blp), t_bl.reshape(-1)).reshape(x0_blp.shape)
+  pt = parts.model.config.patch_size[0]
+  counted_blk = jnp.broadcast_to((ids_bl > 0)[..., None], (batch, length, pt))
+  frames_blp = given_blk = None
+  if given_bmt is not None:  # a token's k-th frame is frame positions_t * pt + k of its clip
+    frame_blk = rows['positions'][..., :1] * pt + jnp.arange(pt)
+    given_blk = given_bmt[jnp.arange(batch)[:, None, None], segment_bl[..., None], frame_blk]
+    frames_blp, counted_blk = x0_blp, counted_blk & ~given_blk
+  pred_blp = parts.apply_packed(params, x_t_blp, t_bl, rows, frames_blp, given_blk)
+  by_frame = lambda a: a.reshape(batch, length, pt, -1)
+  return flow.loss(by_frame(pred_blp), by_frame(flow.velocity_target(x0_blp, eps_blp)),
+                   counted_blk[..., None])
