@@ -10,32 +10,36 @@ import numpy as np
 from videogen.data import world
 
 DEFAULT_TOL = 100.0  # RGB distance; palette colours are >= 100 apart, backgrounds farther
+REFERENCE_NAMES = (*world.PALETTE, *world.BACKGROUNDS, 'occluder')  # what pixels are labelled
 _REFERENCES = np.array([*world.PALETTE.values(), *world.BACKGROUNDS.values(),
                         world.OCCLUDER_COLOUR], np.float32)
 # Directions by 45-degree sector, counter-clockwise from +x with y pointing up.
 _SECTORS = ('right', 'up-right', 'up', 'up-left', 'left', 'down-left', 'down', 'down-right')
 
 
-def colour_mask(frames: np.ndarray, colour: str, tol: float = DEFAULT_TOL) -> np.ndarray:
-  """bool [T, H, W]: pixels of frames [T, H, W, 3] (uint8) whose nearest colour is `colour`."""
+def reference_labels(frames: np.ndarray, tol: float = DEFAULT_TOL) -> np.ndarray:
+  """int [T, H, W]: per pixel of frames [T, H, W, 3] (uint8), the index in REFERENCE_NAMES of its
+  nearest reference colour, or -1 where that colour is farther than `tol` in RGB."""
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] != 3:
     raise ValueError(f'frames of shape {frames.shape} are not RGB video; pass [T, H, W, 3].')
+  labels_thw = np.empty(frames.shape[:3], np.int8)
+  squared_norms = (_REFERENCES * _REFERENCES).sum(-1)
+  for frame_hwc, labels_hw in zip(frames, labels_thw):  # a frame at a time bounds the memory
+    pixels_hwc = frame_hwc.astype(np.float32)
+    # |p - c|^2 = |c|^2 - 2 p.c + |p|^2; the last term does not change the nearest reference.
+    partial_hwr = squared_norms - 2 * pixels_hwc @ _REFERENCES.T
+    labels_hw[:] = partial_hwr.argmin(-1)
+    labels_hw[partial_hwr.min(-1) + (pixels_hwc * pixels_hwc).sum(-1) > tol ** 2] = -1
+  return labels_thw
+
+
+def colour_mask(frames: np.ndarray, colour: str, tol: float = DEFAULT_TOL) -> np.ndarray:
+  """bool [T, H, W]: pixels of frames [T, H, W, 3] (uint8) whose nearest colour is `colour`."""
   if colour not in world.PALETTE:
     raise ValueError(
         f'colour={colour!r} is not a palette colour; use one of {tuple(world.PALETTE)}.')
-  target = list(world.PALETTE).index(colour)
-  pixels = frames.astype(np.float32)
-
-  def distance_less_own_norm(reference):  # |p - c|^2 - |p|^2: compares references per pixel
-    return reference @ reference - 2 * (pixels @ reference)
-
-  to_target_thw = distance_less_own_norm(_REFERENCES[target])
-  mask = to_target_thw + (pixels * pixels).sum(-1) <= tol ** 2
-  for k, reference in enumerate(_REFERENCES):
-    if k != target:
-      mask &= distance_less_own_norm(reference) > to_target_thw
-  return mask
+  return reference_labels(frames, tol) == REFERENCE_NAMES.index(colour)
 
 
 def track(frames: np.ndarray, colour: str, min_pixels: int | None = None) -> np.ndarray:
