@@ -2,13 +2,15 @@
 lengths and overlaps are right, SDEdit's strength ends behave, bad input is a clear error."""
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
-from videogen import demo
+from configs import world as world_config
 from videogen import generate
 from videogen import media
 from videogen import prompting
+from videogen.train import components
 
 SETTINGS = generate.SampleSettings(steps=2, method='euler', cfg_scale=2.0, frame_cfg_scale=1.5)
 PROMPT = 'A red circle moves to the right.'
@@ -103,8 +105,10 @@ def test_inputs_of_another_aspect_are_cropped_with_a_warning_or_refused_when_str
 
 
 def test_a_text_only_model_refuses_frames_with_a_clear_error():
-  text_only = generate.Generator.from_workdir(demo.REFERENCE)
-  assert not text_only.parts.frame_conditioning
+  config = world_config.get_config('runlocal=True')
+  config.conditioning.enabled = False
+  parts = components.build(config, devices=jax.devices()[:1])
+  text_only = generate.Generator(parts, parts.init_fn().ema_params, step=0)
+  assert parts.model.config.in_channels == 3
   with pytest.raises(ValueError, match='trained without frame conditioning'):
-    prompting.image_to_video(text_only, clip(1, height=32, width=32)[0], PROMPT,
-                             settings=dataclasses.replace(SETTINGS, steps=1))
+    prompting.image_to_video(text_only, clip(1)[0], PROMPT, settings=SETTINGS)
