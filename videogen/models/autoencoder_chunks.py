@@ -18,14 +18,14 @@ from videogen.models import autoencoder
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _apply_chunk(model, method: str, variables, x_bthwc):
+def apply_chunk(model, method: str, variables, x_bthwc):
   """model.<method>(x) -> (output, cache to pass to the next chunk)."""
   out, state = model.apply(variables, x_bthwc, method=method, mutable=['cache'])
   return out, state['cache']
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _apply(model, method: str, params, x_bthwc):
+def apply_whole(model, method: str, params, x_bthwc):
   """model.<method>(x) on a whole clip."""
   return model.apply({'params': params}, x_bthwc, method=method)
 
@@ -36,7 +36,7 @@ def _run_chunked(model, method: str, params, x_bthwc, chunk: int):
   outputs, cache = [], None
   for start, stop in zip(bounds[:-1], bounds[1:]):
     variables = {'params': params} if cache is None else {'params': params, 'cache': cache}
-    out, cache = _apply_chunk(model, method, variables, x_bthwc[:, start:stop])
+    out, cache = apply_chunk(model, method, variables, x_bthwc[:, start:stop])
     outputs.append(out)
   return jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1), *outputs)
 
@@ -125,7 +125,7 @@ def encode_tiled(model: autoencoder.AutoencoderKL, params, x_bthwc, tile: int, o
   if chunk_frames:
     encode = lambda x: encode_chunked(model, params, x, chunk_frames)
   else:
-    encode = lambda x: _apply(model, 'encode', params, x)
+    encode = lambda x: apply_whole(model, 'encode', params, x)
   return _blend_tiles(encode, x_bthwc, tile, overlap, 1 / cfg.spatial_downsample)
 
 
@@ -137,5 +137,5 @@ def decode_tiled(model: autoencoder.AutoencoderKL, params, z_bthwc, tile: int, o
   if chunk_latent_frames:
     decode = lambda z: (decode_chunked(model, params, z, chunk_latent_frames),)
   else:
-    decode = lambda z: (_apply(model, 'decode', params, z),)
+    decode = lambda z: (apply_whole(model, 'decode', params, z),)
   return _blend_tiles(decode, z_bthwc, tile, overlap, model.config.spatial_downsample)[0]

@@ -1,0 +1,39 @@
+"""Trains the causal video VAE on the procedural world; resumes from WORKDIR's newest checkpoint.
+
+  python experiments/train_vae.py --config configs/vae_world.py --workdir outputs/vae_world
+  python experiments/train_vae.py --config configs/vae_world.py --workdir outputs/vae_world \
+      --minutes 30 --config.train.steps=5000 --config.optim.total_steps=5000
+
+Writes WORKDIR/{config.json, checkpoints/<step>/, tb/, metrics.jsonl, samples/<step>/,
+latent_stats.json}. SIGTERM (or the --minutes budget) saves a checkpoint before exiting; running
+the same command again continues exactly. Evaluate with experiments/eval_vae.py --workdir WORKDIR.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from videogen.train import vae_loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/vae_world.py', 'Config file (`path:arg` passes arg to its get_config).',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, config.',
+                               required=True)
+_MINUTES = flags.DEFINE_float('minutes', None, 'Wall-time budget of this invocation (default: '
+                              'config.train.max_minutes; training also stops at train.steps).')
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  config = _CONFIG.value
+  if _MINUTES.value is not None:
+    config.train.max_minutes = _MINUTES.value
+  result = vae_loop.train_vae(config, _WORKDIR.value)
+  print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints, '
+        f'latent stats in {_WORKDIR.value}/{vae_loop.LATENT_STATS_FILE}')
+
+
+if __name__ == '__main__':
+  app.run(main)

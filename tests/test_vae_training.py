@@ -1,0 +1,149 @@
+"""VAE training, the public Autoencoder, reconstruction metrics and the eval runner, on the
+runlocal config ('tiny' preset, 5x16x16 world clips).
+
+Legend: b batch, t frames, h/w height/width, c channels.
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import vae_world
+from videogen import vae as vae_lib
+from videogen.evals import reconstruction
+from videogen.models import autoencoder
+from videogen.models import autoencoder_chunks
+from videogen.train import loop
+from videogen.train import vae_loop
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config(steps=4):
+  config = vae_world.get_config('runlocal=True')
+  config.train.steps = steps
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A 4-step runlocal VAE run (updates 2 and 4 on images, checkpoints at 2 and 4)."""
+  workdir = tmp_path_factory.mktemp('vae')
+  return workdir, vae_loop.train_vae(tiny_config(), workdir, progress=False)
+
+
+@pytest.fixture(scope='module')
+def vae(trained):
+  """The trained run's Autoencoder, chunked one latent frame at a time (chunks do happen)."""
+  restored = vae_lib.Autoencoder.from_workdir(trained[0])
+  return vae_lib.Autoencoder(restored.config, restored.params, restored.stats, step=restored.step,
+                             chunk_latent_frames=1)
+
+
+def _smooth_video(t, h, w):
+  """[1, t, h, w, 3] in [-1, 1]: low-frequency waves that move over time."""
+  ti, yi, xi = np.meshgrid(np.arange(t), np.arange(h) / h, np.arange(w) / w, indexing='ij')
+  channels = [np.sin(2 * np.pi * (yi + 0.7 * xi) + 0.3 * ti + p) for p in (0.0, 2.0, 4.0)]
+  return jnp.asarray(np.stack(channels, -1)[None] * 0.8, jnp.float32)
+
+
+def test_training_lowers_the_loss_and_resumes_exactly(trained, tmp_path):
+  workdir, straight = trained
+  rows = loop.read_metrics(workdir)
+  assert [(r['step'], r['images']) for r in rows] == [(1, 0), (2, 1), (3, 0), (4, 1)]
+  assert rows[2]['l1'] < 0.9 * rows[0]['l1'] and rows[2]['psnr'] > rows[0]['psnr'], rows
+  assert (workdir / 'samples' / '4' / 'reconstruction.mp4').stat().st_size > 0
+  stats = json.loads((workdir / vae_loop.LATENT_STATS_FILE).read_text())
+  assert stats['step'] == 4 and len(stats['std']) == 4 and min(stats['std']) > 0
+
+  # Resume from a copy of the run's step-2 checkpoint: steps 3 and 4 must come out identical.
+  shutil.copytree(workdir / 'checkpoints' / '2', tmp_path / 'checkpoints' / '2')
+  second = vae_loop.train_vae(tiny_config(steps=4), tmp_path, progress=False)
+  assert (second.first_step, second.last_step) == (2, 4)
+  for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert second.latent_stats == straight.latent_stats
+
+
+def test_autoencoder_round_trips_and_chunks_exactly(vae, tmp_path):
+  assert (vae.step, vae.compression, vae.latent_channels) == (4, (4, 4, 4), 4)
+  assert vae.latent_shape(9, 16, 32) == (3, 4, 8, 4)
+  x = _smooth_video(9, 16, 16)
+  z = vae.encode(x)  # chunks of 1, 4 and 4 frames
+  one_shot_mean, _ = autoencoder_chunks.apply_whole(vae.model, 'encode', vae.params, x)
+  np.testing.assert_allclose(z, autoencoder.normalize(one_shot_mean, vae.stats), atol=1e-4)
+  recon = vae.decode(z)
+  assert z.shape == (1, 3, 4, 4, 4) and recon.shape == x.shape
+  assert float(jnp.abs(recon).max()) <= 1.0
+
+  exported = vae_lib.Autoencoder.from_workdir(vae.export(tmp_path / 'export', note='test'))
+  assert exported.step == 4 and exported.config == vae.config
+  for a, b in zip(jax.tree.leaves((vae.params, vae.stats)),
+                  jax.tree.leaves((exported.params, exported.stats))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_codec_speed_rows(vae):
+  rows = [row for chunked in (False, True)
+          for row in reconstruction.codec_speed(vae, num_frames=9, height=16, width=16,
+                                                chunked=chunked, repeats=1)]
+  assert [(r['op'], r['mode']) for r in rows] == [
+      ('encode', 'one-shot'), ('decode', 'one-shot'),
+      ('encode', 'chunked, 1 latent frames/chunk'), ('decode', 'chunked, 1 latent frames/chunk')]
+  assert all(r['frames_per_s'] > 0 and r['temp_MiB'] > 0 for r in rows)
+
+
+def test_bad_input_gives_clear_errors(vae, tmp_path):
+  with pytest.raises(ValueError, match='8 frames do not fit .* use 5 or 9 frames, or pass pad'):
+    vae.encode(jnp.zeros((1, 8, 16, 16, 3)))
+  assert vae.encode(jnp.zeros((1, 8, 16, 16, 3)), pad=True).shape == (1, 3, 4, 4, 4)
+  with pytest.raises(ValueError, match='dtype uint8 must be floating point'):
+    vae.encode(np.zeros((1, 5, 16, 16, 3), np.uint8))
+  with pytest.raises(ValueError, match='frame size 16x18 is not a multiple'):
+    vae.latent_shape(5, 16, 18)
+  with pytest.raises(FileNotFoundError, match='train first with experiments/train_vae.py'):
+    vae_lib.Autoencoder.from_workdir(tmp_path / 'nothing')
+  config = tiny_config()
+  config.world.num_frames = 8
+  with pytest.raises(ValueError, match='8 frames do not fit'):
+    vae_loop.train_vae(config, tmp_path / 'bad', progress=False)
+
+
+def test_metrics_of_identical_noisy_and_constant_videos():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(-1, 1, (2, 3, 16, 16, 3)), jnp.float32)
+  assert np.isinf(reconstruction.psnr(x, x)).all()
+  np.testing.assert_allclose(reconstruction.ssim(x, x), 1.0, atol=1e-6)
+  np.testing.assert_allclose(reconstruction.flicker(x, x), 0.0, atol=1e-6)
+  noisy = jnp.clip(x + 0.1 * jnp.asarray(rng.normal(size=x.shape), jnp.float32), -1, 1)
+  assert 15 < float(reconstruction.psnr(noisy, x).mean()) < 30
+  assert float(reconstruction.ssim(noisy, x).max()) < 0.95
+  assert float(reconstruction.flicker(noisy, x).min()) > 5
+  # Constant frames a and b: SSIM reduces to the luminance term (2ab + c1) / (a² + b² + c1).
+  a, b, c1 = 0.5, -0.25, (0.01 * 2) ** 2
+  ssim = reconstruction.ssim(jnp.full((1, 1, 12, 12, 3), a), jnp.full((1, 1, 12, 12, 3), b))
+  np.testing.assert_allclose(ssim, (2 * a * b + c1) / (a * a + b * b + c1), rtol=1e-5)
+  with pytest.raises(ValueError, match='frame side 8 is smaller than the SSIM window 11'):
+    reconstruction.ssim(x[:, :, :8], x[:, :, :8])
+
+
+def test_eval_runner_writes_its_json(trained):
+  workdir, _ = trained
+  env = {**os.environ, 'XLA_FLAGS': ''}
+  result = subprocess.run(
+      [sys.executable, 'experiments/eval_vae.py', f'--workdir={workdir}', '--num_clips=3',
+       '--footage_shape=5x16x16', '--clips_per_file=1', '--lengths='],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads((workdir / 'eval.json').read_text())['rows']
+  assert rows[0] == {'step': 4}
+  assert [r['data'] for r in rows[1:4]] == ['world held_out', 'world unseen seed', 'real footage']
+  assert all(np.isfinite(r['psnr_db']) and -1 < r['ssim'] <= 1 for r in rows[1:4])
+  assert len(rows) == 4  # no --lengths: no speed rows (test_codec_speed_rows covers them)

@@ -1,0 +1,154 @@
+"""The public autoencoder: restore a trained VAE and move video to and from normalised latents.
+
+  vae = Autoencoder.from_workdir('outputs/vae_world')     # or an export of it
+  z = vae.encode(video)       # float32 [B, 1 + 4k, H, W, 3] in [-1, 1] -> [B, 1 + k, H/8, W/8, C]
+  video = vae.decode(z)       # back to [-1, 1], clipped
+  vae.export('reference/vae_world')                       # config + EMA params + latent stats
+
+Latents are the posterior means normalised per channel with the run's latent statistics, so the
+diffusion model sees zero mean and unit variance. Encode and decode run in time chunks through
+the causal cache (models/autoencoder_chunks.py): exact, and memory flat in the video's length.
+Everything runs on one device, whatever mesh the VAE trained on.
+
+Legend: b batch, t frames, h/w height/width, c channels.
+"""
+import dataclasses
+import json
+import pathlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from videogen import media
+from videogen.models import autoencoder
+from videogen.models import autoencoder_chunks
+from videogen.train import checkpoint
+from videogen.train import vae_loop
+
+_EXPORT_CONFIG = 'autoencoder.json'  # an export's AutoencoderConfig (a run keeps config.json)
+_EXPORT_INFO = 'export.json'
+
+
+class Autoencoder:
+  """A causal video VAE with fixed weights and latent statistics; see the module docstring."""
+
+  def __init__(self, config: autoencoder.AutoencoderConfig, params, stats: dict, *,
+               step: int | None = None, chunk_latent_frames: int = 4):
+    """stats: {'mean': [C], 'std': [C]} of posterior means (`autoencoder.latent_stats`).
+    chunk_latent_frames: latent frames per time chunk (r times as many pixel frames)."""
+    if chunk_latent_frames < 1:
+      raise ValueError(f'chunk_latent_frames {chunk_latent_frames} must be positive: e.g. 4.')
+    channels = config.latent_channels
+    if any(np.shape(stats.get(key)) != (channels,) for key in ('mean', 'std')):
+      raise ValueError(f'stats must hold a mean and a std of {channels} values, one per latent '
+                       f'channel; got {sorted(stats)}: measure them with '
+                       'videogen.train.vae_loop.measure_latent_stats.')
+    self.config, self.params, self.step = config, params, step
+    self.model = autoencoder.AutoencoderKL(config)
+    self.stats = {key: jnp.asarray(stats[key], jnp.float32) for key in ('mean', 'std')}
+    self.chunk_latent_frames = chunk_latent_frames
+
+  @classmethod
+  def from_workdir(cls, workdir, step: int | None = None, use_ema: bool = True) -> 'Autoencoder':
+    """Restores `step` (default: newest) of a run of experiments/train_vae.py, or an export.
+
+    Latent stats come from the run's latent_stats.json when they were measured for these
+    weights, else they are measured now (as the trainer does).
+    """
+    workdir = pathlib.Path(workdir)
+    if (workdir / 'params').is_dir():
+      return cls._from_export(workdir)
+    if not (workdir / 'config.json').is_file():
+      raise FileNotFoundError(f'no trained VAE in {str(workdir)!r} (missing config.json): train '
+                              f'first with experiments/train_vae.py --workdir {workdir}')
+    config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
+    parts = vae_loop.build(config, devices=jax.devices()[:1])
+    ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'))
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
+                              f'experiments/train_vae.py --workdir {workdir}')
+    state = ckpt.restore(parts.abstract_state, step=step)
+    ckpt.close()
+    params = state.ema_params if use_ema else state.params
+    stats_path = workdir / vae_loop.LATENT_STATS_FILE
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    if (stats.get('step'), stats.get('use_ema')) != (step, use_ema):
+      stats = vae_loop.measure_latent_stats(config, parts.model, params)
+    return cls(parts.model.config, params, stats, step=step)
+
+  @classmethod
+  def _from_export(cls, folder: pathlib.Path) -> 'Autoencoder':
+    config = autoencoder.AutoencoderConfig(**json.loads((folder / _EXPORT_CONFIG).read_text()))
+    model = autoencoder.AutoencoderKL(config)
+    image = jnp.zeros((1, 1, config.spatial_downsample, config.spatial_downsample, 3))
+    shapes = jax.eval_shape(model.init, jax.random.key(0), image, jax.random.key(1))['params']
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                            nn.unbox(shapes))
+    params = ocp.StandardCheckpointer().restore((folder / 'params').absolute(), abstract)
+    stats = json.loads((folder / vae_loop.LATENT_STATS_FILE).read_text())
+    info = json.loads((folder / _EXPORT_INFO).read_text())
+    return cls(config, params, stats, step=info['step'])
+
+  def export(self, out_dir, **info) -> pathlib.Path:
+    """Writes what the VAE needs and nothing else (no optimizer state): autoencoder.json (its
+    AutoencoderConfig), params/ (Orbax), latent_stats.json and export.json (the step plus
+    `info`, e.g. the command and git revision). `from_workdir` reads it back."""
+    out = pathlib.Path(out_dir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    media.write_json(out / _EXPORT_CONFIG, dataclasses.asdict(self.config))
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(out / 'params', self.params, force=True)
+    checkpointer.wait_until_finished()
+    media.write_json(out / vae_loop.LATENT_STATS_FILE,
+                     {key: np.asarray(value).tolist() for key, value in self.stats.items()})
+    media.write_json(out / _EXPORT_INFO, {'step': self.step, **info})
+    return out
+
+  @property
+  def compression(self) -> tuple[int, int, int]:
+    """(r_t, r_s, r_s): frames and pixels per latent frame and latent pixel."""
+    s = self.config.spatial_downsample
+    return (self.config.temporal_downsample, s, s)
+
+  @property
+  def latent_channels(self) -> int:
+    return self.config.latent_channels
+
+  def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(T', H', W', C) of a clip of (num_frames, height, width); raises for sizes the VAE
+    cannot take (frames not 1 + r·k, sides not multiples of r_s)."""
+    autoencoder.check_video(jax.ShapeDtypeStruct((1, num_frames, height, width, 3), jnp.float32),
+                            self.config)
+    r_t, r_s, _ = self.compression
+    return (autoencoder.latent_frame_count(num_frames, r_t), height // r_s, width // r_s,
+            self.latent_channels)
+
+  def encode(self, video_bthwc, pad: bool = False) -> jax.Array:
+    """Float video [B, 1 + r·k, H, W, 3] in [-1, 1] -> normalised latents [B, 1 + k, H/r_s,
+    W/r_s, C]. pad=True repeats the last frame up to the next 1 + r·k (trim after decoding)."""
+    if not jnp.issubdtype(jnp.result_type(video_bthwc), jnp.floating):
+      raise ValueError(f'video of dtype {jnp.result_type(video_bthwc)} must be floating point in '
+                       '[-1, 1]: convert uint8 frames with x / 127.5 - 1.')
+    mean_bthwc, _ = autoencoder_chunks.encode_chunked(
+        self.model, self.params, jnp.asarray(video_bthwc, jnp.float32),
+        self.chunk_latent_frames * self.config.temporal_downsample, pad=pad)
+    return autoencoder.normalize(mean_bthwc, self.stats)
+
+  def decode(self, latents_bthwc) -> jax.Array:
+    """Normalised latents [B, 1 + k, h, w, C] -> video float32 [B, 1 + r·k, h·r_s, w·r_s, 3]
+    in [-1, 1] (clipped)."""
+    z_bthwc = jnp.asarray(latents_bthwc, jnp.float32)
+    if z_bthwc.ndim != 5 or z_bthwc.shape[-1] != self.latent_channels:
+      raise ValueError(f'latents of shape {z_bthwc.shape} must be [B, T, H, W, '
+                       f'{self.latent_channels}]: pass what encode returns.')
+    recon_bthwc = autoencoder_chunks.decode_chunked(
+        self.model, self.params, autoencoder.denormalize(z_bthwc, self.stats),
+        self.chunk_latent_frames)
+    return jnp.clip(recon_bthwc, -1.0, 1.0)
