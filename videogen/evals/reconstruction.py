@@ -9,7 +9,6 @@ Legend: b batch (clips), t frames, h/w height/width, c channels, p/q rows/column
 """
 import pathlib
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +18,7 @@ from videogen.data import folder_source
 from videogen.data import footage
 from videogen.data import pipeline
 from videogen.data import world
+from videogen.evals import throughput
 from videogen.models import autoencoder_chunks
 
 SSIM_WINDOW = 11
@@ -121,17 +121,6 @@ def footage_clips(root, *, num_frames: int, height: int, width: int,
   return np.stack(clips).astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
-def _median_seconds(fn, repeats: int) -> float:
-  """Median wall time of fn() (which blocks) after one warm-up call."""
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
 def _temp_bytes(jitted, *args) -> int:
   """Scratch bytes XLA plans for jitted(*args) (compiled memory analysis); after a call with
   the same arguments this reads the program that call compiled, compiling nothing."""
@@ -172,7 +161,7 @@ def codec_speed(vae, *, num_frames: int, height: int, width: int, chunked: bool,
   for name, fn, inputs, chunk in (
       ('encode', encode, x, vae.chunk_latent_frames * vae.compression[0]),
       ('decode', decode, z, vae.chunk_latent_frames)):
-    seconds = _median_seconds(lambda: jax.block_until_ready(fn(inputs)), repeats)
+    seconds = throughput.median_seconds(lambda: jax.block_until_ready(fn(inputs)), repeats)
     peak = _peak_temp_bytes(vae, name, inputs, chunk if chunked else 0)
     rows.append({'op': name, 'mode': mode, 'frames': num_frames, 'size': f'{height}x{width}',
                  'frames_per_s': num_frames / seconds, 'temp_MiB': peak / _MIB})

@@ -38,7 +38,7 @@ def pipeline_rate(options: world.WorldOptions, *, batch_size: int, num_workers: 
   }
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
   """Median wall time of fn() (which must block) after one warm-up call."""
   fn()
   times = []
@@ -53,7 +53,7 @@ def matmul_rate(size: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
   """This machine's dense matmul rate in FLOP/s: the ceiling that MFU is measured against."""
   a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   matmul = jax.jit(lambda x: x @ x)
-  return 2 * size ** 3 / _median_seconds(lambda: matmul(a).block_until_ready(), repeats)
+  return 2 * size ** 3 / median_seconds(lambda: matmul(a).block_until_ready(), repeats)
 
 
 def _model_config(config, variant: str, shape_thw, patch, batch_size: int):
@@ -82,7 +82,7 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
     holder['state'], out = step(holder['state'], batch)
     jax.block_until_ready(out)
 
-  seconds = _median_seconds(run, repeats)
+  seconds = median_seconds(run, repeats)
   tokens = patches.num_tokens(shape_thw, patch)
   flops = 3 * batch_size * dit.flops_per_sample(parts.model.config, tokens,
                                                 parts.encoder.max_length)
@@ -102,10 +102,10 @@ def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
   noise = jax.random.normal(jax.random.key(0), (1, *parts.shape))
   forward = jax.jit(parts.apply)
   t = jnp.full((1,), 0.5)
-  one = _median_seconds(lambda: forward(params, noise, t, text, mask).block_until_ready(),
+  one = median_seconds(lambda: forward(params, noise, t, text, mask).block_until_ready(),
                         repeats)
   sampler = samplers.make_sampler(parts.apply, steps=steps, method='euler', shift=1.0)
-  loop_s = _median_seconds(
+  loop_s = median_seconds(
       lambda: sampler(params, noise, [(text, mask)]).block_until_ready(), repeats)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)), 'steps': steps,
           'forward_s': one, 'sample_s': loop_s, 'overhead_pct': 100 * (loop_s / (steps * one) - 1)}
