@@ -111,15 +111,17 @@ def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
 
 
-def restore_or_init(parts: components.Components, ckpt: checkpoint.Checkpointer, make_data_iter):
+def restore_or_init(parts, ckpt: checkpoint.Checkpointer, make_data_iter,
+                    keys=COMPATIBLE_KEYS):
   """(state, data iterator): the newest checkpoint's state with make_data_iter()'s iterator
   moved to its position, else a fresh state and iterator. The iterator is made only once the
-  checkpoint is known compatible, so a mismatch is reported as such and not as bad data."""
+  checkpoint is known compatible (config `keys` and data layout), so a mismatch is reported as
+  such and not as bad data. `parts`: the DiT's Components or the VAE's VaeParts."""
   if ckpt.latest_step() is None:
     return sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
                                          parts.rules), make_data_iter()
   saved = ckpt.restore_config()
-  checkpoint.check_compatible(saved, parts.config, COMPATIBLE_KEYS)
+  checkpoint.check_compatible(saved, parts.config, keys)
   saved_layout = saved.get('data', {}).get('layout', 'fixed')  # runs before layouts: 'fixed'
   if saved_layout != pipeline.layout(parts.config):
     raise ValueError(f'the checkpoint holds a data position of data.layout {saved_layout!r}, not '

@@ -170,15 +170,6 @@ def measure_latent_stats(config: ml_collections.ConfigDict, model: autoencoder.A
           'num_clips': ls.num_clips, 'seed': seed, 'split': 'train'}
 
 
-def _restore_or_init(parts: VaeParts, ckpt: checkpoint.Checkpointer, data_iter):
-  """The newest checkpoint's state (moving data_iter to its position), else a fresh state."""
-  if ckpt.latest_step() is None:
-    return sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
-                                         parts.rules)
-  checkpoint.check_compatible(ckpt.restore_config(), parts.config, COMPATIBLE_KEYS)
-  return ckpt.restore(parts.abstract_state, data_iter)
-
-
 def train_vae(config: ml_collections.ConfigDict, workdir, *,
               progress: bool = True) -> VaeTrainResult:
   """Trains until config.train.steps or config.train.max_minutes; see the module docstring.
@@ -190,11 +181,12 @@ def train_vae(config: ml_collections.ConfigDict, workdir, *,
   workdir.mkdir(parents=True, exist_ok=True)
   parts = build(config)
   tc = config.train
-  data_iter = iter(pipeline.world_dataset_from_config(
-      config, shard_index=jax.process_index(), shard_count=jax.process_count()))
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,
                                  save_interval_steps=tc.checkpoint_every)
-  state = _restore_or_init(parts, ckpt, data_iter)
+  state, data_iter = loop.restore_or_init(
+      parts, ckpt, lambda: iter(pipeline.world_dataset_from_config(
+          config, shard_index=jax.process_index(), shard_count=jax.process_count())),
+      keys=COMPATIBLE_KEYS)
   loop.write_config(config, workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
