@@ -13,7 +13,6 @@ import pathlib
 import ml_collections
 
 from videogen import config_args
-from videogen.parallel import sharding
 
 
 def _dit_world() -> ml_collections.ConfigDict:
@@ -55,11 +54,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3, warmup_steps=50, total_steps=3000, end_lr_factor=0.1,
       weight_decay=0.0, b1=0.9, b2=0.99, grad_clip=1.0, ema_decay=0.999,
+      grad_accum_steps=1,  # micro-batches per update (videogen/train/step.py)
   ))
 
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
-  config.logical_axis_rules = sharding.DEFAULT_RULES
-
+  # Mesh axes within a slice, and across slices (dcn); see configs/world.py and
+  # videogen/parallel/mesh.py.
+  config.mesh = ml_collections.ConfigDict(dict(
+      data=-1, fsdp=1, context=1, tensor=1,
+      dcn=dict(data=1, fsdp=1, context=1, tensor=1),
+  ))
+  # Logical axis name -> mesh axes for the VAE's parameters and its batch
+  # (videogen/parallel/sharding.py; the conv kernels are [kt, kh, kw, conv_in, conv_out]).
+  config.logical_axis_rules = (
+      ('batch', ('data', 'fsdp')),  # clips (or frames, for image steps): data parallel
+      ('conv_in', None),  # input channels of a conv kernel: small, replicated
+      ('conv_out', 'fsdp'),  # output channels (conv kernels, biases, norm scales): FSDP shards
+  )
   config.train = ml_collections.ConfigDict(dict(
       steps=3000,            # stop at this step ...
       max_minutes=0.0,       # ... or after this much wall time (0: no limit)

@@ -9,7 +9,6 @@ Any field can be overridden from the command line: `--config.train.steps=100`.
 import ml_collections
 
 from videogen import config_args
-from videogen.parallel import sharding
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -89,12 +88,38 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim = ml_collections.ConfigDict(dict(
       learning_rate=1e-3, warmup_steps=100, total_steps=3000, end_lr_factor=0.1,
       weight_decay=0.0, b1=0.9, b2=0.99, grad_clip=1.0, ema_decay=0.999,
+      # Micro-batches per update: the global batch splits k ways, gradients summed by a scan
+      # (videogen/train/step.py); each micro-batch must still split over data x fsdp.
+      grad_accum_steps=1,
   ))
 
-  # Mesh axes; exactly one -1 takes the remaining devices. One device is a 1x1x1x1 mesh.
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
-  config.logical_axis_rules = sharding.DEFAULT_RULES
-
+  # Mesh axes within a slice (ICI); exactly one -1 takes the remaining devices. One device is a
+  # 1x1x1x1 mesh. dcn: the same axes across slices (multi-slice TPU, over the data-centre
+  # network); each axis is dcn x ici long. Keep the DCN on data (or fsdp): one gradient
+  # reduction per step crosses it. See videogen/parallel/mesh.py.
+  config.mesh = ml_collections.ConfigDict(dict(
+      data=-1, fsdp=1, context=1, tensor=1,
+      dcn=dict(data=1, fsdp=1, context=1, tensor=1),
+  ))
+  # Logical axis name -> mesh axes (videogen/parallel/sharding.py). Earlier rules win; a mesh
+  # axis one dimension of an array already uses is skipped for its other dimensions.
+  config.logical_axis_rules = (
+      # Activations.
+      ('batch', ('data', 'fsdp')),  # examples: data parallel, and FSDP shards the batch too
+      ('length', 'context'),  # video tokens of one row: context (sequence) parallelism
+      ('text_length', None),  # caption tokens: short, kept whole on every device
+      # DiT parameters (and activations' feature dimensions).
+      ('embed', 'fsdp'),  # model width: FSDP shards weights (and Adam's moments) along it
+      ('mlp', 'tensor'),  # feed-forward hidden width (and the time/text MLPs'): tensor parallel
+      ('heads', 'tensor'),  # attention heads (q/k/v out, o in, QK-norm scales): tensor parallel
+      ('kv', 'tensor'),  # per-head features, when 'heads' did not take 'tensor'
+      ('layers', None),  # the scanned blocks' stacking axis: each device holds every block
+      ('modulation', None),  # adaLN's 6 (block) or 2 (head) shift/scale/gate rows: small
+      ('patch', None),  # a flattened spacetime patch (pt*ph*pw*channels) in and out
+      ('text_embed', None),  # the frozen text encoder's output width, into the text MLP
+      # Text encoder (MiniLM / T5 / umT5: frozen, its names reuse embed/mlp/heads above).
+      ('vocab', 'tensor'),  # token embedding table rows
+  )
   config.train = ml_collections.ConfigDict(dict(
       steps=3000,            # stop at this step ...
       max_minutes=0.0,       # ... or after this much wall time (0: no limit)

@@ -5,7 +5,8 @@
   python experiments/main.py --minutes 60 --config.train.steps=12000 --config.optim.total_steps=12000
 
 Writes outputs/demo/: samples (mp4 + JSON sidecar per prompt), grid.mp4/png, truth_grid.*,
-curve.png and report.md with colour and direction adherence on train and held-out prompts.
+curve.png and report.md with the world scores (adherence, motion, physics, permanence,
+consistency) on train and held-out prompts, and the prompting tasks' scores.
 """
 from absl import app
 from absl import flags
@@ -13,6 +14,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from videogen import demo
+from videogen.parallel import distributed
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Config file.',
                                           lock_config=True)
@@ -25,6 +27,7 @@ _MINUTES = flags.DEFINE_float('minutes', 12.0, 'Training wall-time budget of thi
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  distributed.initialize_from_flags()  # before anything touches a device
   config = _CONFIG.value
   config.train.max_minutes = _MINUTES.value
   print('report:', demo.run(config, _OUT.value))

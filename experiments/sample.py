@@ -28,6 +28,7 @@ from absl import logging
 from videogen import generate
 from videogen import media
 from videogen import prompting
+from videogen.parallel import distributed
 
 TASKS = ('text', 'image', 'extend', 'loop', 'connect', 'keyframes', 'edit')
 
@@ -113,6 +114,7 @@ def run_task(gen: generate.Generator, prompt: str, seed: int,
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  distributed.initialize_from_flags()  # before anything touches a device
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value,
                                         use_ema=not _RAW.value)
   settings = generate.SampleSettings(steps=_STEPS.value, method=_METHOD.value,
@@ -129,6 +131,8 @@ def main(argv):
   for i, (video, prompt, seed) in enumerate(zip(videos, prompts, seeds)):
     paths += gen.write(video[None], [prompt], out, seeds=[seed], settings=settings,
                        task=_TASK.value, start=i)
+  if not distributed.is_main_process():
+    return  # every process sampled the same videos on its own device; process 0 writes them
   if len(prompts) > 1 and len({v.shape for v in videos}) == 1:
     paths += media.write_grid(f'{out}/grid', videos, prompts, fps=gen.parts.config.world.fps)
   print('\n'.join(str(p) for p in paths))

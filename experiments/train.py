@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from videogen.parallel import distributed
 from videogen.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -24,8 +25,10 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metric
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  distributed.initialize_from_flags()  # before anything touches a device
   result = loop.train(_CONFIG.value, _WORKDIR.value)
-  print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints')
+  if distributed.is_main_process():
+    print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints')
 
 
 if __name__ == '__main__':

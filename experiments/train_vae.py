@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from videogen.parallel import distributed
 from videogen.train import vae_loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -27,12 +28,14 @@ _MINUTES = flags.DEFINE_float('minutes', None, 'Wall-time budget of this invocat
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  distributed.initialize_from_flags()  # before anything touches a device
   config = _CONFIG.value
   if _MINUTES.value is not None:
     config.train.max_minutes = _MINUTES.value
   result = vae_loop.train_vae(config, _WORKDIR.value)
-  print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints, '
-        f'latent stats in {_WORKDIR.value}/{vae_loop.LATENT_STATS_FILE}')
+  if distributed.is_main_process():
+    print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints, '
+          f'latent stats in {_WORKDIR.value}/{vae_loop.LATENT_STATS_FILE}')
 
 
 if __name__ == '__main__':

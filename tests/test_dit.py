@@ -120,7 +120,7 @@ def test_sizes_decode_and_wan_13b_has_its_parameter_count():
   shapes = jax.eval_shape(dit.DiT(wan).init, jax.random.key(0), jnp.zeros((1, 1, 2, 2, 16)),
                           jnp.zeros((1,)), jnp.zeros((1, 1, 4096)), jnp.ones((1, 1), bool))
   assert dit.count_params(shapes) == 1_418_996_800  # Wan2.1-T2V-1.3B
-  with pytest.raises(ValueError, match=r'M/2.*T/2, S/2, B/2, L/2, XL/2, 1\.3B, 14B'):
+  with pytest.raises(ValueError, match=r'M/2.*N/2, T/2, XS/2, S/2, B/2, L/2, XL/2, 1\.3B, 14B'):
     dit.dit_config('M/2', in_channels=4, text_dim=8)
   with pytest.raises(ValueError, match='remat'):
     tiny(remat='some')

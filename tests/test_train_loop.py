@@ -109,7 +109,7 @@ def test_main_job_writes_samples_grids_and_report(tmp_path):
   report = demo.run(tiny_config(steps=2), tmp_path, reference=None, num_train_prompts=2,
                     num_held_out_prompts=1, progress=False)
   text = report.read_text()
-  assert 'held_out' in text and 'colour present' in text
+  assert 'held_out' in text and '| physics | permanence |' in text
   for task in ('image_to_video', 'extend_forward', 'extend_backward', 'connect', 'keyframes',
                'loop', 'edit'):
     assert f'| {task} |' in text

@@ -5,6 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from configs import world as world_config
+from videogen import scaling
 from videogen.data import world
 from videogen.evals import digit_classifier
 from videogen.evals import objects
@@ -129,3 +131,17 @@ def test_bad_input_raises():
     world_scores.score_video(np.zeros((16, SIDE, SIDE, 3), np.float32), scene, FPS)
   with pytest.raises(ValueError, match='fps=0'):
     world_scores.score_video(_render(scene), scene, 0)
+
+
+def test_the_worlds_own_clips_score_near_one_at_the_cpu_models_size():
+  """The CPU models sample 32x32x8 clips at 8 fps: falls there span 3 frames, occluded objects
+  are small (the scaling study's world)."""
+  config = scaling.study_config(world_config.get_config(), 'T/2')
+  w = config.world
+  options = world.WorldOptions.from_config(w)
+  scenes = [world.sample_scene(options, 1, i) for i in range(SCENES)]
+  assert any(s.occluder for s in scenes) and any(o.motion == 'fall' for s in scenes
+                                                 for o in s.objects)
+  means = world_scores.summarize([world_scores.score_video(
+      world.render(s, w.height, w.width, w.num_frames, w.fps)[0], s, w.fps) for s in scenes])
+  assert min(means.values()) >= 0.97, means

@@ -8,62 +8,31 @@ Writes into `out_dir`:
                             (trained longer by the same code; see reference/README.md)
   tasks/<task>.{mp4,png}    prompting tasks (image-to-video, extension, connect, keyframes, loop,
                             SDEdit) on the world's renders of the same prompts, input beside output
-  curve.png, report.md      the training curve, adherence scores (train / held-out prompts) and
-                            the prompting tasks' scores
+  curve.png, report.md      the training curve, world scores (adherence, motion, physics,
+                            permanence, consistency; evals/world_eval.py) per model, split and
+                            category, and the prompting tasks' scores
 Running it again resumes training from the newest checkpoint instead of starting over.
 """
 import pathlib
 
+import jax
 import ml_collections
 
 from videogen import generate
 from videogen import media
 from videogen.data import world
-from videogen.evals import adherence
 from videogen.evals import curves
 from videogen.evals import prompting_tasks
-from videogen.evals import prompts as prompts_lib
+from videogen.evals import world_eval
 from videogen.train import loop
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[1] / 'reference' / 'world_t2'
 
 
-def _mark(value) -> str:
-  return '-' if value is None else ('yes' if value else 'no')
-
-
-def _score_table(prompts, scores) -> str:
-  lines = ['| split | prompt | colour | direction (asked → seen) |', '| --- | --- | --- | --- |']
-  for p, s in zip(prompts, scores):
-    asked = ', '.join(str(adherence.expected_direction(o)) for o in p.scene.objects)
-    lines.append(f'| {p.split} | {p.text} | {_mark(s["colour"])} | {_mark(s["direction"])} '
-                 f'({asked} → {", ".join(s["seen"]) or "-"}) |')
-  return '\n'.join(lines)
-
-
-def _summary_rows(name: str, prompts, scores) -> list[str]:
-  rows = []
-  for split in sorted({p.split for p in prompts}):
-    summary = adherence.summarize([s for p, s in zip(prompts, scores) if p.split == split])
-    rows.append(f'| {name} | {split} | {summary["videos"]} | {summary["colour_pct"]:.0f}% | '
-                f'{summary["direction_pct"]:.0f}% |')
-  return rows
-
-
-def sample_and_score(gen: generate.Generator, prompts, out: pathlib.Path,
-                     settings: generate.SampleSettings) -> list[dict]:
-  """Samples every prompt, writes mp4s + sidecars and a grid into `out`, returns the scores."""
-  texts, seeds = [p.text for p in prompts], [p.seed for p in prompts]
-  videos = gen.generate(texts, seeds=seeds, settings=settings)
-  gen.write(videos, texts, out / 'samples', seeds=seeds, settings=settings)
-  media.write_grid(out / 'grid', list(videos), texts, fps=gen.parts.config.world.fps)
-  return [adherence.score_video(v, p.scene) for v, p in zip(videos, prompts)]
-
-
 def write_report(out: pathlib.Path, result: loop.TrainResult,
-                 settings: generate.SampleSettings, prompts, scored: dict,
-                 task_scores=None) -> pathlib.Path:
-  """report.md: what ran, the curve, the adherence summary per model and split, per prompt."""
+                 settings: generate.SampleSettings, scored: dict, task_scores=None) -> pathlib.Path:
+  """report.md: what ran, the curve, the world scores per model, split and category, the
+  prompting tasks, and every video's scores. `scored`: {model name: (generator, scored)}."""
   rows = loop.read_metrics(out / 'run')
   last = rows[-1] if rows else {}
   lines = [
@@ -76,12 +45,14 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
       f'Last logged: loss {last.get("loss", float("nan")):.4f}, '
       f'{last.get("steps_per_s", float("nan")):.2f} steps/s, '
       f'{last.get("gflops_per_s", float("nan")):.1f} GFLOP/s.', '',
-      '![training loss](curve.png)', '', '## Adherence, measured from the pixels', '',
-      '| model | prompts | videos | colour present | moves as asked |',
-      '| --- | --- | --- | --- | --- |']
-  for name, (gen, scores) in scored.items():
-    lines += _summary_rows(f'{name} (step {gen.step})', prompts, scores)
-  lines += ['', 'This run\'s samples: `grid.mp4` / `grid.png`; the reference\'s: '
+      '![training loss](curve.png)', '', '## World scores, measured from the pixels', '',
+      'Each score is a mean over the videos where it applies (`videogen/evals/world_scores.py`'
+      '; `-`: never applies); `experiments/eval_world.py` runs the same evaluation on any '
+      'checkpoint with more prompts.', '']
+  for name, (gen, scored_videos) in scored.items():
+    rows = [r for r in world_eval.summary(scored_videos) if r['category'] == 'all']
+    lines += [world_eval.summary_table(rows, model=f'{name} (step {gen.step})'), '']
+  lines += ['This run\'s samples: `grid.mp4` / `grid.png`; the reference\'s: '
             '`reference/grid.*`; the world\'s renders of the same scenes: `truth_grid.*`.']
   if task_scores:
     lines += ['', '## Prompting with images and videos (this run)', '',
@@ -89,8 +60,8 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
               'saw); `tasks/<task>.*` shows input beside output. See '
               '`videogen/evals/prompting_tasks.py` for each measure.', '',
               prompting_tasks.table(task_scores)]
-  for name, (gen, scores) in scored.items():
-    lines += ['', f'## Per prompt: {name}', '', _score_table(prompts, scores)]
+  for name, (gen, scored_videos) in scored.items():
+    lines += ['', f'## Per prompt: {name}', '', world_eval.per_video_table(scored_videos)]
   path = out / 'report.md'
   path.write_text('\n'.join(lines) + '\n')
   return path
@@ -105,13 +76,16 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   result = loop.train(config, out / 'run', progress=progress)
   s = config.sample
   settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
-  prompts = prompts_lib.world_prompts(config, num_train=num_train_prompts,
-                                       num_held_out=num_held_out_prompts)
-  gen = generate.Generator.from_workdir(out / 'run')
-  scored = {'this run': (gen, sample_and_score(gen, prompts, out, settings))}
+  prompts = world_eval.prompt_set(config, num_train=num_train_prompts,
+                                  num_held_out=num_held_out_prompts)
+  gen = generate.Generator.from_workdir(out / 'run')  # every process: the restore may sync them
+  if jax.process_index() != 0:  # in a multi-process job, process 0 samples, scores and reports
+    return out / 'report.md'
+  scored = {'this run': (gen, world_eval.sample_and_score(gen, prompts, settings, out)[0])}
   if reference and (pathlib.Path(reference) / 'params').is_dir():
     ref = generate.Generator.from_workdir(reference)
-    scored['reference'] = (ref, sample_and_score(ref, prompts, out / 'reference', settings))
+    scored['reference'] = (ref, world_eval.sample_and_score(ref, prompts, settings,
+                                                            out / 'reference')[0])
   w = config.world
   truth = [world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0] for p in prompts]
   media.write_grid(out / 'truth_grid', truth, [p.text for p in prompts], fps=w.fps)
@@ -119,4 +93,4 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   if gen.parts.frame_conditioning:
     task_scores = prompting_tasks.score_tasks(gen, prompts, truth, settings, out)
   curves.plot_loss(loop.read_metrics(out / 'run'), out / 'curve.png')
-  return write_report(out, result, settings, prompts, scored, task_scores)
+  return write_report(out, result, settings, scored, task_scores)

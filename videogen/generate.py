@@ -76,6 +76,15 @@ def _check_mask(mask, shape):
   return jnp.asarray(mask, bool)
 
 
+def sampling_parts(config: ml_collections.ConfigDict, devices=None) -> components.Components:
+  """The run's Components on `devices` (default: this process's first device), whatever mesh
+  and batch it trained with."""
+  config = ml_collections.ConfigDict(config.to_dict())  # an unlocked copy
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
+  config.data.batch_size = 1
+  return components.build(config, devices=devices or jax.local_devices()[:1])
+
+
 class Generator:
   """A restored model plus its text encoder; see the module docstring."""
 
@@ -86,15 +95,13 @@ class Generator:
   @classmethod
   def from_workdir(cls, workdir, *, step: int | None = None, use_ema: bool = True,
                    devices=None) -> 'Generator':
-    """Restores `step` (default: newest) of the run in `workdir` onto `devices` (default: one).
+    """Restores `step` (default: newest) of the run in `workdir` onto `devices` (default: this
+    process's first device; in a multi-process job every process restores its own copy).
 
     `workdir` is a training run (config.json + checkpoints/) or a folder written by `export`
     (config.json + params/ + export.json), which holds only the sampling weights.
     """
-    config = load_config(workdir)
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
-    config.data.batch_size = 1
-    parts = components.build(config, devices=devices or jax.devices()[:1])
+    parts = sampling_parts(load_config(workdir), devices)
     exported = pathlib.Path(workdir) / 'params'
     if exported.is_dir():
       abstract = parts.abstract_state.ema_params
@@ -215,12 +222,17 @@ class Generator:
             settings: SampleSettings, fps: float | None = None, task: str = 'text',
             start: int = 0) -> list[pathlib.Path]:
     """One mp4 per video (png for 1 frame) named from its number (from `start`) and prompt,
-    each with a JSON sidecar recording the prompt, seed, task and settings."""
+    each with a JSON sidecar recording the prompt, seed, task and settings. In a multi-process
+    job only process 0 writes; every process gets the paths."""
     out = pathlib.Path(out_dir)
     fps = fps or self.parts.config.world.fps
     paths = []
     for i, (video, prompt, seed) in enumerate(zip(videos, prompts, seeds), start):
       stem = f'{i:03d}_{media.safe_filename(prompt, max_length=60)}'
+      if jax.process_index() != 0:
+        paths += [out / f'{stem}.png' if video.shape[0] == 1 else out / f'{stem}.mp4',
+                  out / f'{stem}.json']
+        continue
       if video.shape[0] == 1:
         paths.append(media.write_image(out / f'{stem}.png', video[0]))
       else:

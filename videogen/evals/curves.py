@@ -1,4 +1,5 @@
-"""Training curves as png: loss (and its running mean) against step."""
+"""Plots as png: a training curve (loss and its running mean against step), and the scaling
+study's measures against training compute."""
 import pathlib
 
 import matplotlib
@@ -23,6 +24,30 @@ def plot_loss(rows: list[dict], path, title: str = 'training loss') -> pathlib.P
   ax.set(xlabel='step', ylabel='flow-matching loss', title=title, yscale='log')
   ax.grid(alpha=0.3)
   ax.legend()
+  fig.tight_layout()
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def plot_against_compute(rows: list[dict], names: list[str], path) -> pathlib.Path:
+  """One panel per measure in `names` against rows' 'flops' (log), a line per row 'size'.
+  Measures other than 'loss' are shares in [0, 1]; None values are left out."""
+  fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), dpi=100,
+                           squeeze=False)
+  for ax, name in zip(axes[0], names):
+    for size in dict.fromkeys(r['size'] for r in rows):
+      mine = [r for r in rows if r['size'] == size and r[name] is not None]
+      ax.plot([r['flops'] for r in mine], [r[name] for r in mine], 'o-', label=size)
+    ax.set(xscale='log', xlabel='training FLOPs', title=name)
+    if name == 'loss':
+      ax.set_yscale('log')
+    else:
+      ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+  axes[0][0].legend()
   fig.tight_layout()
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)

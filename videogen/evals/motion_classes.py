@@ -9,9 +9,9 @@ camera's pan added back), NaN where unseen. Legend: T frames.
 import numpy as np
 
 from videogen.data import world
-from videogen.evals import adherence
 from videogen.evals import tracking
 
+MIN_DISPLACEMENT = 0.1  # of the frame's shorter side: a track moving less reads as 'still'
 STILL_SPEED = 0.15  # world units per second: slower reads as still, half the slow speed
 FAST_SPEED = float(np.sqrt(world.SPEEDS['slow'] * world.SPEEDS['fast']))  # faster reads fast
 # Travel (of the shorter side) that shows a direction; a bounce shows after half of it.
@@ -49,7 +49,7 @@ def _falls(centres_t2: np.ndarray, side: int, gravity: float) -> bool:
   """Whether the track bends down with `gravity` (pixels per frame squared) where first seen or
   in three successive frames (a glide bends only at a wall, over a frame or two), without
   drifting sideways. Second differences span frames far enough apart to beat a pixel's noise."""
-  apart = int(np.ceil(np.sqrt(4.0 / gravity)))  # gravity * apart^2 >= 4 pixels
+  apart = int(np.ceil(np.sqrt(2.5 / gravity)))  # gravity * apart^2 >= 2.5 pixels
   heights = centres_t2[:, 1]
   bends = (heights[2 * apart:] - 2 * heights[apart:-apart] + heights[:-2 * apart]) / apart ** 2
   with np.errstate(invalid='ignore'):
@@ -58,4 +58,4 @@ def _falls(centres_t2: np.ndarray, side: int, gravity: float) -> bool:
   sustained = (like_gravity[2:] & like_gravity[1:-1] & like_gravity[:-2]).any()
   drift = np.subtract(*np.nanpercentile(centres_t2[:, 0], [90, 10]))
   return bool(measured_k.size and (like_gravity[measured_k[0]] or sustained)
-              and drift <= adherence.MIN_DISPLACEMENT * side)
+              and drift <= MIN_DISPLACEMENT * side)

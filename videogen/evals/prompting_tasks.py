@@ -24,7 +24,7 @@ from videogen import generate
 from videogen import media
 from videogen import prompting
 from videogen.data import world
-from videogen.evals import adherence
+from videogen.evals import motion_classes
 from videogen.evals import tracking
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -55,7 +55,7 @@ def _object_frames(video, colour, reference_pixels=None) -> np.ndarray:
 
 
 def _direction(video, colour) -> str:
-  min_px = adherence.MIN_DISPLACEMENT * min(video.shape[1:3])
+  min_px = motion_classes.MIN_DISPLACEMENT * min(video.shape[1:3])
   return tracking.motion_direction(tracking.track(video, colour), min_px)
 
 

@@ -10,6 +10,10 @@ logits the 'xla' backend makes per block anyway). jax 0.10.2's `jax.nn.dot_produ
 takes no segment ids (its `query_seq_lengths` mask one padded tail per row, not segments), so the
 'cudnn' backend gets the same bool mask, which jax turns into an additive [B, 1, L, S] bias.
 
+Under a mesh whose 'context' axis is larger than 1, self-attention runs as ring attention over
+the token axis (videogen/parallel/context_attention.py, einsums whatever the backend);
+cross-attention keeps its queries sharded and the short text whole.
+
 Legend: b batch, l query tokens, s key tokens, h heads, d head dim, e model width, f rope pairs.
 """
 from typing import Any
@@ -21,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from videogen.models import rope
+from videogen.parallel import context_attention
 
 BACKENDS = ('xla', 'cudnn', 'auto')
 
@@ -90,7 +95,9 @@ class _Attention(nn.Module):
                      scale_init=nn.with_logical_partitioning(nn.initializers.ones, ('heads',)))
           for name in ('norm_q', 'norm_k'))
 
-  def _attend(self, x_ble, context_bse, *, mask=None, rope_lf=None):
+  def _attend(self, x_ble, context_bse, attend, *, rope_lf=None):
+    """attend(q [B, L, H, D], k, v [B, S, H, D]) -> [B, L, H, D] mixes the projected tokens."""
+    context_attention.check_heads(self.heads)
     q_ble, k_bse, v_bse = self.q(x_ble), self.k(context_bse), self.v(context_bse)
     if self.qk_norm:
       q_ble = self.norm_q(q_ble).astype(v_bse.dtype)
@@ -99,7 +106,7 @@ class _Attention(nn.Module):
     q_blhd, k_bshd, v_bshd = split(q_ble), split(k_bse), split(v_bse)
     if rope_lf is not None:
       q_blhd, k_bshd = rope.apply_rope(q_blhd, *rope_lf), rope.apply_rope(k_bshd, *rope_lf)
-    out_blhd = dot_product_attention(q_blhd, k_bshd, v_bshd, mask=mask, backend=self.backend)
+    out_blhd = attend(q_blhd, k_bshd, v_bshd)
     return self.o(einops.rearrange(out_blhd, 'b l h d -> b l (h d)'))
 
 
@@ -114,9 +121,13 @@ class SelfAttention(_Attention):
   def __call__(self, x_ble, rope_lf, segment_ids_bl=None):
     """x [B, L, E]; rope_lf = (cos, sin), each [L, D // 2] or [B, L, D // 2], from
     `rope.rope_tables`; segment_ids [B, L] int restricts attention to equal ids (padding, id 0,
-    attends to padding, so no softmax row is empty)."""
-    mask = None if segment_ids_bl is None else segment_mask(segment_ids_bl, segment_ids_bl)
-    return self._attend(x_ble, x_ble, mask=mask, rope_lf=rope_lf)
+    attends to padding, so no softmax row is empty). Ring attention under a 'context' mesh."""
+    if context_attention.context_size() > 1:
+      attend = lambda q, k, v: context_attention.ring_attention(q, k, v, segment_ids_bl)
+    else:
+      mask = None if segment_ids_bl is None else segment_mask(segment_ids_bl, segment_ids_bl)
+      attend = lambda q, k, v: dot_product_attention(q, k, v, mask=mask, backend=self.backend)
+    return self._attend(x_ble, x_ble, attend, rope_lf=rope_lf)
 
 
 class CrossAttention(_Attention):
@@ -135,4 +146,5 @@ class CrossAttention(_Attention):
     mask = context_mask_bs
     if segment_ids_bl is not None:
       mask = context_mask_bs[:, None, :] & segment_mask(segment_ids_bl, context_segment_ids_bs)
-    return self._attend(x_ble, context_bse, mask=mask)
+    return self._attend(x_ble, context_bse, lambda q, k, v: dot_product_attention(
+        q, k, v, mask=mask, backend=self.backend))

@@ -2,7 +2,9 @@
 
 # size: (width, depth, heads, MLP hidden); the DiT family uses MLP ratio 4 (DiT, Peebles & Xie).
 DIT_FAMILY = {
-    'T': (128, 4, 4, 512),  # tiny: CPU tests and smoke runs
+    'N': (64, 4, 2, 256),  # nano: the small end of the CPU scaling study
+    'T': (128, 4, 4, 512),  # tiny: CPU tests, smoke runs and the CPU demo model
+    'XS': (192, 4, 6, 768),  # the large end of the CPU scaling study (head width 32, as N, T)
     'S': (384, 12, 6, 1536),
     'B': (768, 12, 12, 3072),
     'L': (1024, 24, 16, 4096),

@@ -1,11 +1,14 @@
 """Logical-axis rules and the shardings they give the train state and the batch.
 
 Parameters name their axes with `nn.with_logical_partitioning`; activations go through
-`constrain`. The rules below map those logical names onto the mesh axes of `mesh.MESH_AXES`; a
-config copies them, so a run can change the layout without touching a model.
+`constrain`. Rules map those logical names onto the mesh axes of `mesh.MESH_AXES`. A run's
+rules live in its config (configs/world.py for the DiT and its text encoder, configs/vae_world.py
+for the VAE), so a run can change the layout without touching a model; DEFAULT_RULES serve
+models built outside a config (tests, notebooks).
 """
 from collections.abc import Callable, Iterator, Sequence
 import contextlib
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -84,17 +87,71 @@ def create_sharded_state(init_fn: Callable[[], Any], state_shardings: Any,
     return jax.jit(lambda: nn.unbox(init_fn()), out_shardings=state_shardings)()
 
 
+def layout_table(boxed: Any, shardings: Any) -> dict[str, dict[str, list]]:
+  """Each leaf's shape, logical axis names and mesh axes, by '/'-joined path.
+
+  boxed: an abstract tree whose leaves are Linen boxes (jax.eval_shape of an init, under
+  `sharding_context`); shardings: its NamedSharding tree (abstract_state_and_shardings'). Specs
+  are padded with None to the leaf's rank; a leaf without names reads None per dimension. The
+  golden sharding tests compare these tables; printed, one shows a run's layout.
+  """
+  is_box = lambda x: isinstance(x, nn.Partitioned)
+  leaves = jax.tree_util.tree_flatten_with_path(boxed, is_leaf=is_box)[0]
+  named = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, NamedSharding))
+  if len(leaves) != len(named):
+    raise ValueError(f'{len(leaves)} leaves but {len(named)} shardings: pass the shardings of '
+                     'the same tree.')
+  entry = lambda e: list(e) if isinstance(e, tuple) else e
+  table = {}
+  for (path, leaf), named_sharding in zip(leaves, named):
+    value = leaf.value if is_box(leaf) else leaf
+    spec = tuple(named_sharding.spec) + (None,) * (value.ndim - len(named_sharding.spec))
+    key = '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))))
+                   for k in path)
+    table[key] = {'shape': list(value.shape),
+                  'logical': list(leaf.names) if is_box(leaf) else [None] * value.ndim,
+                  'mesh': [entry(e) for e in spec]}
+  return table
+
+
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
   """Leading (example) dimension over ('data', 'fsdp'); the rest replicated."""
   return NamedSharding(mesh, PartitionSpec(('data', 'fsdp')))
 
 
-def check_batch_divisible(batch_size: int, mesh: jax.sharding.Mesh) -> None:
-  """Fails early when the global batch does not split evenly over data × fsdp."""
-  ways = mesh.shape['data'] * mesh.shape['fsdp']
-  if batch_size % ways:
-    raise ValueError(f'global batch {batch_size} is not divisible by data×fsdp = {ways} '
-                     f'devices: use a multiple of {ways}.')
+def batch_ways(mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh) -> int:
+  """How many ways the batch is split: the product of the mesh's 'data' and 'fsdp' sizes."""
+  return math.prod(mesh.shape.get(axis, 1) for axis in ('data', 'fsdp'))
+
+
+def check_micro_batches(batch_size: int, ways: int, grad_accum_steps: int = 1) -> None:
+  """Fails when the global batch does not split into grad_accum_steps micro-batches that each
+  split evenly over `ways` (data × fsdp) devices; names the numbers and a batch that works."""
+  if grad_accum_steps < 1:
+    raise ValueError(f'optim.grad_accum_steps is {grad_accum_steps}: use 1 (no accumulation) '
+                     'or more micro-batches per update.')
+  if grad_accum_steps == 1:
+    if batch_size % ways:
+      raise ValueError(f'global batch {batch_size} is not divisible by data×fsdp = {ways} '
+                       f'devices: use a multiple of {ways}.')
+    return
+  if batch_size % grad_accum_steps:
+    raise ValueError(f'global batch {batch_size} does not split into optim.grad_accum_steps = '
+                     f'{grad_accum_steps} micro-batches: use a multiple of {grad_accum_steps} '
+                     f'(a multiple of {grad_accum_steps * ways} also fits data×fsdp = {ways}).')
+  micro = batch_size // grad_accum_steps
+  if micro % ways:
+    raise ValueError(f'micro-batch {micro} (global batch {batch_size} / {grad_accum_steps} '
+                     f'grad_accum_steps) is not divisible by data×fsdp = {ways} devices: use a '
+                     f'global batch that is a multiple of {grad_accum_steps * ways} '
+                     f'(= {grad_accum_steps} × {ways}), or fewer grad_accum_steps.')
+
+
+def check_batch_divisible(batch_size: int, mesh: jax.sharding.Mesh,
+                          grad_accum_steps: int = 1) -> None:
+  """Fails early (before compiling) when the global batch, or each of its grad_accum_steps
+  micro-batches, does not split evenly over data × fsdp."""
+  check_micro_batches(batch_size, batch_ways(mesh), grad_accum_steps)
 
 
 def shard_batch(batch: Any, sharding: NamedSharding) -> Any:

@@ -13,11 +13,13 @@ import numpy as np
 import optax
 
 from videogen.data import packing
+from videogen.data import sizes
 from videogen.diffusion import conditioning
 from videogen.diffusion import flow
 from videogen.models import dit
 from videogen.models import patches
 from videogen.models import text
+from videogen.parallel import context_attention
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.train import state as state_lib
@@ -117,7 +119,8 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
     raise ValueError(f"autoencoder {config.autoencoder!r} is not available yet: use 'none' "
                      '(the model trains on pixels).')
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  sharding.check_batch_divisible(config.data.batch_size, mesh)
+  sharding.check_batch_divisible(config.data.batch_size, mesh,
+                                 state_lib.grad_accum_steps(config.optim))
   rules = tuple(tuple(rule) for rule in config.logical_axis_rules)
   encoder = text.encoder_from_config(config.text)
   m = config.model
@@ -132,6 +135,7 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   model = dit.DiT(model_config)
   w = config.world
   patches.check_divisible((w.num_frames, w.height, w.width), model_config.patch_size)
+  check_mesh_fits_model(config, model_config, mesh)
   if config.diffusion.prediction not in flow.PREDICTIONS:
     raise ValueError(f'diffusion.prediction {config.diffusion.prediction!r} is unknown: use one '
                      f'of {flow.PREDICTIONS}.')
@@ -149,6 +153,24 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
                     optimizer=optimizer, lr_schedule=state_lib.learning_rate_schedule(config.optim),
                     init_fn=init_fn, abstract_state=abstract_state,
                     state_shardings=state_shardings)
+
+
+def check_mesh_fits_model(config: ml_collections.ConfigDict, model_config: dit.DiTConfig,
+                          mesh: jax.sharding.Mesh) -> None:
+  """Fails before compiling when 'tensor' does not divide the heads, or 'context' a token row
+  (the world's clip; data.row_length when packed; every size of the table in buckets)."""
+  context_attention.check_heads(model_config.heads, mesh)
+  context = mesh.shape['context']
+  if context == 1:
+    return
+  shapes = [(config.world.num_frames, config.world.height, config.world.width)]
+  if config.data.get('layout') == 'buckets':
+    shapes += [(b.num_frames, b.height, b.width) for b in sizes.table_from_config(config)]
+  rows = [patches.num_tokens(shape, model_config.patch_size) for shape in shapes]
+  if config.data.get('layout') == 'packed':
+    rows.append(config.data.row_length)
+  for length in rows:
+    context_attention.check_length(length, context)
 
 
 def encode_batch(parts: Components, batch: dict) -> dict:

@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import tqdm
@@ -40,17 +41,31 @@ SampleHook = Callable[[int, state_lib.TrainState, components.Components], None]
 def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainState,
                       parts: components.Components) -> None:
   """The default sample hook: the config's prompt set from the EMA weights, as a captioned grid
-  in workdir/samples/<step>/grid.{mp4,png}."""
-  if jax.process_index() != 0:
-    return
+  in workdir/samples/<step>/grid.{mp4,png}. Every process must call it: in a multi-process run
+  they all gather the weights, then process 0 samples on one of its devices."""
   s = parts.config.sample
+  params = state.ema_params if s.use_ema else state.params
+  if jax.process_count() > 1:
+    params = gather(params)  # a collective: every process takes part
+    if jax.process_index() != 0:
+      return
+    parts = generate.sampling_parts(parts.config)
+    params = jax.device_put(params, parts.mesh.devices.flat[0])
   prompts = prompts_lib.world_prompts(parts.config, num_train=s.num_samples, num_held_out=0)
-  gen = generate.Generator(parts, state.ema_params if s.use_ema else state.params, step)
+  gen = generate.Generator(parts, params, step)
   settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
   texts = [p.text for p in prompts]
   videos = gen.generate(texts, seeds=[p.seed for p in prompts], settings=settings)
   media.write_grid(workdir / 'samples' / str(step) / 'grid', list(videos), texts,
                    fps=parts.config.world.fps)
+
+
+def gather(tree):
+  """Whole arrays of a sharded pytree on this process: the tree itself on one process; on several
+  (a collective: every process must call it) numpy copies, each host holding all of it."""
+  if jax.process_count() == 1:
+    return tree
+  return multihost_utils.process_allgather(tree, tiled=True)
 
 
 @dataclasses.dataclass
@@ -67,7 +82,8 @@ def make_sharded_train_step(parts: components.Components) -> step_lib.StepFn:
   return step_lib.jit_train_step(
       step_lib.make_train_step(objective.make_loss_fn(parts), parts.optimizer,
                                ema_decay=parts.config.optim.ema_decay,
-                               lr_schedule=parts.lr_schedule),
+                               lr_schedule=parts.lr_schedule,
+                               grad_accum_steps=state_lib.grad_accum_steps(parts.config.optim)),
       parts.state_shardings, sharding.batch_sharding(parts.mesh), parts.mesh, rules=parts.rules)
 
 
@@ -132,8 +148,13 @@ def restore_or_init(parts, ckpt: checkpoint.Checkpointer, make_data_iter,
 
 
 def train(config: ml_collections.ConfigDict, workdir, *,
-          sample_hook: SampleHook | None = None, progress: bool = True) -> TrainResult:
+          sample_hook: SampleHook | None = None, progress: bool = True,
+          devices=None) -> TrainResult:
   """Trains until config.train.steps or config.train.max_minutes; see the module docstring.
+
+  The mesh spans `devices` (default: every device of the cluster). In a multi-process run
+  (parallel/distributed.py) every process calls this with the same config and workdir: each
+  reads its own shard of the data, and only process 0 writes the config, metrics and samples.
 
   Every config.train.sample_every steps (0: never) sample_hook(step, state, parts) runs;
   by default it writes a captioned grid to workdir/samples/<step>/.
@@ -141,7 +162,7 @@ def train(config: ml_collections.ConfigDict, workdir, *,
   workdir = pathlib.Path(workdir)
   sample_hook = sample_hook or functools.partial(write_sample_grid, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  parts = components.build(config)
+  parts = components.build(config, devices=devices)
   tc = config.train
 
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,

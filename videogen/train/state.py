@@ -61,3 +61,13 @@ def init_train_state(model_init_fn: Callable[[jax.Array], Any],
       ema_params=jax.tree.map(jnp.copy, params),
       opt_state=optimizer.init(params),
       rng=jax.random.key_data(train_rng))
+
+
+def grad_accum_steps(optim_cfg: ml_collections.ConfigDict) -> int:
+  """optim.grad_accum_steps (micro-batches per update; see train/step.py), 1 for configs from
+  before it existed; fails on a count below 1."""
+  steps = int(optim_cfg.get('grad_accum_steps', 1))
+  if steps < 1:
+    raise ValueError(f'optim.grad_accum_steps is {steps}: use 1 (no accumulation) or more '
+                     'micro-batches per update.')
+  return steps

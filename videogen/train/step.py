@@ -17,18 +17,84 @@ LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array
 StepFn = Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
 
 
+def split_micro_batches(batch: Any, grad_accum_steps: int) -> Any:
+  """Every leaf [B, ...] → [k, B/k, ...] (k = grad_accum_steps); micro-batch i holds examples
+  i, i + k, i + 2k, ...
+
+  Strided, not consecutive: a batch sharded over data×fsdp in consecutive blocks keeps each
+  micro-batch spread over every device, so the split moves no data. Packed rows (a dict with
+  'patches', 'segment_ids', ...) split the same way, each leaf along axis 0.
+  """
+  k = grad_accum_steps
+
+  def split(x):
+    micro_bk = x.reshape(x.shape[0] // k, k, *x.shape[1:])
+    return sharding.constrain(jnp.swapaxes(micro_bk, 0, 1), (None, 'batch'))
+
+  return jax.tree.map(split, batch)
+
+
+def _batch_size(batch: Any) -> int:
+  sizes = sorted({x.shape[0] for x in jax.tree.leaves(batch)})
+  if len(sizes) != 1:
+    raise ValueError(f'batch leaves have leading sizes {sizes}: every leaf must hold the same '
+                     'examples along axis 0.')
+  return sizes[0]
+
+
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
-                    ema_decay: float, lr_schedule: optax.Schedule) -> StepFn:
+                    ema_decay: float, lr_schedule: optax.Schedule,
+                    grad_accum_steps: int = 1) -> StepFn:
   """train_step(state, batch) -> (state, metrics): gradients, update, EMA, and their norms.
 
   The step's randomness is fold_in(state.rng, state.step), so a resumed run draws the same noise.
   ema_params ← d·ema_params + (1 − d)·params after every update, d = min(ema_decay,
   (1 + step) / (10 + step)).
+
+  grad_accum_steps k > 1: the batch splits into k micro-batches (`split_micro_batches`), a
+  `jax.lax.scan` sums their gradients in float32, and their mean makes one optimizer update;
+  loss and aux metrics are micro-batch means too (a max in aux becomes a mean of maxima).
+  Micro-batch i draws its randomness from fold_in(rng, i). "Equal to one step on the whole
+  batch" (up to float rounding) then holds for a loss that is a mean over equally weighted
+  examples and draws no randomness, or draws it per example keyed by the example. The objective
+  (train/objective.py) draws noise, times, caption dropout and tasks for the whole
+  (micro-)batch at once, so there the draws differ (same distribution), and its masked means
+  (packed rows' real tokens, given frames left out) weight micro-batches equally. A batch that
+  does not split into k micro-batches that each split over data × fsdp fails while tracing,
+  before compiling, naming the numbers. k = 1 is the plain step, unchanged.
   """
+  if grad_accum_steps < 1:
+    raise ValueError(f'grad_accum_steps is {grad_accum_steps}: use 1 (no accumulation) or more '
+                     'micro-batches per update.')
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulated_grads(params: Any, batch: Any, rng: jax.Array):
+    """((loss, aux), grads) of the whole batch, as means over its micro-batches."""
+    k = grad_accum_steps
+    mesh = jax.sharding.get_abstract_mesh()
+    ways = 1 if mesh.empty else sharding.batch_ways(mesh)
+    sharding.check_micro_batches(_batch_size(batch), ways, k)
+    micro_batches = split_micro_batches(batch, k)
+    first = jax.tree.map(lambda x: x[0], micro_batches)
+    shapes = jax.eval_shape(grad_fn, params, first, rng)
+    zeros_f32 = lambda s: jnp.zeros(s.shape, jnp.promote_types(s.dtype, jnp.float32))
+
+    def add_micro_batch(total, i_and_micro_batch):
+      i, micro_batch = i_and_micro_batch
+      micro_batch = jax.tree.map(lambda x: sharding.constrain(x, ('batch',)), micro_batch)
+      out = grad_fn(params, micro_batch, jax.random.fold_in(rng, i))
+      return jax.tree.map(lambda t, x: t + x.astype(t.dtype), total, out), None
+
+    total, _ = jax.lax.scan(add_micro_batch, jax.tree.map(zeros_f32, shapes),
+                            (jnp.arange(k), micro_batches))
+    return jax.tree.map(lambda t, s: (t / k).astype(s.dtype), total, shapes)
 
   def train_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    if grad_accum_steps == 1:
+      (loss, aux), grads = grad_fn(state.params, batch, rng)
+    else:
+      (loss, aux), grads = accumulated_grads(state.params, batch, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # Warm-up (as TF's ExponentialMovingAverage with num_updates): the average forgets the
@@ -54,14 +120,16 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
 
 def jit_train_step(train_step: StepFn, state_shardings: Any, batch_sharding: NamedSharding,
-                   mesh: jax.sharding.Mesh, *, rules: sharding.LogicalRules) -> StepFn:
+                   mesh: jax.sharding.Mesh, *, rules: sharding.LogicalRules,
+                   compiler_options: dict | None = None) -> StepFn:
   """jax.jit with explicit shardings, the state donated, traced under the mesh and rules.
 
-  Metrics come back replicated, so every process can read them.
+  Metrics come back replicated, so every process can read them. `compiler_options` go to XLA
+  (tests pass a low LLVM optimisation level to compile faster).
   """
   jitted = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding),
                    out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
-                   donate_argnums=0)
+                   donate_argnums=0, compiler_options=compiler_options)
 
   def sharded_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     with sharding.sharding_context(mesh, rules):

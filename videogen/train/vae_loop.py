@@ -80,7 +80,8 @@ def model_config(config: ml_collections.ConfigDict) -> autoencoder.AutoencoderCo
 def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeParts:
   """Builds every part from `config` (see configs/vae_world.py); allocates no parameters."""
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  sharding.check_batch_divisible(config.data.batch_size, mesh)
+  sharding.check_batch_divisible(config.data.batch_size, mesh,
+                                 state_lib.grad_accum_steps(config.optim))
   if config.train.image_every < 0:
     raise ValueError(f'train.image_every {config.train.image_every} is negative: use 0 (videos '
                      'only) or N to make every N-th update an image batch.')
@@ -114,7 +115,8 @@ def make_sharded_train_step(parts: VaeParts) -> step_lib.StepFn:
   cfg = parts.config
   return step_lib.jit_train_step(
       step_lib.make_train_step(vae_loss.make_loss_fn(parts.model, cfg.loss), parts.optimizer,
-                               ema_decay=cfg.optim.ema_decay, lr_schedule=parts.lr_schedule),
+                               ema_decay=cfg.optim.ema_decay, lr_schedule=parts.lr_schedule,
+                               grad_accum_steps=state_lib.grad_accum_steps(cfg.optim)),
       parts.state_shardings, sharding.batch_sharding(parts.mesh), parts.mesh, rules=parts.rules)
 
 
@@ -142,14 +144,16 @@ def _reconstruct(model: autoencoder.AutoencoderKL, params, video_bthwc):
 
 def write_reconstruction_grid(workdir: pathlib.Path, step: int, params, parts: VaeParts) -> None:
   """Held-out world clips beside their reconstructions (posterior means, decoded), captioned
-  with PSNR, in workdir/samples/<step>/reconstruction.{mp4,png}."""
+  with PSNR, in workdir/samples/<step>/reconstruction.{mp4,png}. Every process calls it (it
+  gathers the weights); process 0 writes."""
+  params = loop.gather(params)
+  if jax.process_index() != 0:
+    return
   cfg = parts.config
   clips = reconstruction.world_clips(cfg.world, seed=cfg.seed, split='held_out',
                                      num_clips=cfg.sample.num_clips)
   recon = _reconstruct(parts.model, params, clips)
   psnr_b = np.asarray(reconstruction.psnr(recon, clips).mean(axis=1))
-  if jax.process_index() != 0:
-    return
   pairs = [media.to_uint8(np.concatenate([c, r], axis=2)) for c, r in zip(clips, np.asarray(recon))]
   captions = [f'input | reconstruction, {p:.1f} dB' for p in psnr_b]
   media.write_grid(workdir / 'samples' / str(step) / 'reconstruction', pairs, captions,
@@ -159,7 +163,9 @@ def write_reconstruction_grid(workdir: pathlib.Path, step: int, params, parts: V
 def measure_latent_stats(config: ml_collections.ConfigDict, model: autoencoder.AutoencoderKL,
                          params) -> dict:
   """Per-channel mean/std of posterior means over config.latent_stats.num_clips train-split
-  world clips of seed config.seed + 1 (clips the run did not see), as JSON-ready lists."""
+  world clips of seed config.seed + 1 (clips the run did not see), as JSON-ready lists. Every
+  process calls it (it gathers the weights) and gets the stats."""
+  params = loop.gather(params)
   ls, seed = config.latent_stats, config.seed + 1
   clips = reconstruction.world_clips(config.world, seed=seed, split='train',
                                      num_clips=ls.num_clips)

@@ -1,0 +1,78 @@
+"""Plans a DiT train step's memory per device and its step time on a pod slice, on paper.
+
+  python experiments/plan.py --variant 1.3B --resolution 480p --frames 81 --slice v5p-64 \
+      --mesh fsdp=32 --batch 32 --remat full --mfu 0.4
+  python experiments/plan.py --all --out outputs/plan/pod.json      # the README's table
+  python experiments/plan.py --validate --config configs/world.py   # planner vs the compiler
+
+Planning builds nothing: shapes come from jax.eval_shape and shardings from the logical rules on
+an abstract mesh (videogen/parallel/planner.py), so it needs no accelerator and takes seconds.
+--validate AOT-compiles the config's real sharded train step on this machine's devices (8 fake
+CPU devices unless XLA_FLAGS or JAX_PLATFORMS say otherwise) and compares per-device bytes.
+"""
+import os
+
+# Validation compiles over 8 devices; planning itself uses none. Set before JAX is imported.
+if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                             + ' --xla_force_host_platform_device_count=8').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from videogen.evals import tables  # noqa: E402
+from videogen.parallel import planner  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py',
+                                          'Config whose train step --validate compiles.',
+                                          lock_config=True)
+_VARIANT = flags.DEFINE_string('variant', '1.3B', 'DiT size name (1.3B, 14B, B/2, ...).')
+_RESOLUTION = flags.DEFINE_string('resolution', '480p', '480p, 720p or HxW pixels.')
+_FRAMES = flags.DEFINE_integer('frames', 81, 'Frames per clip (1 + 4k for the VAE).')
+_SLICE = flags.DEFINE_enum('slice', 'v5p-64', list(planner.SLICES), 'Pod slice.')
+_MESH = flags.DEFINE_string('mesh', 'fsdp=-1', 'Mesh sizes, e.g. data=8,fsdp=8 (one may be -1).')
+_BATCH = flags.DEFINE_integer('batch', 32, 'Global batch (clips per step).')
+_REMAT = flags.DEFINE_enum('remat', 'full', ['none', 'dots', 'full'], 'Remat policy.')
+_ATTENTION = flags.DEFINE_enum('attention', 'flash', list(planner.ATTENTION),
+                               "'xla' (float32 logits materialised) or 'flash' (fused kernel).")
+_FRAME_CONDITIONING = flags.DEFINE_bool('frame_conditioning', False,
+                                        'DiT input 2x16+1 channels (given frames and mask).')
+_MFU = flags.DEFINE_float('mfu', 0.4, 'Model FLOPs utilisation for the predicted step time.')
+_ALL = flags.DEFINE_bool('all', False, 'Print the whole pod-scale table (README).')
+_VALIDATE = flags.DEFINE_bool('validate', False, 'Compare with compiled memory_analysis().')
+_VALIDATE_MESHES = flags.DEFINE_list('validate_meshes', ['fsdp=8', 'data=2,fsdp=2,tensor=2'],
+                                     'Meshes (over the local devices) that --validate compiles.')
+_VALIDATE_BATCH = flags.DEFINE_integer('validate_batch', 8, 'Global batch for --validate.')
+_OUT = flags.DEFINE_string('out', None, 'Where to write the rows as JSON.')
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  if _VALIDATE.value:
+    rows = planner.validate(_CONFIG.value, _VALIDATE_MESHES.value, _VALIDATE_BATCH.value)
+    print(tables.markdown_table(rows))
+  elif _ALL.value:
+    rows = planner.pod_table(frames=_FRAMES.value, mfu=_MFU.value, remat=_REMAT.value,
+                             attention=_ATTENTION.value)
+    print(tables.markdown_table([planner.summary(row) for row in rows]))
+  else:
+    work = planner.pod_workload(_VARIANT.value, _RESOLUTION.value, _FRAMES.value, _BATCH.value,
+                                remat=_REMAT.value, attention=_ATTENTION.value,
+                                frame_conditioning=_FRAME_CONDITIONING.value)
+    row = planner.plan(work, planner.parse_mesh(_MESH.value), planner.SLICES[_SLICE.value],
+                       mfu=_MFU.value)
+    rows = [{'variant': _VARIANT.value, 'video': f'{_RESOLUTION.value}x{_FRAMES.value}',
+             'slice': _SLICE.value, **row}]
+    print(tables.markdown_table([planner.summary(r) for r in rows]))
+    for key, value in rows[0].items():
+      print(f'  {key}: {value / 1e9:.3f} GB' if key.endswith('_bytes') else f'  {key}: {value}')
+  if _OUT.value:
+    print('wrote', tables.write_results(_OUT.value, 'plan', rows))
+
+
+if __name__ == '__main__':
+  app.run(main)

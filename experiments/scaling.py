@@ -1,0 +1,36 @@
+"""The scaling study: DiT sizes x compute budgets on the world, each scored as a world simulator.
+
+  python experiments/scaling.py --study quick      # 2 sizes x 3 budgets, about 10 minutes
+  python experiments/scaling.py --study full       # 3 sizes x 3 budgets (README: run time)
+
+Writes OUT (default outputs/scaling_<study>/): scaling.md and scaling.json (a row per size and
+budget: parameters, steps, training FLOPs, loss, the five world scores), scaling.png (each
+against compute), evals/<size>_<budget>x/ (a world_eval report per checkpoint) and runs/. Run it
+again to resume where it stopped. See videogen/scaling.py for how budgets are counted.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from videogen import scaling
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config (the '
+                                          'study sets the world and the DiT size).',
+                                          lock_config=True)
+_STUDY = flags.DEFINE_enum('study', 'quick', list(scaling.STUDIES), 'Which study to run.')
+_OUT = flags.DEFINE_string('out', None, 'Output folder (default: outputs/scaling_<study>).')
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  study = scaling.STUDIES[_STUDY.value]
+  out = _OUT.value or f'outputs/scaling_{_STUDY.value}'
+  rows = scaling.run(_CONFIG.value, study, out)
+  print(scaling.table(rows))
+  print(f'\nwrote {out}/scaling.md, scaling.json, scaling.png')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,84 @@
+"""The world evaluation runner and the scaling study, end to end on tiny runs."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from configs import world as world_config
+from videogen import scaling
+from videogen.evals import world_eval
+from videogen.evals import world_scores
+from videogen.train import loop
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*args, check=True):
+  env = {**os.environ, 'XLA_FLAGS': ''}
+  result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+  if check:
+    assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def test_eval_world_scores_a_checkpoint_and_reports(trained_run, tmp_path):
+  out = tmp_path / 'eval'
+  _run('experiments/eval_world.py', f'--workdir={trained_run}', '--prompts=2', '--held_out=1',
+       '--probes=2', f'--out={out}')
+  result = json.loads((out / 'scores.json').read_text())
+  assert [v['split'] for v in result['videos']] == ['train', 'train', 'held_out', 'probe',
+                                                    'probe']
+  for video in result['videos']:
+    for name in world_scores.CATEGORIES:
+      assert video[name] is None or 0.0 <= video[name] <= 1.0
+  splits = {(row['split'], row['category']) for row in result['summary']}
+  assert {('all splits', 'all'), ('train', 'all'), ('held_out', 'all'),
+          ('probe', 'all')} <= splits
+  report = (out / 'report.md').read_text()
+  assert '| split | category | videos | adherence | motion | physics |' in report
+  assert len(list((out / 'samples').glob('*.mp4'))) == 5
+  for name in ('worst.png', 'worst.mp4', 'grid.png'):
+    assert (out / name).stat().st_size > 0
+
+
+def test_eval_world_refuses_a_run_that_is_not_a_world_model(tmp_path):
+  (tmp_path / 'config.json').write_text(json.dumps({'model': {'preset': 'tiny'}}))
+  result = _run('experiments/eval_world.py', f'--workdir={tmp_path}', check=False)
+  assert result.returncode != 0
+  assert 'is not a text-to-video model trained on the procedural world' in result.stderr
+
+
+def test_an_empty_prompt_set_is_an_error():
+  with pytest.raises(ValueError, match='the prompt set is empty'):
+    world_eval.prompt_set(world_config.get_config(), num_train=0, num_held_out=0)
+
+
+def test_scaling_budgets_are_equal_in_flops():
+  config = world_config.get_config()
+  steps = scaling.schedule(config, scaling.STUDIES['full'])
+  for size, by_budget in steps.items():
+    per_step = scaling.cost(scaling.study_config(config, size))[0]
+    for multiplier, count in by_budget.items():
+      unit = scaling.STUDIES['full'].base_steps * scaling.cost(
+          scaling.study_config(config, 'T/2'))[0]
+      assert abs(count * per_step - multiplier * unit) <= per_step / 2
+  assert steps['N/2'][16] > steps['T/2'][16] > steps['XS/2'][16]
+
+
+def test_scaling_study_trains_evaluates_and_resumes(tmp_path):
+  config = world_config.get_config('runlocal=True')
+  study = scaling.Study(sizes=('N/2', 'T/2'), multipliers=(1,), base_steps=1, num_prompts=1)
+  rows = scaling.run(config, study, tmp_path, progress=False)
+  assert [(r['size'], r['multiplier'], r['steps']) for r in rows] == [
+      ('N/2', 1, 3), ('T/2', 1, 1)]  # N/2 costs a third of T/2 per step
+  assert rows[0]['params'] < rows[1]['params']
+  for name in ('scaling.md', 'scaling.png', 'scaling.json'):
+    assert (tmp_path / name).stat().st_size > 0
+  assert (tmp_path / 'evals' / 'T_2_1x' / 'report.md').exists()
+  logged = len(loop.read_metrics(tmp_path / 'runs' / 'T_2'))
+  again = scaling.run(config, study, tmp_path, progress=False)  # resumes: nothing left to do
+  assert again == rows and len(loop.read_metrics(tmp_path / 'runs' / 'T_2')) == logged

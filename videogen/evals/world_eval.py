@@ -1,0 +1,193 @@
+"""Samples a checkpoint on a fixed prompt set of world scenes and scores every video from its pixels.
+
+The prompt set (`prompt_set`) holds captions of seeded scenes training never rendered: scenes of
+the training distribution ('train'), held-out combinations ('held_out') and, optionally, probes
+of what the world can show beyond the run's own options ('probe': occluders, falls and pans).
+Each video gets world_scores' five scores; the report breaks them down by split and by category
+(what the scene holds: occluder, fall, move, still, pan, several objects, digit), lists every
+video with the reason of each failed score, and shows the worst videos as a captioned grid.
+"""
+import dataclasses
+import pathlib
+
+import ml_collections
+import numpy as np
+
+from videogen import generate
+from videogen import media
+from videogen.data import world
+from videogen.evals import prompts as prompts_lib
+from videogen.evals import world_scores
+
+CATEGORY_ORDER = ('all', 'move', 'still', 'fall', 'occluder', 'pan', 'objects>1', 'digit')
+# Probes widen the run's own world to every motion and size (occluders need small objects: a
+# large one cannot cross a bar within a short clip), with occluders and pans often.
+PROBE_OPTIONS = dict(motions=world.MOTIONS, sizes=tuple(world.SIZES), p_occluder=0.8, p_pan=0.3)
+PROBE_SEED_OFFSET = 20_000  # probes draw scenes apart from the train and held-out prompts
+WORST = 8  # videos in the worst-videos grid
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredVideo:
+  prompt: prompts_lib.Prompt
+  scores: world_scores.WorldScores
+
+  @property
+  def categories(self) -> list[str]:
+    return categories(self.prompt.scene)
+
+  @property
+  def mean(self) -> float:
+    """The mean of the scores that apply (1 when none does)."""
+    values = [getattr(self.scores, name) for name in world_scores.CATEGORIES]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else 1.0
+
+  def to_json(self) -> dict:
+    return {'prompt': self.prompt.text, 'split': self.prompt.split, 'seed': self.prompt.seed,
+            'categories': self.categories, 'mean': self.mean,
+            **dataclasses.asdict(self.scores)}
+
+
+def check_world_run(config: ml_collections.ConfigDict, workdir='') -> None:
+  """Fails with one sentence unless `config` is a text-to-video run trained on the world."""
+  if 'world' not in config or 'variant' not in config.get('model', {}):
+    raise ValueError(f'the run {str(workdir)!r} is not a text-to-video model trained on the '
+                     'procedural world (its config has no world section or no DiT variant): '
+                     'eval_world scores world scenes; pass a run of configs/world.py.')
+
+
+def categories(scene: world.Scene) -> list[str]:
+  """What a scene holds, as report categories ('all' first)."""
+  motions = {o.motion for o in scene.objects}
+  found = {'all': True, 'move': 'move' in motions, 'still': 'still' in motions,
+           'fall': 'fall' in motions, 'occluder': scene.occluder is not None,
+           'pan': scene.pan is not None, 'objects>1': len(scene.objects) > 1,
+           'digit': any(o.kind == 'digit' for o in scene.objects)}
+  return [name for name in CATEGORY_ORDER if found[name]]
+
+
+def prompt_set(config: ml_collections.ConfigDict, *, num_train: int, num_held_out: int,
+               num_probes: int = 0) -> list[prompts_lib.Prompt]:
+  """Train and held-out prompts of the run's world (prompts.world_prompts), then probes."""
+  prompts = prompts_lib.world_prompts(config, num_train=num_train, num_held_out=num_held_out)
+  if num_probes:
+    options = world.WorldOptions.from_config(config.world)
+    options = dataclasses.replace(options, **PROBE_OPTIONS)
+    seed = config.seed + PROBE_SEED_OFFSET
+    for index in range(num_probes):
+      scene = world.sample_scene(options, seed, index, 'train')
+      prompts.append(prompts_lib.Prompt(world.caption(scene, seed + index), scene, 'probe',
+                                        index))
+  if not prompts:
+    raise ValueError('the prompt set is empty: ask for at least one train, held-out or probe '
+                     'prompt (e.g. --prompts 16).')
+  return prompts
+
+
+def sample_and_score(gen: generate.Generator, prompts: list[prompts_lib.Prompt],
+                     settings: generate.SampleSettings, out=None, *,
+                     batch_size: int = 16) -> tuple[list[ScoredVideo], list[np.ndarray]]:
+  """Samples every prompt (in batches), scores each video; with `out`, writes the mp4s and
+  sidecars to out/samples and the captioned grid to out/grid.*. Returns (scored, videos)."""
+  if not prompts:
+    raise ValueError('no prompts to sample: pass a non-empty prompt set.')
+  fps = gen.parts.config.world.fps
+  videos = []
+  for start in range(0, len(prompts), batch_size):
+    chunk = prompts[start:start + batch_size]
+    texts, seeds = [p.text for p in chunk], [p.seed for p in chunk]
+    batch = gen.generate(texts, seeds=seeds, settings=settings)
+    if out is not None:
+      gen.write(batch, texts, pathlib.Path(out) / 'samples', seeds=seeds, settings=settings,
+                start=start)
+    videos += list(batch)
+  if out is not None:
+    media.write_grid(pathlib.Path(out) / 'grid', videos, [p.text for p in prompts], fps=fps)
+  scored = [ScoredVideo(p, world_scores.score_video(v, p.scene, fps))
+            for p, v in zip(prompts, videos)]
+  return scored, videos
+
+
+def summary(scored: list[ScoredVideo]) -> list[dict]:
+  """Rows {'split', 'category', 'videos', <score>: mean or None} for each split (and 'all
+  splits') × category that has videos."""
+  splits = ['all splits'] + sorted({s.prompt.split for s in scored},
+                                   key=['train', 'held_out', 'probe'].index)
+  rows = []
+  for split in splits:
+    in_split = [s for s in scored if split == 'all splits' or s.prompt.split == split]
+    for category in CATEGORY_ORDER:
+      chosen = [s for s in in_split if category in s.categories]
+      if not chosen:
+        continue
+      means = world_scores.summarize([s.scores for s in chosen])
+      rows.append({'split': split, 'category': category, 'videos': len(chosen),
+                   **{k: None if np.isnan(v) else v for k, v in means.items()}})
+  return rows
+
+
+def _percent(value) -> str:
+  return '-' if value is None else f'{100 * value:.0f}%'
+
+
+def summary_table(rows: list[dict], *, model: str | None = None) -> str:
+  """The summary rows as markdown (scores in percent; '-' where a score never applies)."""
+  head = (['model'] if model else []) + ['split', 'category', 'videos',
+                                         *world_scores.CATEGORIES]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+  for row in rows:
+    cells = ([model] if model else []) + [row['split'], row['category'], str(row['videos'])]
+    cells += [_percent(row[name]) for name in world_scores.CATEGORIES]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def per_video_table(scored: list[ScoredVideo]) -> str:
+  """One row per video: split, prompt, each score, and why the failed ones failed."""
+  lines = ['| # | split | prompt | ' + ' | '.join(world_scores.CATEGORIES) + ' | why |',
+           '|' + ' --- |' * (len(world_scores.CATEGORIES) + 4)]
+  for i, s in enumerate(scored):
+    cells = [_percent(getattr(s.scores, name)) for name in world_scores.CATEGORIES]
+    why = '; '.join(f'{k}: {v}' for k, v in s.scores.reasons.items()).replace('|', '/')
+    lines.append(f'| {i} | {s.prompt.split} | {s.prompt.text} | {" | ".join(cells)} | {why} |')
+  return '\n'.join(lines)
+
+
+def write_worst(out, scored: list[ScoredVideo], videos: list[np.ndarray], fps: float,
+                count: int = WORST) -> list[pathlib.Path]:
+  """out/worst.{png,mp4}: the `count` videos of lowest mean score, captioned with the prompt
+  and the first failed score's reason."""
+  order = sorted(range(len(scored)), key=lambda i: scored[i].mean)[:count]
+  captions = []
+  for i in order:
+    reasons = scored[i].scores.reasons
+    first = next(iter(reasons.items()), None)
+    why = f' [{first[0]}: {first[1]}]' if first else ''
+    captions.append(f'#{i} {scored[i].mean:.0%}: {scored[i].prompt.text}{why}')
+  return media.write_grid(pathlib.Path(out) / 'worst', [videos[i] for i in order], captions,
+                          fps=fps)
+
+
+def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
+                 videos: list[np.ndarray], settings: generate.SampleSettings, *,
+                 title: str = 'World simulation scores') -> pathlib.Path:
+  """out/report.md and out/scores.json (summary rows plus every video), and out/worst.*."""
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  rows = summary(scored)
+  write_worst(out, scored, videos, gen.parts.config.world.fps)
+  media.write_json(out / 'scores.json', {
+      'step': gen.step, 'settings': dataclasses.asdict(settings), 'summary': rows,
+      'videos': [s.to_json() for s in scored]})
+  lines = [f'# {title}', '',
+           f'Model {gen.parts.config.model.variant} at step {gen.step}; {len(scored)} prompts '
+           f'sampled with {settings.method}, {settings.steps} steps, guidance '
+           f'{settings.cfg_scale}. Scores are measured from the pixels '
+           '(`videogen/evals/world_scores.py`); each is a mean over the videos where it applies.',
+           '', summary_table(rows), '',
+           'Samples: `grid.*` and `samples/`; the lowest-scoring videos: `worst.png` / '
+           '`worst.mp4`.', '', '## Per video', '', per_video_table(scored)]
+  path = out / 'report.md'
+  path.write_text('\n'.join(lines) + '\n')
+  return path
