@@ -43,6 +43,9 @@ def launch_cluster(workdir, steps: int, *, through_env: bool) -> list[str]:
   port = free_port()
   # Not the 8 fake devices of conftest's XLA_FLAGS: each process brings LOCAL_DEVICES of its own.
   base_env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  # No persistent compilation cache shared between the cluster's processes: a launch that
+  # reused it once hung in the first step's collective; each process compiles its own.
+  base_env.pop('JAX_COMPILATION_CACHE_DIR', None)
   for name in (distributed.ENV_COORDINATOR, distributed.ENV_NUM_PROCESSES,
                distributed.ENV_PROCESS_ID, distributed.ENV_LOCAL_DEVICE_COUNT):
     base_env.pop(name, None)

@@ -8,6 +8,7 @@ import pytest
 from configs import world as world_config
 from videogen import scaling
 from videogen.data import world
+from videogen.evals import blobs
 from videogen.evals import digit_classifier
 from videogen.evals import objects
 from videogen.evals import world_scores
@@ -145,3 +146,14 @@ def test_the_worlds_own_clips_score_near_one_at_the_cpu_models_size():
   means = world_scores.summarize([world_scores.score_video(
       world.render(s, w.height, w.width, w.num_frames, w.fps)[0], s, w.fps) for s in scenes])
   assert min(means.values()) >= 0.97, means
+
+
+def test_tracks_and_blobs_compare_by_identity():
+  """Generated videos stitch tracks of one colour seen in the same frames; removing one from a
+  list compares it with the others, which must not compare their arrays."""
+  blob = lambda x: blobs.Blob(np.array([x, 1.0]), np.array([0, 0, 2, 2]), np.ones((2, 2), bool),
+                              True)
+  first, second = (objects.Track('red', [None, blob(x)], [False, False]) for x in (1.0, 5.0))
+  tracks = [first, second]
+  tracks.remove(second)
+  assert tracks == [first] and first != second and blob(1.0) != blob(1.0)

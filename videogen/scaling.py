@@ -108,8 +108,8 @@ def run(config: ml_collections.ConfigDict, study: Study, out, *,
   for size in study.sizes:
     cfg = study_config(config, size)
     last = steps[size][study.multipliers[-1]]
-    cfg.optim.total_steps = last
     cfg.optim.warmup_steps = min(cfg.optim.warmup_steps, max(1, last // 10))
+    cfg.optim.total_steps = max(last, cfg.optim.warmup_steps + 1)
     cfg.train.update(log_every=max(1, steps[size][study.multipliers[0]] // 5),
                      checkpoint_every=last, keep_checkpoints=1, sample_every=0)
     per_step, params = cost(cfg)

@@ -25,7 +25,7 @@ _OCCLUDER = tracking.REFERENCE_NAMES.index('occluder')
 _NEIGHBOURS = np.ones((3, 3), bool)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fields are arrays
 class Blob:
   """One colour's object pixels in one frame."""
   centre: np.ndarray  # (x, y) area centroid in pixels; pixel (i, j) spans [j, j+1) x [i, i+1)

@@ -27,7 +27,7 @@ MERGED_AREA = 1.25  # a blob shared by two tracks is this much larger than eithe
 STITCH = 0.75  # of the shorter side: farthest a track may start from where an ended one leads
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared by identity: blobs hold arrays
 class Track:
   """One object followed through the frames: its blob per frame (None where unseen)."""
   colour: str
@@ -207,4 +207,4 @@ def _stitch(tracks: list[Track], reach: float) -> list[Track]:
     for frame, blob in enumerate(after.blobs_t):
       if blob is not None:
         before.blobs_t[frame], before.merged_t[frame] = blob, after.merged_t[frame]
-    tracks.remove(after)
+    del tracks[j]
