@@ -24,12 +24,7 @@ def plot_loss(rows: list[dict], path, title: str = 'training loss') -> pathlib.P
   ax.set(xlabel='step', ylabel='flow-matching loss', title=title, yscale='log')
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def plot_against_compute(rows: list[dict], names: list[str], path) -> pathlib.Path:
@@ -48,6 +43,11 @@ def plot_against_compute(rows: list[dict], names: list[str], path) -> pathlib.Pa
       ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3)
   axes[0][0].legend()
+  return _save(fig, path)
+
+
+def _save(fig, path) -> pathlib.Path:
+  """Writes the figure as png at `path` (making its folder) and closes it."""
   fig.tight_layout()
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)

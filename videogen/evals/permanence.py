@@ -114,7 +114,10 @@ def _emerges(track: objects.Track, analysis: objects.Analysis, frame: int,
 def _hidden_share(track: objects.Track, analysis: objects.Analysis, frame: int,
                   shape: blobs.Blob, centre: np.ndarray) -> float:
   """The share of the shape's pixels, its box centred at `centre`, that at `frame` lie outside
-  the view, on the bar or on other objects' pixels."""
+  the view, on the bar or on other objects' pixels; 0 when the centre is unknown (NaN: no
+  sighting to lead from), so the emergence is not excused."""
+  if not np.all(np.isfinite(centre)):
+    return 0.0
   height, width = analysis.bar_thw.shape[1:]
   cover_hw = np.pad(analysis.bar_thw[frame], 1, constant_values=True)  # the pad is out of view
   for other in analysis.tracks:
