@@ -145,9 +145,8 @@ def table(rows: list[dict]) -> str:
   """Markdown: one row per size and budget, scores in percent."""
   head = ['size', 'params', 'budget', 'steps', 'train FLOPs', 'loss', *world_scores.CATEGORIES]
   lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
-  pct = lambda v: '-' if v is None else f'{100 * v:.0f}%'
   for r in rows:
     cells = [r['size'], f'{r["params"] / 1e6:.2f}M', f'{r["multiplier"]}x', str(r['steps']),
-             f'{r["flops"]:.2g}', f'{r["loss"]:.4f}', *[pct(r[k]) for k in world_scores.CATEGORIES]]
+             f'{r["flops"]:.2g}', f'{r["loss"]:.4f}', *[world_eval.percent(r[k]) for k in world_scores.CATEGORIES]]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)

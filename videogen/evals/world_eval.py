@@ -127,7 +127,8 @@ def summary(scored: list[ScoredVideo]) -> list[dict]:
   return rows
 
 
-def _percent(value) -> str:
+def percent(value) -> str:
+  """A share as a whole percent; '-' for None (a score that does not apply)."""
   return '-' if value is None else f'{100 * value:.0f}%'
 
 
@@ -138,7 +139,7 @@ def summary_table(rows: list[dict], *, model: str | None = None) -> str:
   lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
   for row in rows:
     cells = ([model] if model else []) + [row['split'], row['category'], str(row['videos'])]
-    cells += [_percent(row[name]) for name in world_scores.CATEGORIES]
+    cells += [percent(row[name]) for name in world_scores.CATEGORIES]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -148,7 +149,7 @@ def per_video_table(scored: list[ScoredVideo]) -> str:
   lines = ['| # | split | prompt | ' + ' | '.join(world_scores.CATEGORIES) + ' | why |',
            '|' + ' --- |' * (len(world_scores.CATEGORIES) + 4)]
   for i, s in enumerate(scored):
-    cells = [_percent(getattr(s.scores, name)) for name in world_scores.CATEGORIES]
+    cells = [percent(getattr(s.scores, name)) for name in world_scores.CATEGORIES]
     why = '; '.join(f'{k}: {v}' for k, v in s.scores.reasons.items()).replace('|', '/')
     lines.append(f'| {i} | {s.prompt.split} | {s.prompt.text} | {" | ".join(cells)} | {why} |')
   return '\n'.join(lines)
