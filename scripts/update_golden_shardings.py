@@ -28,15 +28,12 @@ def golden_table(name: str) -> dict:
   needs 8 devices (fake CPU ones: XLA_FLAGS=--xla_force_host_platform_device_count=8)."""
   import jax  # pylint: disable=g-import-not-at-top
   from configs import world  # pylint: disable=g-import-not-at-top
-  from videogen.parallel import sharding  # pylint: disable=g-import-not-at-top
   from videogen.train import components  # pylint: disable=g-import-not-at-top
   config = world.get_config(GOLDEN_CONFIGS[name])
   config.mesh.update(GOLDEN_MESH)
   parts = components.build(config, devices=jax.devices()[:8])
-  with sharding.sharding_context(parts.mesh, parts.rules):
-    boxed = jax.eval_shape(parts.init_fn)
   return {'config': f'configs/world.py:{GOLDEN_CONFIGS[name]}', 'mesh': GOLDEN_MESH,
-          'params': sharding.layout_table(boxed.params, parts.state_shardings.params)}
+          'params': components.parameter_layout(parts)}
 
 
 def dumps(table: dict) -> str:

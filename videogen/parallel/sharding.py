@@ -114,6 +114,24 @@ def layout_table(boxed: Any, shardings: Any) -> dict[str, dict[str, list]]:
   return table
 
 
+def layout_rows(table: dict[str, dict[str, list]], mesh: jax.sharding.Mesh,
+                paths: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  """`layout_table` rows for printing, with each leaf's shape on one device of `mesh`.
+
+  paths: the leaves to show, in order (default: all). A dimension split over mesh axes
+  ('fsdp', ('data', 'fsdp')) is divided by their sizes; a replicated one stays whole.
+  """
+  rows = []
+  for path in table if paths is None else paths:
+    entry = table[path]
+    ways = [math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes or ()))
+            for axes in entry['mesh']]
+    rows.append({'parameter': path, 'shape': tuple(entry['shape']),
+                 'logical axes': tuple(entry['logical']), 'mesh axes': tuple(entry['mesh']),
+                 'per device': tuple(n // w for n, w in zip(entry['shape'], ways))})
+  return rows
+
+
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
   """Leading (example) dimension over ('data', 'fsdp'); the rest replicated."""
   return NamedSharding(mesh, PartitionSpec(('data', 'fsdp')))

@@ -173,6 +173,14 @@ def check_mesh_fits_model(config: ml_collections.ConfigDict, model_config: dit.D
     context_attention.check_length(length, context)
 
 
+def parameter_layout(parts: Components) -> dict[str, dict[str, list]]:
+  """Every DiT parameter's shape, logical axes and mesh axes on parts.mesh
+  (sharding.layout_table); shapes only, nothing is allocated."""
+  with sharding.sharding_context(parts.mesh, parts.rules):
+    boxed = jax.eval_shape(parts.init_fn)
+  return sharding.layout_table(boxed.params, parts.state_shardings.params)
+
+
 def encode_batch(parts: Components, batch: dict) -> dict:
   """Host batch -> model batch (numpy). Clips {'video', 'caption'} -> {'video', 'text',
   'text_mask'}; packed rows {'patches', 'segment_ids', 'positions', 'shapes', 'captions' [B, M]}
