@@ -25,9 +25,11 @@ from ml_collections import config_flags  # noqa: E402
 
 from videogen.evals import tables  # noqa: E402
 from videogen.parallel import planner  # noqa: E402
+from videogen.parallel import sharding  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py',
-                                          'Config whose train step --validate compiles.',
+                                          'Config whose logical axis rules the plan uses and whose '
+                                          'train step --validate compiles.',
                                           lock_config=True)
 _VARIANT = flags.DEFINE_string('variant', '1.3B', 'DiT size name (1.3B, 14B, B/2, ...).')
 _RESOLUTION = flags.DEFINE_string('resolution', '480p', '480p, 720p or HxW pixels.')
@@ -52,11 +54,12 @@ _OUT = flags.DEFINE_string('out', None, 'Where to write the rows as JSON.')
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  rules = sharding.rules_from_config(_CONFIG.value)
   if _VALIDATE.value:
     rows = planner.validate(_CONFIG.value, _VALIDATE_MESHES.value, _VALIDATE_BATCH.value)
     print(tables.markdown_table(rows))
   elif _ALL.value:
-    rows = planner.pod_table(frames=_FRAMES.value, mfu=_MFU.value, remat=_REMAT.value,
+    rows = planner.pod_table(rules, frames=_FRAMES.value, mfu=_MFU.value, remat=_REMAT.value,
                              attention=_ATTENTION.value)
     print(tables.markdown_table([planner.summary(row) for row in rows]))
   else:
@@ -64,7 +67,7 @@ def main(argv):
                                 remat=_REMAT.value, attention=_ATTENTION.value,
                                 frame_conditioning=_FRAME_CONDITIONING.value)
     row = planner.plan(work, planner.parse_mesh(_MESH.value), planner.SLICES[_SLICE.value],
-                       mfu=_MFU.value)
+                       rules=rules, mfu=_MFU.value)
     rows = [{'variant': _VARIANT.value, 'video': f'{_RESOLUTION.value}x{_FRAMES.value}',
              'slice': _SLICE.value, **row}]
     print(tables.markdown_table([planner.summary(r) for r in rows]))

@@ -17,6 +17,8 @@ from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.train import components
 
+RULES = sharding.rules_from_config(world_config.get_config())  # the DiT run's rules
+
 FAST_COMPILE = {'xla_backend_optimization_level': 0}  # same numbers, ~3x faster to compile
 # Two rows of 32 tokens, 8 per device at context=4: segments cross the blocks' borders, the
 # first row ends in padding (id 0, attending to padding) and the second is one segment.
@@ -58,7 +60,7 @@ def on_mesh(fn, mesh_cfg):
   mesh = mesh_lib.make_mesh(mesh_cfg)
 
   def run(*args):
-    with sharding.sharding_context(mesh, sharding.DEFAULT_RULES):
+    with sharding.sharding_context(mesh, RULES):
       lowered = jax.jit(fn).lower(*args)
       return lowered.compile(FAST_COMPILE)(*args), lowered.as_text()
   return run
@@ -83,11 +85,11 @@ def test_shapes_that_the_mesh_does_not_divide_fail_while_tracing():
     with pytest.raises(ValueError, match='token row of 30 tokens is not divisible by context=4'):
       jax.eval_shape(context_attention.ring_attention, q, k, v)
   key, args = jax.random.key(0), inputs()  # clips of 12 tokens
-  with sharding.sharding_context(mesh_lib.make_mesh({'context': 8}), sharding.DEFAULT_RULES):
+  with sharding.sharding_context(mesh_lib.make_mesh({'context': 8}), RULES):
     with pytest.raises(ValueError, match='token row of 12 tokens is not divisible by context=8'):
       jax.eval_shape(dit.DiT(tiny()).init, key, *args)
   with sharding.sharding_context(mesh_lib.make_mesh({'data': 4, 'tensor': 2}),
-                                 sharding.DEFAULT_RULES):
+                                 RULES):
     with pytest.raises(ValueError, match='3 attention heads are not divisible by tensor=2'):
       jax.eval_shape(dit.DiT(tiny(dim=48, heads=3)).init, key, *args)
 

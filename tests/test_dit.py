@@ -167,10 +167,8 @@ def packed_inputs(rows=((0, 1, 2), (2, 0)), row_length=40, max_segments=4, text_
   order_bm = np.array([list(row) + [0] * (max_segments - len(row)) for row in rows])
   text, mask, text_ids = packing.segment_text(
       np.stack(texts)[order_bm], np.stack(masks)[order_bm], batch['shapes'])
-  segment_ids = batch['segment_ids']
-  t_bl = np.where(segment_ids > 0, times[order_bm][np.arange(len(rows))[:, None],
-                                                   np.maximum(segment_ids - 1, 0)], 0.0)
-  args = (batch['patches'], segment_ids, batch['positions'], t_bl, text, mask, text_ids)
+  t_bm = times[order_bm]  # each segment's time
+  args = (batch['patches'], batch['segment_ids'], batch['positions'], t_bm, text, mask, text_ids)
   alone = [(i, clips[i], times[i], texts[i], masks[i]) for row in rows for i in row]
   return args, batch, alone
 
@@ -198,10 +196,10 @@ def test_padding_tokens_change_no_real_token():
   args, batch, _ = packed_inputs()
   padding = batch['segment_ids'] == 0
   rng = np.random.default_rng(6)
-  patches_blp, segment_ids, positions, t_bl, *text = args
+  patches_blp, segment_ids, positions, *rest = args
   changed = (np.where(padding[..., None], 50 * rng.standard_normal(patches_blp.shape),
                       patches_blp).astype(np.float32), segment_ids,
-             np.where(padding[..., None], 7, positions), np.where(padding, 0.5, t_bl), *text)
+             np.where(padding[..., None], 7, positions), *rest)
   apply = jax.jit(functools.partial(dit.DiT(config).apply, method='packed'))
   out, out_changed = apply(variables, *args), apply(variables, *changed)
   assert np.isfinite(out_changed).all()
@@ -214,8 +212,8 @@ def test_bad_packed_inputs_raise_one_clear_error():
   model = dit.DiT(tiny())
   with pytest.raises(ValueError, match=r'patches shape \(2, 40, 12\) must be \[B, L, 16\]'):
     model.init(jax.random.key(0), args[0][..., :12], *args[1:], method='packed')
-  with pytest.raises(ValueError, match=r't shape \(2, 39\) must be \(2, 40\)'):
-    model.init(jax.random.key(0), *args[:3], args[3][:, 1:], *args[4:], method='packed')
+  with pytest.raises(ValueError, match=r't shape \(4,\) must be \[2, M\]'):
+    model.init(jax.random.key(0), *args[:3], args[3][0], *args[4:], method='packed')
   with pytest.raises(ValueError, match='segment_ids dtype float32'):
     model.init(jax.random.key(0), args[0], args[1].astype(np.float32), *args[2:],
                method='packed')

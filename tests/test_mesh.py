@@ -12,6 +12,8 @@ from test_train_step import build_run
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 
+RULES = sharding.rules_from_config(world.get_config())  # the DiT run's rules
+
 
 def test_mesh_sizes():
   assert dict(mesh_lib.make_mesh({'data': -1}).shape) == {
@@ -141,7 +143,7 @@ def test_logical_name_without_rule_fails():
   init_fn = lambda: Typo().init(jax.random.key(0), jnp.ones((1, 4)))
   with pytest.raises(ValueError, match=r"logical axis names \['hiden'\] have no sharding rule"):
     sharding.abstract_state_and_shardings(init_fn, mesh_lib.make_mesh({'fsdp': -1}),
-                                          sharding.DEFAULT_RULES)
+                                          RULES)
 
 
 def test_batch_sharding_and_divisibility():

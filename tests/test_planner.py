@@ -8,6 +8,9 @@ import pytest
 from configs import world as world_config
 from videogen.models import dit
 from videogen.parallel import planner
+from videogen.parallel import sharding
+
+RULES = sharding.rules_from_config(world_config.get_config())
 
 
 @pytest.mark.parametrize('mesh', ['fsdp=8', 'data=2,fsdp=2,tensor=2'])
@@ -26,9 +29,9 @@ def test_fsdp_shards_state():
   """Per-device params + EMA + optimizer under fsdp=8 is at most 1/8 of the replicated state
   plus 5%: only small vectors (norm scales, biases of tensor-parallel widths) stay whole."""
   work = planner.pod_workload('1.3B', '480p', 81, batch=8)
-  row = planner.plan(work, {'fsdp': 8}, planner.SLICES['8xH100'])
+  row = planner.plan(work, {'fsdp': 8}, planner.SLICES['8xH100'], rules=RULES)
   assert row['state_fraction'] <= 1.05 / 8, row['state_fraction']
-  replicated = planner.plan(work, {'data': 8}, planner.SLICES['8xH100'])
+  replicated = planner.plan(work, {'data': 8}, planner.SLICES['8xH100'], rules=RULES)
   assert replicated['state_fraction'] == pytest.approx(1.0)
   assert replicated['state_bytes'] == pytest.approx(row['replicated_state_bytes'])
 
@@ -37,7 +40,7 @@ def test_pod_plan_of_1p3b_in_seconds():
   planner.boxed_state.cache_clear()
   start = time.perf_counter()
   work = planner.pod_workload('1.3B', '480p', 81, batch=32)
-  row = planner.plan(work, planner.parse_mesh('fsdp=32'), planner.SLICES['v5p-64'])
+  row = planner.plan(work, planner.parse_mesh('fsdp=32'), planner.SLICES['v5p-64'], rules=RULES)
   assert time.perf_counter() - start < 20
   model = dit.DiT(work.model)
   params = jax.eval_shape(lambda: model.init(
@@ -63,7 +66,7 @@ def test_pod_plan_of_1p3b_in_seconds():
 def test_context_and_remat_shrink_activations():
   plan = lambda remat, mesh, batch: planner.plan(
       planner.pod_workload('1.3B', '480p', 81, batch=batch, remat=remat),
-      planner.parse_mesh(mesh), planner.SLICES['8xH100'])
+      planner.parse_mesh(mesh), planner.SLICES['8xH100'], rules=RULES)
   full, dots, none = (plan(remat, 'fsdp=8', 8) for remat in ('full', 'dots', 'none'))
   assert full['activation_bytes'] < dots['activation_bytes'] < none['activation_bytes']
   split = plan('full', 'fsdp=4,context=2', 4)
@@ -85,4 +88,4 @@ def test_context_and_remat_shrink_activations():
 def test_bad_input_fails_early(slice_name, mesh, batch, variant, frames, message):
   with pytest.raises(ValueError, match=message):
     planner.plan(planner.pod_workload(variant, '480p', frames, batch),
-                 planner.parse_mesh(mesh), planner.SLICES[slice_name])
+                 planner.parse_mesh(mesh), planner.SLICES[slice_name], rules=RULES)

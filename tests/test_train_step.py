@@ -15,10 +15,13 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import world as world_config
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.train import state as state_lib
 from videogen.train import step as step_lib
+
+RULES = sharding.rules_from_config(world_config.get_config())  # the DiT run's rules
 
 EMBED, HIDDEN, BATCH = 16, 32, 8
 TARGET_EM = np.random.default_rng(0).normal(size=(EMBED, EMBED)).astype(np.float32) / 4
@@ -61,16 +64,16 @@ def build_run(mesh, *, ema_decay=0.9, seed=0, grad_accum_steps=1, loss=loss_fn):
   init_fn = functools.partial(state_lib.init_train_state, model_init, optimizer,
                               jax.random.key(seed))
   abstract_state, shardings = sharding.abstract_state_and_shardings(
-      init_fn, mesh, sharding.DEFAULT_RULES)
+      init_fn, mesh, RULES)
   train_step = step_lib.make_train_step(
       loss, optimizer, ema_decay=ema_decay,
       lr_schedule=state_lib.learning_rate_schedule(OPTIM_CFG), grad_accum_steps=grad_accum_steps)
   batch_sharding = sharding.batch_sharding(mesh)
   return types.SimpleNamespace(
       abstract_state=abstract_state, shardings=shardings, batch_sharding=batch_sharding,
-      state=sharding.create_sharded_state(init_fn, shardings, mesh, sharding.DEFAULT_RULES),
+      state=sharding.create_sharded_state(init_fn, shardings, mesh, RULES),
       step=step_lib.jit_train_step(train_step, shardings, batch_sharding, mesh,
-                                   rules=sharding.DEFAULT_RULES))
+                                   rules=RULES))
 
 
 def numpy_batch(first_index):

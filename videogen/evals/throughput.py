@@ -92,6 +92,56 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
           'tokens_per_s': batch_size * tokens / seconds, 'gflops_per_s': flops / seconds / 1e9}
 
 
+def _layout_run(config, layout: str, num_batches: int):
+  """(step one batch, the batches, real tokens per step, fill) of the config's train step on
+  `num_batches` of the world's batches in `layout`; each batch stepped once (compiled)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.layout = layout
+  parts = components.build(config)
+  holder = {'state': sharding.create_sharded_state(parts.init_fn, parts.state_shardings,
+                                                   parts.mesh, parts.rules)}
+  step = loop.make_sharded_train_step(parts)
+  data, window, batches = iter(pipeline.world_dataset_from_config(config)), loop.WorkWindow(), []
+  for _ in range(num_batches):
+    host = next(data)
+    model_batch = components.encode_batch(parts, host)
+    window.add(parts, model_batch, host.get('fill'))
+    batches.append(sharding.shard_batch(model_batch, sharding.batch_sharding(parts.mesh)))
+
+  def run(batch):
+    holder['state'], out = step(holder['state'], batch)
+    jax.block_until_ready(out)
+
+  for batch in batches:
+    run(batch)
+  return run, batches, window.tokens / window.steps, window.rates(1.0).get('fill', 1.0)
+
+
+def layout_step_rates(config, layouts=('fixed', 'packed'), *, num_batches: int = 4,
+                      repeats: int = 30) -> list[dict]:
+  """Real tokens/s of the config's train step on the world's own batches in each data layout
+  ('fixed', 'packed', 'buckets'; configs/world.py data.layout): padding is not counted and
+  loading is not timed. The layouts' steps are timed in turn, one step each per round for
+  `repeats` rounds, so a machine whose speed drifts slows them alike; medians are reported,
+  with each layout's rate against the first's."""
+  runs = {layout: _layout_run(config, layout, num_batches) for layout in layouts}
+  times = {layout: [] for layout in layouts}
+  for i in range(repeats):
+    for layout, (run, batches, _, _) in runs.items():
+      start = time.perf_counter()
+      run(batches[i % num_batches])
+      times[layout].append(time.perf_counter() - start)
+  rows = []
+  for layout, (_, _, tokens, fill) in runs.items():
+    seconds = float(np.median(times[layout]))
+    rows.append({'layout': layout, 'variant': config.model.variant,
+                 'batch': config.data.batch_size, 'real_tokens_per_step': tokens, 'fill': fill,
+                 'step_s': seconds, 'real_tokens_per_s': tokens / seconds})
+  for row in rows:
+    row['vs_first'] = row['real_tokens_per_s'] / rows[0]['real_tokens_per_s']
+  return rows
+
+
 def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
                      repeats: int = 3) -> dict:
   """Seconds per video, and the compiled loop's time over `steps` separate forward passes."""

@@ -13,13 +13,14 @@ The residual stream, norms and modulation stay float32; matmuls run in `config.d
 Native sizes: `DiT.packed` runs rows that pack several clips (each with its own shape, time and
 caption) into one token row, NaViT-style. Attention stays within a segment, text attention within
 its caption, RoPE uses each token's position in its own clip, and the time modulation is per
-token: [B, L, 6, E] float32, 24 E bytes a token (36 KiB at E = 1536, 1.2 GB for a 32k-token row)
-where a batch of single clips needs [B, 1, 6, E]. It is made once and shared by all blocks. A
+segment: the time MLP and projection run once per clip ([B, M, 6, E]), then each token takes its
+clip's row ([B, L, 6, E] float32, 24 E bytes a token: 36 KiB at E = 1536, 1.2 GB for a 32k-token
+row, where a batch of single clips needs [B, 1, 6, E]), made once and shared by all blocks. A
 packed clip's output equals that clip run alone through `__call__` (up to float rounding).
 
 Legend: b batch, t/h/w frames/height/width, c channels, l tokens, s text tokens, e model width,
-k the 6 (or 2) modulation rows, f frequency features, p patch values, i 1 or l (modulation is per
-sample or per token).
+k the 6 (or 2) modulation rows, f frequency features, p patch values, m segments of a packed row,
+i 1 or m (time is per sample or per segment).
 """
 import dataclasses
 from typing import Any
@@ -170,20 +171,21 @@ class DiT(nn.Module):
                            text_mask_bs, patches.positions(*grid_thw, cfg.patch_size))
     return patches.unpatchify(out_blp, grid_thw, cfg.patch_size)
 
-  def packed(self, patches_blp, segment_ids_bl, positions_bl3, t_bl, text_bsd, text_mask_bs,
+  def packed(self, patches_blp, segment_ids_bl, positions_bl3, t_bm, text_bsd, text_mask_bs,
              text_segment_ids_bs):
     """Packed rows of clips (videogen/data/packing.py) -> velocity per token, float32.
 
     patches [B, L, patch_dim * C_in] (patchified values); segment_ids [B, L] int (1..n: the
     token's clip, 0: padding); positions [B, L, 3] int (the token's (t, h, w) patch index in its
-    clip); t [B, L] (its clip's flow time); text [B, S, text_dim], text_mask [B, S] bool and
+    clip); t [B, M] (each segment's flow time: segment id k reads t[:, k - 1], so M is at least
+    the largest id, e.g. the packer's max_segments); text [B, S, text_dim], text_mask [B, S] bool and
     text_segment_ids [B, S] int: the captions of all clips in the row, each text token tagged
     with its clip's id. Returns [B, L, patch_dim * C_out]; padding tokens' outputs are finite
     and meaningless. `packing.unpack` cuts the clips out.
     """
-    self._check_packed(patches_blp, segment_ids_bl, positions_bl3, t_bl, text_segment_ids_bs)
+    self._check_packed(patches_blp, segment_ids_bl, positions_bl3, t_bm, text_segment_ids_bs)
     self._check_text(patches_blp.shape[0], text_bsd, text_mask_bs)
-    return self._tokens(patches_blp, t_bl, text_bsd, text_mask_bs, positions_bl3,
+    return self._tokens(patches_blp, t_bm, text_bsd, text_mask_bs, positions_bl3,
                         segment_ids_bl, text_segment_ids_bs)
 
   @nn.compact
@@ -191,7 +193,8 @@ class DiT(nn.Module):
               segment_ids_bl=None, text_segment_ids_bs=None):
     """The shared body: patch tokens -> output tokens [B, L, patch_dim * C_out] float32.
 
-    t is [B, 1] (one time per sample) or [B, L] (per token); positions [L, 3] or [B, L, 3].
+    t is [B, 1] (one time per sample) or [B, M] (per segment: the time MLP runs per segment,
+    then each token takes its segment's modulation); positions [L, 3] or [B, L, 3].
     """
     cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
@@ -211,6 +214,9 @@ class DiT(nn.Module):
         6 * cfg.dim, ('embed', 'modulation'), name='time_projection',
         kernel_init=nn.initializers.zeros, **f32)(nn.silu(temb_bie))
     modulation_bike = einops.rearrange(modulation_bie, 'b i (k e) -> b i k e', k=6)
+    if segment_ids_bl is not None:  # per segment -> per token (i = l)
+      temb_bie = segment_values(temb_bie, segment_ids_bl)
+      modulation_bike = segment_values(modulation_bike, segment_ids_bl)
 
     context_bse = attention.dense(cfg.dim, ('text_embed', 'mlp'), name='text_in',
                                   kernel_init=small, **kw)(text_bsd.astype(dtype))
@@ -260,17 +266,20 @@ class DiT(nn.Module):
       raise ValueError(f'time shape {t_b.shape} must be ({batch},): pass one time per sample.')
     self._check_text(batch, text_bsd, text_mask_bs)
 
-  def _check_packed(self, patches_blp, segment_ids_bl, positions_bl3, t_bl, text_segment_ids_bs):
+  def _check_packed(self, patches_blp, segment_ids_bl, positions_bl3, t_bm, text_segment_ids_bs):
     width = self.config.patch_dim * self.config.in_channels
     if patches_blp.ndim != 3 or patches_blp.shape[-1] != width:
       raise ValueError(f'patches shape {patches_blp.shape} must be [B, L, {width}]: pass '
                        'patchified tokens (patch_dim * in_channels values each).')
     row_bl = patches_blp.shape[:2]
     for name, array, shape in (('segment_ids', segment_ids_bl, row_bl),
-                               ('positions', positions_bl3, (*row_bl, 3)), ('t', t_bl, row_bl)):
+                               ('positions', positions_bl3, (*row_bl, 3))):
       if array.shape != shape:
         raise ValueError(f'{name} shape {array.shape} must be {shape}: pass one per token of '
                          'the packed row (packing.PackedDataset makes them).')
+    if t_bm.ndim != 2 or t_bm.shape[0] != row_bl[0]:
+      raise ValueError(f't shape {t_bm.shape} must be [{row_bl[0]}, M]: pass one time per '
+                       'segment of each row (M: the most segments a row holds).')
     if not jnp.issubdtype(segment_ids_bl.dtype, jnp.integer):
       raise ValueError(f'segment_ids dtype {segment_ids_bl.dtype} must be an integer type: pass '
                        'int32 ids (0 = padding).')
@@ -286,6 +295,14 @@ class DiT(nn.Module):
     if text_mask_bs.shape != text_bsd.shape[:2]:
       raise ValueError(f'text mask shape {text_mask_bs.shape} must be {text_bsd.shape[:2]}: '
                        'pass one bool per text token.')
+
+
+def segment_values(values_bm, segment_ids_bl):
+  """Per-segment values [B, M, ...] -> per token [B, L, ...]: segment id k reads values[:, k - 1]
+  (padding, id 0, reads the first segment's; its outputs are meaningless anyway)."""
+  index_bl = jnp.maximum(segment_ids_bl - 1, 0)
+  index = index_bl.reshape(*index_bl.shape, *(1,) * (values_bm.ndim - 2))
+  return jnp.take_along_axis(values_bm, index, axis=1)
 
 
 def count_params(params) -> int:

@@ -162,7 +162,7 @@ def abstract_mesh(mesh_sizes: Mapping[str, int], num_devices: int) -> AbstractMe
 
 
 def state_bytes(boxed: state_lib.TrainState, mesh: AbstractMesh,
-                rules: sharding.LogicalRules = sharding.DEFAULT_RULES) -> dict[str, float]:
+                rules: sharding.LogicalRules) -> dict[str, float]:
   """Bytes per device of each part of the state ('params', 'ema', 'optimizer', 'other'), plus
   'replicated' (the whole state on one device) and 'params_count'."""
   def leaf_bytes(leaf, spec):
@@ -307,10 +307,11 @@ def _block_param_bytes(state: Mapping[str, float], cfg: dit.DiTConfig) -> float:
   return state['params_count'] / cfg.depth * jnp.dtype(cfg.param_dtype).itemsize
 
 
-def plan(work: Workload, mesh_sizes: Mapping[str, int], slice_: Slice, *, mfu: float = 0.4,
-         rules: sharding.LogicalRules = sharding.DEFAULT_RULES, optimizer=None) -> dict[str, Any]:
-  """The plan of one train step of `work` on `slice_` with mesh `mesh_sizes`; bytes are per
-  device (see the module docstring for what each term holds)."""
+def plan(work: Workload, mesh_sizes: Mapping[str, int], slice_: Slice, *,
+         rules: sharding.LogicalRules, mfu: float = 0.4, optimizer=None) -> dict[str, Any]:
+  """The plan of one train step of `work` on `slice_` with mesh `mesh_sizes` and logical axis
+  `rules` (sharding.rules_from_config); bytes are per device (see the module docstring for
+  what each term holds)."""
   if not 0 < mfu <= 1:
     raise ValueError(f'mfu {mfu} must be in (0, 1]: e.g. 0.4 for 40% of the peak.')
   shape = check_workload(work, mesh_sizes, slice_)
@@ -369,10 +370,11 @@ def pod_workload(variant: str, resolution: str, frames: int, batch: int, *, rema
                   attention=attention)
 
 
-def pod_table(variants: Sequence[str] = ('1.3B', '14B'),
+def pod_table(rules: sharding.LogicalRules, variants: Sequence[str] = ('1.3B', '14B'),
               resolutions: Sequence[str] = ('480p', '720p'), frames: int = 81, *,
               mfu: float = 0.4, remat: str = 'full', attention: str = 'flash') -> list[dict]:
-  """The plan for pod scale: every variant x resolution on every slice's EXAMPLE_MESHES."""
+  """The plan for pod scale with logical axis `rules`: every variant x resolution on every
+  slice's EXAMPLE_MESHES."""
   rows = []
   for variant in variants:
     for resolution in resolutions:
@@ -380,7 +382,7 @@ def pod_table(variants: Sequence[str] = ('1.3B', '14B'),
         for mesh_text, batch in meshes:
           work = pod_workload(variant, resolution, frames, batch, remat=remat,
                               attention=attention)
-          row = plan(work, parse_mesh(mesh_text), SLICES[slice_name], mfu=mfu)
+          row = plan(work, parse_mesh(mesh_text), SLICES[slice_name], rules=rules, mfu=mfu)
           rows.append({'variant': variant, 'video': f'{resolution}x{frames}',
                        'slice': slice_name, **row})
   return rows

@@ -3,8 +3,7 @@
 Parameters name their axes with `nn.with_logical_partitioning`; activations go through
 `constrain`. Rules map those logical names onto the mesh axes of `mesh.MESH_AXES`. A run's
 rules live in its config (configs/world.py for the DiT and its text encoder, configs/vae_world.py
-for the VAE), so a run can change the layout without touching a model; DEFAULT_RULES serve
-models built outside a config (tests, notebooks).
+for the VAE), so a run can change the layout without touching a model.
 """
 from collections.abc import Callable, Iterator, Sequence
 import contextlib
@@ -17,26 +16,12 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 LogicalRules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
-# Earlier rules win; a mesh axis already used by one dimension of an array is skipped for the rest
-# (so activations ('batch', 'length', 'embed') keep 'fsdp' on the batch and replicate 'embed').
-DEFAULT_RULES: LogicalRules = (
-    # Activations.
-    ('batch', ('data', 'fsdp')),  # examples: data parallel, and FSDP shards the batch as well
-    ('length', 'context'),  # video tokens of one row: context (sequence) parallelism
-    ('text_length', None),  # text tokens: short, kept whole on every device
-    # Parameters (and activations' feature dimensions).
-    ('embed', 'fsdp'),  # model width: FSDP shards weights (and their optimizer state) along it
-    ('mlp', 'tensor'),  # hidden width of the feed-forward: tensor (Megatron) parallel
-    ('heads', 'tensor'),  # attention heads: tensor parallel
-    ('kv', 'tensor'),  # per-head key/value features: tensor parallel when 'heads' did not take it
-    ('vocab', 'tensor'),  # token embedding table rows
-    ('layers', None),  # stacked (scanned) blocks: every device holds its slice of each block
-    ('modulation', None),  # adaLN shift/scale/gate outputs: small, replicated
-    ('patch', None),  # flattened spacetime patch (pt·ph·pw·channels) in and out of the DiT
-    ('text_embed', None),  # width of the frozen text encoder's output
-    ('conv_in', None),  # the autoencoder's conv input channels: small, replicated
-    ('conv_out', 'fsdp'),  # its output channels: FSDP shards the big decoder convs
-)
+
+def rules_from_config(config) -> tuple[tuple[str, Any], ...]:
+  """config.logical_axis_rules as (logical name, mesh axes) pairs, hashable (a config read back
+  from JSON holds lists)."""
+  return tuple((name, tuple(axes) if isinstance(axes, list) else axes)
+               for name, axes in config.logical_axis_rules)
 
 
 @contextlib.contextmanager

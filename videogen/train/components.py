@@ -67,17 +67,18 @@ class Components:
     d = self.config.diffusion
     return flow.as_velocity(d.prediction, out, x_bthwc, t_b, d.min_t)
 
-  def apply_packed(self, params, x_blp, t_bl, rows, frames_blp=None, given_blk=None):
+  def apply_packed(self, params, x_blp, t_bm, rows, frames_blp=None, given_blk=None):
     """`apply` for packed rows (data/packing.py): the velocity per token [B, L, P] at noisy
-    tokens x [B, L, P] and per-token times t [B, L]; `rows` holds the batch's segment_ids,
+    tokens x [B, L, P] and per-segment times t [B, M]; `rows` holds the batch's segment_ids,
     positions, text, text_mask and text_segment_ids. For a frame-conditioned model, frames are
     the clean tokens and given [B, L, pt] flags which of each token's pt frames are given."""
     pt = self.model.config.patch_size[0]
     model_in = self._with_frames(x_blp, frames_blp, given_blk, (*x_blp.shape[:2], pt),
                                  packed_model_input)
     out_blp = self.model.apply(
-        {'params': params}, model_in, rows['segment_ids'], rows['positions'], t_bl,
+        {'params': params}, model_in, rows['segment_ids'], rows['positions'], t_bm,
         rows['text'], rows['text_mask'], rows['text_segment_ids'], method='packed')
+    t_bl = dit.segment_values(t_bm, rows['segment_ids'])
     d, tokens = self.config.diffusion, lambda a: a.reshape(-1, a.shape[-1])
     velocity = flow.as_velocity(d.prediction, tokens(out_blp), tokens(x_blp), t_bl.reshape(-1),
                                 d.min_t)  # each token as a sample of its own time
@@ -121,7 +122,7 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   sharding.check_batch_divisible(config.data.batch_size, mesh,
                                  state_lib.grad_accum_steps(config.optim))
-  rules = tuple(tuple(rule) for rule in config.logical_axis_rules)
+  rules = sharding.rules_from_config(config)
   encoder = text.encoder_from_config(config.text)
   m = config.model
   if frame_conditioning(config):

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from videogen.data import sizes
 from videogen.diffusion import conditioning
 from videogen.diffusion import flow
+from videogen.models import dit
 from videogen.train import components
 
 
@@ -94,7 +95,7 @@ def packed_loss(parts: components.Components, params, rows, t_bm, eps_blp, given
   x0_blp, ids_bl = rows['patches'], rows['segment_ids']
   batch, length, _ = x0_blp.shape
   segment_bl = jnp.maximum(ids_bl - 1, 0)
-  t_bl = jnp.take_along_axis(t_bm, segment_bl, axis=1)
+  t_bl = dit.segment_values(t_bm, ids_bl)
   tokens = lambda a: a.reshape(batch * length, -1)
   x_t_blp = flow.noise(tokens(x0_blp), tokens(eps_blp), t_bl.reshape(-1)).reshape(x0_blp.shape)
   pt = parts.model.config.patch_size[0]
@@ -104,7 +105,7 @@ def packed_loss(parts: components.Components, params, rows, t_bm, eps_blp, given
     frame_blk = rows['positions'][..., :1] * pt + jnp.arange(pt)
     given_blk = given_bmt[jnp.arange(batch)[:, None, None], segment_bl[..., None], frame_blk]
     frames_blp, counted_blk = x0_blp, counted_blk & ~given_blk
-  pred_blp = parts.apply_packed(params, x_t_blp, t_bl, rows, frames_blp, given_blk)
+  pred_blp = parts.apply_packed(params, x_t_blp, t_bm, rows, frames_blp, given_blk)
   by_frame = lambda a: a.reshape(batch, length, pt, -1)
   return flow.loss(by_frame(pred_blp), by_frame(flow.velocity_target(x0_blp, eps_blp)),
                    counted_blk[..., None])

@@ -85,7 +85,7 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeParts:
   if config.train.image_every < 0:
     raise ValueError(f'train.image_every {config.train.image_every} is negative: use 0 (videos '
                      'only) or N to make every N-th update an image batch.')
-  rules = tuple(tuple(rule) for rule in config.logical_axis_rules)
+  rules = sharding.rules_from_config(config)
   model = autoencoder.AutoencoderKL(model_config(config))
   w = config.world
   autoencoder.check_video(jax.ShapeDtypeStruct((1, w.num_frames, w.height, w.width, 3),
