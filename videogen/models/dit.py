@@ -20,7 +20,7 @@ packed clip's output equals that clip run alone through `__call__` (up to float 
 
 Legend: b batch, t/h/w frames/height/width, c channels, l tokens, s text tokens, e model width,
 k the 6 (or 2) modulation rows, f frequency features, p patch values, m segments of a packed row,
-i 1 or m (time is per sample or per segment).
+i 1, m or l (time and modulation per sample, per segment, or per token once spread).
 """
 import dataclasses
 from typing import Any
@@ -178,8 +178,8 @@ class DiT(nn.Module):
     patches [B, L, patch_dim * C_in] (patchified values); segment_ids [B, L] int (1..n: the
     token's clip, 0: padding); positions [B, L, 3] int (the token's (t, h, w) patch index in its
     clip); t [B, M] (each segment's flow time: segment id k reads t[:, k - 1], so M is at least
-    the largest id, e.g. the packer's max_segments); text [B, S, text_dim], text_mask [B, S] bool and
-    text_segment_ids [B, S] int: the captions of all clips in the row, each text token tagged
+    the largest id, e.g. the packer's max_segments); text [B, S, text_dim], text_mask [B, S]
+    bool and text_segment_ids [B, S] int: the captions of all clips in the row, each text token tagged
     with its clip's id. Returns [B, L, patch_dim * C_out]; padding tokens' outputs are finite
     and meaningless. `packing.unpack` cuts the clips out.
     """
