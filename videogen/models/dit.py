@@ -179,8 +179,8 @@ class DiT(nn.Module):
     token's clip, 0: padding); positions [B, L, 3] int (the token's (t, h, w) patch index in its
     clip); t [B, M] (each segment's flow time: segment id k reads t[:, k - 1], so M is at least
     the largest id, e.g. the packer's max_segments); text [B, S, text_dim], text_mask [B, S]
-    bool and text_segment_ids [B, S] int: the captions of all clips in the row, each text token tagged
-    with its clip's id. Returns [B, L, patch_dim * C_out]; padding tokens' outputs are finite
+    bool and text_segment_ids [B, S] int: the captions of all clips in the row, each text token
+    tagged with its clip's id. Returns [B, L, patch_dim * C_out]; padding tokens' outputs are finite
     and meaningless. `packing.unpack` cuts the clips out.
     """
     self._check_packed(patches_blp, segment_ids_bl, positions_bl3, t_bm, text_segment_ids_bs)
