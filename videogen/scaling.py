@@ -147,6 +147,7 @@ def table(rows: list[dict]) -> str:
   lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
   for r in rows:
     cells = [r['size'], f'{r["params"] / 1e6:.2f}M', f'{r["multiplier"]}x', str(r['steps']),
-             f'{r["flops"]:.2g}', f'{r["loss"]:.4f}', *[world_eval.percent(r[k]) for k in world_scores.CATEGORIES]]
+             f'{r["flops"]:.2g}', f'{r["loss"]:.4f}',
+             *[world_eval.percent(r[k]) for k in world_scores.CATEGORIES]]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)

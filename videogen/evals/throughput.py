@@ -64,31 +64,37 @@ def _model_config(config, variant: str, shape_thw, patch, batch_size: int):
   return config
 
 
+def _step_runner(parts: components.Components):
+  """run(batch): one step of the sharded train step from a fresh state, carried between calls;
+  returns when the step is done."""
+  holder = {'state': sharding.create_sharded_state(parts.init_fn, parts.state_shardings,
+                                                   parts.mesh, parts.rules)}
+  step = loop.make_sharded_train_step(parts)
+
+  def run(batch):
+    holder['state'], out = step(holder['state'], batch)
+    jax.block_until_ready(out)
+
+  return run
+
+
 def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
                     repeats: int = 5) -> dict:
   """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data."""
   parts = components.build(_model_config(config, variant, shape_thw, patch, batch_size))
-  state = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
-                                        parts.rules)
-  step = loop.make_sharded_train_step(parts)
+  run = _step_runner(parts)
   rng = np.random.default_rng(0)
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
   batch = sharding.shard_batch(
       {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
        'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh))
-  holder = {'state': state}
-
-  def run():
-    holder['state'], out = step(holder['state'], batch)
-    jax.block_until_ready(out)
-
-  seconds = median_seconds(run, repeats)
+  seconds = median_seconds(lambda: run(batch), repeats)
   tokens = patches.num_tokens(shape_thw, patch)
   flops = 3 * batch_size * dit.flops_per_sample(parts.model.config, tokens,
                                                 parts.encoder.max_length)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)),
           'patch': 'x'.join(map(str, patch)), 'tokens': tokens, 'batch': batch_size,
-          'params_M': dit.count_params(state.params) / 1e6, 'step_s': seconds,
+          'params_M': dit.count_params(parts.abstract_state.params) / 1e6, 'step_s': seconds,
           'tokens_per_s': batch_size * tokens / seconds, 'gflops_per_s': flops / seconds / 1e9}
 
 
@@ -98,23 +104,16 @@ def _layout_run(config, layout: str, num_batches: int):
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.layout = layout
   parts = components.build(config)
-  holder = {'state': sharding.create_sharded_state(parts.init_fn, parts.state_shardings,
-                                                   parts.mesh, parts.rules)}
-  step = loop.make_sharded_train_step(parts)
+  run = _step_runner(parts)
   data, window, batches = iter(pipeline.world_dataset_from_config(config)), loop.WorkWindow(), []
   for _ in range(num_batches):
     host = next(data)
     model_batch = components.encode_batch(parts, host)
     window.add(parts, model_batch, host.get('fill'))
     batches.append(sharding.shard_batch(model_batch, sharding.batch_sharding(parts.mesh)))
-
-  def run(batch):
-    holder['state'], out = step(holder['state'], batch)
-    jax.block_until_ready(out)
-
   for batch in batches:
     run(batch)
-  return run, batches, window.tokens / window.steps, window.rates(1.0).get('fill', 1.0)
+  return run, batches, window.tokens / window.steps, float(np.mean(window.fills or [1.0]))
 
 
 def layout_step_rates(config, layouts=('fixed', 'packed'), *, num_batches: int = 4,
