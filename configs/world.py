@@ -40,9 +40,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # --config.data.layout=packed trains on every aspect ratio and duration at once.
       layout='fixed',
       # Packed rows: 64 tokens hold one 32x32x8 clip, so a step holds as many tokens as a
-      # fixed one. 2 clips a row fill 97% of it; a 3rd adds 0.5% fill but its caption's 32
-      # text tokens a row slow the step by ~20% (cross-attention).
+      # fixed one. 2 clips a row fill 97% of it; a 3rd adds 0.5% fill but its caption's
+      # text tokens slow the step by ~20% (cross-attention).
       row_length=64, max_segments=2, buffer_size=256,
+      # A packed row's captions, real tokens only, one after another (packing.segment_text):
+      # world captions are 13-24 MiniLM tokens, so two always fit 48 (not 2 x max_length).
+      text_row_length=48,
   ))
   # The sizes clips train at (videogen/data/sizes.py): each aspect (width:height) keeps about
   # the area of a side x side frame; a size's share is its aspect's weight x its duration's.
@@ -134,7 +137,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg.runlocal:
     config.world.update(height=16, width=16, num_frames=2)
     config.data.update(batch_size=8, num_threads=1, prefetch=1, layout='packed', row_length=16,
-                       max_segments=4, buffer_size=16)
+                       max_segments=4, buffer_size=16, text_row_length=64)
     config.data.sizes.update(side=16, durations=(2, 1), duration_weights=(0.5, 0.5))  # 1: image
     config.model.patch_size = (1, 8, 8)
     config.optim.update(warmup_steps=2, total_steps=10)

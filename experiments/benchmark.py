@@ -51,10 +51,11 @@ def main(argv):
         steps=_SAMPLER_STEPS.value))
     print(sampler_rows[-1])
   layout_rows = throughput.layout_step_rates(config, _LAYOUTS.value) if _LAYOUTS.value else []
-  print(f'\nTrain step (fp32 matmul peak {peak / 1e9:.0f} GFLOP/s)\n')
-  print(tables.markdown_table(train_rows))
-  print('\nSampler\n')
-  print(tables.markdown_table(sampler_rows))
+  if train_rows:  # --cases= times only the layouts
+    print(f'\nTrain step (fp32 matmul peak {peak / 1e9:.0f} GFLOP/s)\n')
+    print(tables.markdown_table(train_rows))
+    print('\nSampler\n')
+    print(tables.markdown_table(sampler_rows))
   if layout_rows:
     print(f'\nData layouts ({config.model.variant}, real tokens/s; vs_first: against '
           f'{layout_rows[0]["layout"]})\n')

@@ -3,12 +3,17 @@ consistency, each measured from the pixels of its samples (videogen/evals/world_
 
   python experiments/eval_world.py --workdir outputs/demo/run
   python experiments/eval_world.py --workdir reference/world_t2 --prompts 32 --held_out 8 --probes 16
+  python experiments/eval_world.py --workdir outputs/packed/run --aspects 1:1,16:9,9:16
 
 Writes OUT (default WORKDIR/eval_world/): report.md (scores per split and category, every video
 with why it failed), scores.json, grid.{png,mp4}, worst.{png,mp4} and samples/ (mp4 + JSON
-sidecar each). The prompt set is fixed by the run's config and seed, so two checkpoints of a
+sidecar each). With --aspects, prompts of scenes drawn at each aspect's training frame size
+(config.data.sizes) are sampled at that size into OUT/aspect_<W>x<H>/, and OUT/aspects.{md,json} compare them, adherence
+in points against the square clips. The prompt set is fixed by the run's config and seed, so two checkpoints of a
 run are compared on the same prompts.
 """
+import pathlib
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -28,6 +33,9 @@ _PROBES = flags.DEFINE_integer('probes', 8, 'Probe prompts beyond the run\'s own
                                'occluders, falls and pans.')
 _STEPS = flags.DEFINE_integer('steps', None, 'Sampler steps (default: the config\'s).')
 _CFG = flags.DEFINE_float('cfg', None, 'Text guidance scale (default: the config\'s).')
+_ASPECTS = flags.DEFINE_list('aspects', [], 'Aspect ratios (width:height, e.g. 1:1,16:9,9:16) to '
+                             'compare: each scores prompts of scenes drawn at its training frame '
+                             'size, sampled at that size (default: the config\'s clip size only).')
 _METHOD = flags.DEFINE_enum('method', None, ['euler', 'heun'], 'Sampler (default: the '
                             'config\'s).')
 
@@ -41,16 +49,42 @@ def main(argv):
   settings = generate.SampleSettings(steps=_STEPS.value or s.steps,
                                      method=_METHOD.value or s.method,
                                      cfg_scale=s.cfg_scale if _CFG.value is None else _CFG.value)
-  prompts = world_eval.prompt_set(config, num_train=_PROMPTS.value,
-                                  num_held_out=_HELD_OUT.value,
-                                  num_probes=_PROBES.value)
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
-  out = _OUT.value or f'{_WORKDIR.value}/eval_world'
+  out = pathlib.Path(_OUT.value or f'{_WORKDIR.value}/eval_world')
+  if _ASPECTS.value:
+    _compare_aspects(config, gen, settings, out)
+    return
+  prompts = _prompts(config)
   scored, videos = world_eval.sample_and_score(gen, prompts, settings, out)
   report = world_eval.write_report(out, gen, scored, videos, settings)
   print(world_eval.summary_table(world_eval.summary(scored)))
   print(f'\n{len(scored)} videos at step {gen.step} on {tables.machine()["device"]}; '
         f'report: {report}')
+
+
+def _prompts(config):
+  return world_eval.prompt_set(config, num_train=_PROMPTS.value, num_held_out=_HELD_OUT.value,
+                               num_probes=_PROBES.value)
+
+
+def _compare_aspects(config, gen, settings, out: pathlib.Path) -> None:
+  """Scores prompts of scenes drawn at each aspect's size, sampled at that size; writes each
+  aspect's report and the table."""
+  results = {}
+  for aspect in _ASPECTS.value:
+    aspect_config, at_aspect = world_eval.at_aspect(config, settings, aspect)
+    prompts = _prompts(aspect_config)
+    folder = out / f'aspect_{aspect.replace(":", "x")}'
+    scored, videos = world_eval.sample_and_score(gen, prompts, at_aspect, folder)
+    world_eval.write_report(folder, gen, scored, videos, at_aspect,
+                            title=f'World simulation scores at {aspect}')
+    results[aspect] = (at_aspect, scored)
+  rows = world_eval.aspect_rows(results)
+  table = world_eval.aspect_table(rows)
+  (out / 'aspects.md').write_text(f'# Scores by aspect ratio, step {gen.step}\n\n{table}\n')
+  tables.write_results(out / 'aspects.json', 'eval_world_aspects', rows)
+  print(table)
+  print(f'\n{rows[0]["videos"]} prompts x {len(rows)} aspects at step {gen.step}; reports: {out}')
 
 
 if __name__ == '__main__':

@@ -116,6 +116,23 @@ def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss():
                              rtol=1e-6)
 
 
+def test_a_dropped_caption_in_a_packed_row_reads_as_the_empty_prompt():
+  parts = components.build(world_config.get_config('runlocal=True'))
+  clips = [{'video': np.zeros((1, 16, 16, 3), np.float32), 'caption': c}
+           for c in ('a red circle moves left', 'a blue square falls')]
+  encode = lambda captions: components.encode_batch(parts, {k: v[None] for k, v in packing.pack_row(
+      [dict(c, caption=t) for c, t in zip(clips, captions)], 8, (1, 8, 8), 4).items()})
+  rows = encode([c['caption'] for c in clips])
+  null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
+  dropped = jax.jit(objective.drop_captions)(rows, jnp.array([[False, True, False, False]]),
+                                             null_text, null_mask)
+  want = encode(['a red circle moves left', ''])
+  np.testing.assert_array_equal(dropped['text_mask'], want['text_mask'])
+  real = want['text_mask']
+  np.testing.assert_allclose(np.asarray(dropped['text'])[real], want['text'][real], atol=1e-6)
+  assert real.sum() < rows['text_mask'].sum()  # the empty prompt is shorter than the caption
+
+
 def layout_config(layout, steps):
   """runlocal with `layout` over square clips and images: two sizes, so two compilations."""
   config = world_config.get_config('runlocal=True')

@@ -43,14 +43,37 @@ def test_a_row_holds_images_and_videos_and_unpacks_to_them():
     np.testing.assert_array_equal(got, want)
 
 
-def test_segment_text_tags_each_caption_and_masks_empty_segments():
+def test_segment_text_keeps_real_tokens_of_real_segments_in_order():
   text = np.arange(2 * 3 * 2 * 1, dtype=np.float32).reshape(2, 3, 2, 1)
   mask = np.array([[[1, 0], [1, 1], [1, 1]]] * 2, bool)
   shapes = np.array([[[1, 8, 8], [1, 8, 8], [0, 0, 0]], [[1, 8, 8]] + [[0, 0, 0]] * 2])
   flat_text, flat_mask, ids = packing.segment_text(text, mask, shapes)
-  assert flat_text.shape == (2, 6, 1) and flat_text[0, 2, 0] == text[0, 1, 0, 0]
-  np.testing.assert_array_equal(ids[0], [1, 1, 2, 2, 3, 3])
-  np.testing.assert_array_equal(flat_mask, [[1, 0, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0]])
+  assert flat_text.shape == (2, 6, 1)
+  np.testing.assert_array_equal(flat_text[0, :3, 0], [text[0, 0, 0, 0], *text[0, 1, :, 0]])
+  np.testing.assert_array_equal(ids, [[1, 2, 2, 0, 0, 0], [1, 0, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(flat_mask, ids > 0)
+  short_text, short_mask, short_ids = packing.segment_text(text, mask, shapes, length=3)
+  np.testing.assert_array_equal(short_text, flat_text[:, :3])
+  np.testing.assert_array_equal(short_ids, ids[:, :3])
+
+
+@pytest.mark.parametrize('lengths, budget, want', [
+    ((5, 9), 20, [5, 9]),     # both fit: whole
+    ((5, 9), 12, [5, 7]),     # the short one whole, the long one cut
+    ((9, 9, 2), 10, [4, 4, 2]),
+    ((3, 3), 1, [0, 1]),
+])
+def test_caption_quotas_fill_the_budget_shortest_first(lengths, budget, want):
+  assert packing.caption_quotas(lengths, budget) == want
+
+
+def test_segment_text_cuts_captions_over_the_row_with_a_warning():
+  mask = np.ones((1, 2, 4), bool)
+  text = np.arange(8, dtype=np.float32).reshape(1, 2, 4, 1)
+  with pytest.warns(UserWarning, match=r'captions of \[4, 4\] tokens do not fit a text row of 6'):
+    cut, _, ids = packing.segment_text(text, mask, np.ones((1, 2, 3), int), length=6)
+  np.testing.assert_array_equal(cut[0, :, 0], [0, 1, 2, 4, 5, 6])
+  np.testing.assert_array_equal(ids[0], [1, 1, 1, 2, 2, 2])
 
 
 def test_packer_is_deterministic_fills_rows_and_reports_fill():

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from configs import world as world_config
+from videogen import generate
 from videogen import scaling
 from videogen.data import world
 from videogen.evals import blobs
 from videogen.evals import digit_classifier
 from videogen.evals import objects
+from videogen.evals import world_eval
 from videogen.evals import world_scores
 
 SIDE, FRAMES, FPS = 48, 16, 8.0  # 48 pixels: a small object is 10 across, enough to read kinds
@@ -157,3 +159,22 @@ def test_tracks_and_blobs_compare_by_identity():
   tracks = [first, second]
   tracks.remove(second)
   assert tracks == [first] and first != second and blob(1.0) != blob(1.0)
+
+
+@pytest.mark.parametrize('aspect, size', [('1:1', (32, 32)), ('16:9', (24, 40)),
+                                          ('9:16', (40, 24))])
+def test_the_worlds_own_clips_score_near_one_at_each_training_aspect(aspect, size):
+  """eval_world --aspects samples the main config's prompts at these sizes: the scores must
+  read the world's own renders there as right."""
+  config, settings = world_eval.at_aspect(world_config.get_config(), generate.SampleSettings(),
+                                          aspect)
+  assert (settings.height, settings.width, settings.num_frames) == (*size, 8)
+  w = config.world
+  prompts = world_eval.prompt_set(config, num_train=12, num_held_out=0)
+  scored = [world_eval.ScoredVideo(p, world_scores.score_video(
+      world.render(p.scene, *size, w.num_frames, w.fps)[0], p.scene, w.fps)) for p in prompts]
+  rows = world_eval.aspect_rows({aspect: (settings, scored), 'blank': (settings, scored[:1])},
+                                reference=aspect)
+  assert rows[0]['adherence'] >= 0.97 and rows[0]['motion'] >= 0.97, rows[0]
+  assert rows[0][f'adherence_vs_{aspect}'] == 0.0
+  assert rows[1]['size'] == f'{size[0]}x{size[1]}' and rows[1]['videos'] == 1

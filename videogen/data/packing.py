@@ -11,6 +11,7 @@ Legend: b rows, l tokens in a row, p patch values (pt * ph * pw * C), m segments
 d text width.
 """
 import itertools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -155,17 +156,50 @@ def unpack(tokens_blp, segment_ids_bl, shapes_bm3, patch_size: Sequence[int]) ->
   return clips
 
 
-def segment_text(text_bmsd: np.ndarray, mask_bms: np.ndarray, shapes_bm3: np.ndarray):
+def caption_quotas(lengths: Sequence[int], budget: int) -> list[int]:
+  """How many tokens each caption keeps so that together they fit `budget`: all of each when
+  they fit, else the shortest keep theirs and the rest share what is left equally (water
+  filling), so a long caption never crowds a short one out."""
+  quotas, left = list(lengths), budget
+  for rank, index in enumerate(np.argsort(lengths, kind='stable')):
+    share = left // (len(lengths) - rank)
+    quotas[index] = min(lengths[index], share)
+    left -= quotas[index]
+  return quotas
+
+
+def segment_text(text_bmsd: np.ndarray, mask_bms: np.ndarray, shapes_bm3: np.ndarray,
+                 length: int | None = None):
   """Encoded captions per segment [B, M, S, D] -> one text row per packed row for `DiT.packed`:
-  (text [B, M*S, D], mask [B, M*S] bool, text_segment_ids [B, M*S] int32). Empty segments'
-  text is masked out."""
-  batch, segments, length = mask_bms.shape
+  (text [B, N, D], mask [B, N] bool, text_segment_ids [B, N] int32), N = `length` or M*S.
+
+  Each row holds its real segments' real caption tokens one caption after another, then
+  padding (mask False, id 0); empty segments' text is left out. Captions longer together than
+  `length` are cut at their ends by `caption_quotas` (with a warning): a row of M clips with
+  short captions needs far fewer than M*S text tokens, and cross-attention costs per token.
+  """
+  text_bmsd, mask_bms = np.asarray(text_bmsd), np.asarray(mask_bms, bool)
+  batch, segments, per_caption = mask_bms.shape
+  length = segments * per_caption if length is None else length
+  if length < 1:
+    raise ValueError(f'text row length {length} must be at least 1 token.')
   real_bm = np.asarray(shapes_bm3)[..., 0] > 0
-  ids_bms = np.broadcast_to(np.arange(1, segments + 1, dtype=np.int32)[:, None],
-                            (batch, segments, length))
-  flat = lambda a: einops.rearrange(a, 'b m s ... -> b (m s) ...')
-  return (flat(np.asarray(text_bmsd)), flat(np.asarray(mask_bms, bool) & real_bm[..., None]),
-          flat(ids_bms))
+  text = np.zeros((batch, length, text_bmsd.shape[-1]), text_bmsd.dtype)
+  mask, ids = np.zeros((batch, length), bool), np.zeros((batch, length), np.int32)
+  for row in range(batch):
+    kept = [(m, np.flatnonzero(mask_bms[row, m])) for m in np.flatnonzero(real_bm[row])]
+    lengths = [len(tokens) for _, tokens in kept]
+    quotas = caption_quotas(lengths, length)
+    if quotas != lengths:
+      warnings.warn(f'captions of {lengths} tokens do not fit a text row of {length}: cut to '
+                    f'{quotas}. Raise data.text_row_length to keep them whole.', stacklevel=2)
+    start = 0
+    for (segment, tokens), quota in zip(kept, quotas):
+      span = slice(start, start + quota)
+      text[row, span] = text_bmsd[row, segment, tokens[:quota]]
+      mask[row, span], ids[row, span] = True, segment + 1
+      start += quota
+  return text, mask, ids
 
 
 class PackedDataset(grain.IterDataset):

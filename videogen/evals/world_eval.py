@@ -7,6 +7,7 @@ Each video gets world_scores' five scores; the report breaks them down by split 
 (what the scene holds: occluder, fall, move, still, pan, several objects, digit), lists every
 video with the reason of each failed score, and shows the worst videos as a captioned grid.
 """
+import copy
 import dataclasses
 import pathlib
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from videogen import generate
 from videogen import media
+from videogen.data import sizes
 from videogen.data import world
 from videogen.evals import prompts as prompts_lib
 from videogen.evals import world_scores
@@ -107,6 +109,47 @@ def sample_and_score(gen: generate.Generator, prompts: list[prompts_lib.Prompt],
   scored = [ScoredVideo(p, world_scores.score_video(v, p.scene, fps))
             for p, v in zip(prompts, videos)]
   return scored, videos
+
+
+def at_aspect(config: ml_collections.ConfigDict, settings: generate.SampleSettings,
+              aspect: str) -> tuple[ml_collections.ConfigDict, generate.SampleSettings]:
+  """The run's config with its world at the training frame size of `aspect` ('16:9',
+  width:height; about data.sizes.side² pixels in whole patches, sizes.frame_size), so that
+  prompt_set draws scenes of that view, and `settings` sampling at that size."""
+  height, width = sizes.frame_size(sizes.parse_aspect(aspect), config.data.sizes.side,
+                                   config.model.patch_size)
+  config = copy.deepcopy(config)
+  config.world.update(height=height, width=width)
+  return config, dataclasses.replace(settings, height=height, width=width,
+                                     num_frames=config.world.num_frames)
+
+
+def aspect_rows(results: dict[str, tuple[generate.SampleSettings, list[ScoredVideo]]],
+                reference: str = '1:1') -> list[dict]:
+  """One row per aspect {'aspect', 'size', 'videos', <score>..., 'adherence_vs_<reference>'
+  (points)}: the same prompts sampled at each aspect's frame size."""
+  rows = []
+  for aspect, (settings, scored) in results.items():
+    means = world_scores.summarize([s.scores for s in scored])
+    rows.append({'aspect': aspect, 'size': f'{settings.height}x{settings.width}',
+                 'videos': len(scored), **{k: None if np.isnan(v) else v
+                                           for k, v in means.items()}})
+  base = next((row['adherence'] for row in rows if row['aspect'] == reference), None)
+  for row in rows:
+    row[f'adherence_vs_{reference}'] = (None if base is None or row['adherence'] is None
+                                        else 100 * (row['adherence'] - base))
+  return rows
+
+
+def aspect_table(rows: list[dict]) -> str:
+  """aspect_rows as markdown: scores in percent, the adherence difference in points."""
+  keys = list(rows[0])
+  points = lambda v: '-' if v is None else f'{v:+.0f}'
+  fmt = {k: (points if k.startswith('adherence_vs') else
+             percent if k in world_scores.CATEGORIES else str) for k in keys}
+  lines = ['| ' + ' | '.join(keys) + ' |', '|' + ' --- |' * len(keys)]
+  lines += ['| ' + ' | '.join(fmt[k](row[k]) for k in keys) + ' |' for row in rows]
+  return '\n'.join(lines)
 
 
 def summary(scored: list[ScoredVideo]) -> list[dict]:

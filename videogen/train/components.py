@@ -185,8 +185,9 @@ def parameter_layout(parts: Components) -> dict[str, dict[str, list]]:
 def encode_batch(parts: Components, batch: dict) -> dict:
   """Host batch -> model batch (numpy). Clips {'video', 'caption'} -> {'video', 'text',
   'text_mask'}; packed rows {'patches', 'segment_ids', 'positions', 'shapes', 'captions' [B, M]}
-  -> the rows plus their captions laid out for DiT.packed ('text', 'text_mask',
-  'text_segment_ids') and each segment's timestep shift for its token count ('shift' [B, M])."""
+  -> the rows plus their captions' real tokens laid out for DiT.packed in data.text_row_length
+  tokens ('text', 'text_mask', 'text_segment_ids') and each segment's timestep shift for its
+  token count ('shift' [B, M])."""
   if 'patches' not in batch:
     text_bld, mask_bl = parts.encoder.encode([str(c) for c in np.asarray(batch['caption'])])
     return {'video': batch['video'], 'text': text_bld, 'text_mask': mask_bl}
@@ -194,7 +195,8 @@ def encode_batch(parts: Components, batch: dict) -> dict:
   text_nsd, mask_ns = parts.encoder.encode([str(c) for c in captions_bm.reshape(-1)])
   text, text_mask, text_segment_ids = packing.segment_text(
       text_nsd.reshape(*captions_bm.shape, *text_nsd.shape[1:]),
-      mask_ns.reshape(*captions_bm.shape, -1), shapes_bm3)
+      mask_ns.reshape(*captions_bm.shape, -1), shapes_bm3,
+      parts.config.data.get('text_row_length'))
   shapes = {tuple(shape) for shape in shapes_bm3.reshape(-1, 3).tolist() if shape[0]}
   shifts = {shape: parts.shift((*shape, PIXEL_CHANNELS)) for shape in shapes}
   shift_bm = np.array([[shifts.get(tuple(shape), 1.0) for shape in row]

@@ -62,15 +62,21 @@ def make_loss_fn(parts: components.Components):
 
 
 def drop_captions(rows, drop_bm, null_text_sd, null_mask_s):
-  """Packed rows whose dropped segments' captions (drop [B, M]) read the empty prompt; the
-  text of empty segments stays masked out."""
-  batch, segments = drop_bm.shape
-  by_segment = lambda a: a.reshape(batch, segments, *null_mask_s.shape, *a.shape[2:])
-  text_bmsd = jnp.where(drop_bm[..., None, None], null_text_sd, by_segment(rows['text']))
-  mask_bms = jnp.where(drop_bm[..., None], null_mask_s, by_segment(rows['text_mask']))
-  mask_bms &= (rows['shapes'][..., 0] > 0)[..., None]
-  return {**rows, 'text': text_bmsd.reshape(rows['text'].shape),
-          'text_mask': mask_bms.reshape(rows['text_mask'].shape)}
+  """Packed rows whose dropped segments' captions (drop [B, M]) read the empty prompt.
+
+  A row's text holds each caption's real tokens one after another (packing.segment_text); the
+  k-th token of a dropped caption becomes the empty prompt's k-th token, masked like it, so the
+  empty prompt's real tokens (a prefix: [CLS] [SEP]) take the front of the caption's span.
+  """
+  ids_bs = rows['text_segment_ids']
+  segments = drop_bm.shape[1]
+  in_segment_bsm = ids_bs[..., None] == jnp.arange(1, segments + 1)
+  index_bs = (jnp.cumsum(in_segment_bsm, axis=1) * in_segment_bsm).sum(-1) - 1
+  index_bs = jnp.clip(index_bs, 0, null_mask_s.shape[0] - 1)
+  dropped_bs = (in_segment_bsm & drop_bm[:, None, :]).any(-1)
+  text_bsd = jnp.where(dropped_bs[..., None], null_text_sd[index_bs], rows['text'])
+  mask_bs = jnp.where(dropped_bs, null_mask_s[index_bs], rows['text_mask'])
+  return {**rows, 'text': text_bsd, 'text_mask': mask_bs}
 
 
 def segment_frame_masks(rng, frames_bm, durations, probabilities):
