@@ -2,7 +2,7 @@ r"""Encodes world clips once with a trained VAE and the text encoder into a late
 
   python experiments/encode_dataset.py --vae_workdir outputs/vae_world --out cache/world \
       --num_records 4096
-  python experiments/encode_dataset.py --vae_workdir reference/vae_world --out cache/tiny \
+  python experiments/encode_dataset.py --vae_workdir outputs/vae_tiny --out cache/tiny \
       --config configs/world.py:runlocal=True --num_records 64 --batch_size 8
 
 The DiT config (--config) says what is encoded: its world section (scene contents, size), seed,
