@@ -86,6 +86,11 @@ def test_mismatched_settings_are_clear_errors(vae_export, cache, tmp_path):
                                        r'expects \(4, 8, 8\).* rebuild it'):
     loop.train(config, tmp_path / 'run', progress=False)
   config = latent_config(vae_export, cache)
+  config.world.num_frames = 3  # the same 2x4x4x4 latent (5 frames), but not the cached clips
+  with pytest.raises(ValueError, match=r'holds latents \(2, 4, 4, 4\) of 2-frame clips .* '
+                                       r'expects \(2, 4, 4, 4\) of 3x16x16 clips'):
+    loop.train(config, tmp_path / 'run', progress=False)
+  config = latent_config(vae_export, cache)
   config.data.cache_dir = None
   with pytest.raises(ValueError, match='needs data.cache_dir: pass --config.data.cache_dir'):
     loop.train(config, tmp_path / 'run', progress=False)

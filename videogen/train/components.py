@@ -215,13 +215,15 @@ def check_latent_cache(parts: Components) -> dict:
       cache_dir, compression=parts.vae_config.compression,
       latent_channels=parts.vae_config.latent_channels, text_encoder=parts.encoder.name,
       text_dim=parts.encoder.dim)
-  got = (tuple(metadata['latent_shape']), metadata['text']['max_length'])
-  if got != (parts.shape, parts.encoder.max_length):
-    w = parts.config.world
-    raise ValueError(f'the latent cache {cache_dir!r} holds latents {got[0]} and text of {got[1]} '
-                     f'tokens but the model expects {parts.shape} ({w.num_frames}x{w.height}x'
-                     f'{w.width} clips) and {parts.encoder.max_length}: rebuild the cache with '
-                     'experiments/encode_dataset.py and this config.')
+  w = parts.config.world
+  got = (tuple(metadata['latent_shape']),  # a cache of other clips may not record their frames
+         metadata['source'].get('model_num_frames', w.num_frames), metadata['text']['max_length'])
+  want = (parts.shape, w.num_frames, parts.encoder.max_length)
+  if got != want:
+    raise ValueError(f'the latent cache {cache_dir!r} holds latents {got[0]} of {got[1]}-frame '
+                     f'clips and text of {got[2]} tokens but the model expects {want[0]} of '
+                     f'{w.num_frames}x{w.height}x{w.width} clips and {want[2]}: rebuild the '
+                     'cache with experiments/encode_dataset.py and this config.')
   return metadata
 
 
