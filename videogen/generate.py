@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 
 from videogen import media
 from videogen import vae as vae_lib
+from videogen.data import latent_cache
 from videogen.diffusion import samplers
 from videogen.models import patches
 from videogen.train import checkpoint
@@ -136,8 +137,14 @@ class Generator:
 
   @functools.cached_property
   def vae(self) -> 'vae_lib.Autoencoder':  # quoted: vae imports this module through loop
-    """A latent run's VAE (config.autoencoder, its newest step), which decodes the samples."""
-    return vae_lib.Autoencoder.from_workdir(self.parts.config.autoencoder)
+    """A latent run's VAE (config.autoencoder), which decodes the samples: at the step that
+    encoded its latent cache when the cache is on this machine, else its newest."""
+    config, step = self.parts.config, None
+    if config.data.get('cache_dir'):
+      metadata = pathlib.Path(config.data.cache_dir) / latent_cache.METADATA_FILE
+      if metadata.is_file():
+        step = json.loads(metadata.read_text())['vae']['step']
+    return vae_lib.Autoencoder.from_workdir(config.autoencoder, step=step)
 
   def clip_size(self, settings: SampleSettings) -> tuple[int, int, int]:
     """(frames, height, width) of the videos: the settings', else the training clip's."""
