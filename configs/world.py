@@ -4,6 +4,8 @@ Usage: `--config configs/world.py` (defaults: the CPU demo model), or with argum
 `--config configs/world.py:variant=S/2,runlocal=True`.
   variant:  DiT size name, decoded in videogen/models/dit.py (T/2, S/2, B/2, L/2, XL/2, 1.3B, 14B).
   runlocal: shrink everything to a seconds-long smoke test (tests use it).
+  latent:   train on VAE latents from a latent cache (experiments/encode_dataset.py); pass
+            --config.autoencoder=<VAE run or export> --config.data.cache_dir=<cache folder>.
 Any field can be overridden from the command line: `--config.train.steps=100`.
 """
 import ml_collections
@@ -12,7 +14,7 @@ from videogen import config_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = config_args.parse_arg(arg, variant='T/2', runlocal=False)
+  arg = config_args.parse_arg(arg, variant='T/2', runlocal=False, latent=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
 
@@ -46,6 +48,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # A packed row's captions, real tokens only, one after another (packing.segment_text):
       # world captions are 13-24 MiniLM tokens, so two always fit 48 (not 2 x max_length).
       text_row_length=48,
+      # Where clips come from: 'world' renders them (pixels), 'latent_cache' reads VAE latents
+      # and caption states from cache_dir, a folder experiments/encode_dataset.py wrote with
+      # the VAE config.autoencoder names (fixed layout only).
+      source='world', cache_dir=ml_collections.FieldReference(None, field_type=str),
   ))
   # The sizes clips train at (videogen/data/sizes.py): each aspect (width:height) keeps about
   # the area of a side x side frame; a size's share is its aspect's weight x its duration's.
@@ -69,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       remat='none', scan_layers=True, attention_backend='xla',
       dtype='float32', param_dtype='float32',
   ))
-  config.autoencoder = 'none'   # pixels through the same patch path until the VAE lands
+  config.autoencoder = 'none'   # pixels, or a VAE run or export folder (see data.source)
 
   config.diffusion = ml_collections.ConfigDict(dict(
       # What the DiT outputs: 'data' (clean x0, turned into a velocity) suits large pixel patches
@@ -143,4 +149,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.update(warmup_steps=2, total_steps=10)
     config.train.update(steps=4, log_every=1, checkpoint_every=2)
     config.sample.update(steps=2, num_samples=2)
+  if arg.latent:
+    # The world VAE (configs/vae_world.py: 4x8x8, 8 channels) turns 8-frame 32x32 clips, cached
+    # at 9 frames, into 3x4x4x8 latents. A 1x1x1 patch keeps the 4x4 grid of spatial tokens the
+    # pixel model's 2x8x8 patches make (48 tokens of 8 values); (1, 2, 2) would leave 2x2, and
+    # pt must divide 3 latent frames. 1x1x1 divides any latent, runlocal's 2x4x4 (tiny VAE) too.
+    # Pass --config.autoencoder=<VAE run or export> --config.data.cache_dir=<cache folder>.
+    config.data.update(source='latent_cache', layout='fixed')
+    config.model.patch_size = (1, 1, 1)
+    config.diffusion.prediction = 'velocity'  # Wan's choice for latents
+    config.conditioning.enabled = False  # given frames are pixels: not on latents yet
   return config

@@ -10,6 +10,10 @@ data.split and text encoder. Each clip renders at the smallest 1 + r_t·k frames
 world.num_frames (8 -> 9 for a 4x temporal VAE), since the causal VAE takes 1 + r_t·k frames.
 OUT gets ArrayRecord shards of float16 latents and caption states plus cache.json; read them with
 videogen.data.latent_cache.LatentCacheSource or latent_dataset. See videogen/data/latent_cache.py.
+Train a DiT on it with the same config's latent variant:
+
+  python experiments/train.py --config configs/world.py:latent=True --workdir outputs/latent \
+      --config.autoencoder=outputs/vae_world --config.data.cache_dir=cache/world
 """
 import pathlib
 import time

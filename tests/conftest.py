@@ -1,6 +1,6 @@
 """Test setup: 8 fake CPU devices (set before JAX is imported), parsed absl flags, one
-persistent compilation cache for the session, shared with runner subprocesses, and one tiny
-trained run that the sampling tests share."""
+persistent compilation cache for the session, shared with runner subprocesses, one tiny
+trained run that the sampling tests share and one untrained tiny VAE."""
 import os
 import tempfile
 
@@ -32,3 +32,36 @@ def trained_run(tmp_path_factory):
   config.train.update(steps=2, checkpoint_every=2, sample_every=2)
   loop.train(config, workdir, progress=False)
   return workdir
+
+
+def fresh_params(model) -> dict:
+  """Parameters of an AutoencoderKL drawn as a fresh init draws them (kernels N(0, 1/fan_in),
+  biases 0, norm scales 1), in numpy: a jitted init compiles for ~10 s on two busy cores."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  image = jnp.zeros((1, 1, 4, 4, 3), jnp.float32)
+  shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), image, jax.random.key(1)))
+  rng = np.random.default_rng(0)
+  fill = {'kernel': lambda s: rng.normal(size=s) / np.sqrt(np.prod(s[:-1])),
+          'bias': np.zeros, 'scale': np.ones}
+  flat = traverse_util.flatten_dict(shapes['params'])
+  return traverse_util.unflatten_dict(
+      {path: jnp.asarray(fill[path[-1]](leaf.shape), jnp.float32) for path, leaf in flat.items()})
+
+
+@pytest.fixture(scope='session')
+def tiny_vae():
+  """The runlocal VAE ('tiny': 4x4x4 compression, 4 channels), untrained, with latent stats
+  measured as the trainer measures them; caches and latent runs do not need trained weights."""
+  from configs import vae_world  # pylint: disable=g-import-not-at-top
+  from videogen import vae as vae_lib  # pylint: disable=g-import-not-at-top
+  from videogen.models import autoencoder  # pylint: disable=g-import-not-at-top
+  from videogen.train import vae_loop  # pylint: disable=g-import-not-at-top
+  config = vae_world.get_config('runlocal=True')
+  model = autoencoder.AutoencoderKL(vae_loop.model_config(config))
+  params = fresh_params(model)
+  stats = vae_loop.measure_latent_stats(config, model, params)
+  return vae_lib.Autoencoder(model.config, params, stats, step=0)

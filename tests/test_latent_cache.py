@@ -9,22 +9,14 @@ import pickle
 import subprocess
 import sys
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
-from configs import vae_world
 from configs import world as world_config
-from videogen import vae as vae_lib
 from videogen.data import latent_cache
 from videogen.data import pipeline
 from videogen.data import world
-from videogen.models import autoencoder
 from videogen.models import text
-from videogen.train import vae_loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_RECORDS, BATCH = 6, 4  # two batches, the second cut to 2 clips; shards of 4 and 2 records
@@ -37,40 +29,16 @@ def dit_config():
   return world_config.get_config('runlocal=True')
 
 
-def _fresh_params(model: autoencoder.AutoencoderKL) -> dict:
-  """Parameters drawn as a fresh init draws them (kernels N(0, 1/fan_in), biases 0, norm scales 1),
-  in numpy: a jitted init compiles for ~10 s on two busy cores."""
-  image = jnp.zeros((1, 1, 4, 4, 3), jnp.float32)
-  shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), image, jax.random.key(1)))
-  rng = np.random.default_rng(0)
-  fill = {'kernel': lambda s: rng.normal(size=s) / np.sqrt(np.prod(s[:-1])),
-          'bias': np.zeros, 'scale': np.ones}
-  flat = traverse_util.flatten_dict(shapes['params'])
-  return traverse_util.unflatten_dict(
-      {path: jnp.asarray(fill[path[-1]](leaf.shape), jnp.float32) for path, leaf in flat.items()})
-
-
-@pytest.fixture(scope='module')
-def vae():
-  """The runlocal VAE ('tiny': 4x4x4 compression, 4 channels), untrained, with latent stats
-  measured as the trainer measures them; the cache does not need trained weights."""
-  config = vae_world.get_config('runlocal=True')
-  model = autoencoder.AutoencoderKL(vae_loop.model_config(config))
-  params = _fresh_params(model)
-  stats = vae_loop.measure_latent_stats(config, model, params)
-  return vae_lib.Autoencoder(model.config, params, stats, step=0)
-
-
 @pytest.fixture(scope='module')
 def encoder(dit_config):
   return text.encoder_from_config(dit_config.text)
 
 
 @pytest.fixture(scope='module')
-def cache(tmp_path_factory, dit_config, vae, encoder):
+def cache(tmp_path_factory, dit_config, tiny_vae, encoder):
   out = tmp_path_factory.mktemp('cache') / 'world'
-  latent_cache.encode_world(dit_config, vae, encoder, out, vae_workdir='fresh', batch_size=BATCH,
-                            num_records=NUM_RECORDS, records_per_shard=4)
+  latent_cache.encode_world(dit_config, tiny_vae, encoder, out, vae_workdir='fresh',
+                            batch_size=BATCH, num_records=NUM_RECORDS, records_per_shard=4)
   return out
 
 
@@ -81,7 +49,7 @@ def _world_batches(dit_config):
   return list(iter(ds))
 
 
-def test_records_equal_the_encoders_outputs(cache, dit_config, vae, encoder):
+def test_records_equal_the_encoders_outputs(cache, dit_config, tiny_vae, encoder):
   source = latent_cache.LatentCacheSource(cache)
   metadata = source.metadata
   assert len(source) == NUM_RECORDS and len(metadata['shards']) == 2
@@ -91,7 +59,7 @@ def test_records_equal_the_encoders_outputs(cache, dit_config, vae, encoder):
   assert metadata['source']['world']['num_frames'] == 5
   assert metadata['source']['model_num_frames'] == 2
   batches = _world_batches(dit_config)
-  latents = np.concatenate([vae.encode(b['video']) for b in batches])[:NUM_RECORDS]
+  latents = np.concatenate([tiny_vae.encode(b['video']) for b in batches])[:NUM_RECORDS]
   captions = [str(c) for b in batches for c in b['caption']][:NUM_RECORDS]
   text_bld, mask_bl = encoder.encode(captions)
   for i in range(NUM_RECORDS):
@@ -127,14 +95,14 @@ def test_pipeline_batches_and_resumes_exactly(cache):
   assert sorted(np.concatenate(halves)) == list(range(NUM_RECORDS))
 
 
-def test_clear_errors(cache, tmp_path, dit_config, vae, encoder):
+def test_clear_errors(cache, tmp_path, dit_config, tiny_vae, encoder):
   with pytest.raises(FileNotFoundError, match='no latent cache in .*build it with '
                                               'experiments/encode_dataset.py'):
     latent_cache.LatentCacheSource(tmp_path / 'nothing')
   with pytest.raises(IndexError, match='index=6 is outside this latent cache of 6 records'):
     latent_cache.LatentCacheSource(cache)[6]
   with pytest.raises(FileExistsError, match='already holds a latent cache'):
-    latent_cache.encode_world(dit_config, vae, encoder, cache, vae_workdir='x', num_records=1)
+    latent_cache.encode_world(dit_config, tiny_vae, encoder, cache, vae_workdir='x', num_records=1)
   with pytest.raises(ValueError, match='fewer than one batch of 4'):
     latent_cache.latent_dataset(cache, seed=0, batch_size=4, shard_count=2)
   expected = dict(compression=(4, 4, 4), latent_channels=4, text_encoder='minilm', text_dim=384)
@@ -147,8 +115,8 @@ def test_clear_errors(cache, tmp_path, dit_config, vae, encoder):
   assert [latent_cache.cache_frame_count(n, 4) for n in (1, 2, 5, 8, 9)] == [1, 5, 5, 9, 9]
 
 
-def test_runner_writes_a_cache_the_source_reads(cache, vae, tmp_path):
-  export = vae.export(tmp_path / 'vae')
+def test_runner_writes_a_cache_the_source_reads(cache, tiny_vae, tmp_path):
+  export = tiny_vae.export(tmp_path / 'vae')
   out = tmp_path / 'runner_cache'
   result = subprocess.run(
       [sys.executable, 'experiments/encode_dataset.py', f'--vae_workdir={export}', f'--out={out}',

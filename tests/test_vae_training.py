@@ -72,7 +72,7 @@ def test_training_lowers_the_loss_and_resumes_exactly(trained, tmp_path):
   assert second.latent_stats == straight.latent_stats
 
 
-def test_autoencoder_round_trips_and_chunks_exactly(vae, tmp_path):
+def test_autoencoder_round_trips_and_chunks_exactly(trained, vae, tmp_path):
   assert (vae.step, vae.compression, vae.latent_channels) == (4, (4, 4, 4), 4)
   assert vae.latent_shape(9, 16, 32) == (3, 4, 8, 4)
   x = _smooth_video(9, 16, 16)
@@ -85,6 +85,8 @@ def test_autoencoder_round_trips_and_chunks_exactly(vae, tmp_path):
 
   exported = vae_lib.Autoencoder.from_workdir(vae.export(tmp_path / 'export', note='test'))
   assert exported.step == 4 and exported.config == vae.config
+  for folder in (trained[0], tmp_path / 'export'):  # what a latent DiT run reads, weights unread
+    assert autoencoder.config_from_workdir(folder) == vae.config
   for a, b in zip(jax.tree.leaves((vae.params, vae.stats)),
                   jax.tree.leaves((exported.params, exported.stats))):
     np.testing.assert_array_equal(a, b)

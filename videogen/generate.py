@@ -7,9 +7,12 @@
 
 Sampling runs on one device by default, whatever mesh the run trained on: the checkpoint is
 restored onto a 1-device mesh. The sampler loop is compiled once per (shape, steps, method,
-guidance) and reused for every batch of prompts of that shape.
+guidance) and reused for every batch of prompts of that shape. A latent run samples latents,
+which its VAE (config.autoencoder, loaded on first use) decodes; the decoded 1 + r_t·k frames are
+trimmed to the frames asked for, as the cache rendered 9 frames for a model of 8.
 """
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -21,6 +24,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from videogen import media
+from videogen import vae as vae_lib
+from videogen.data import latent_cache
 from videogen.diffusion import samplers
 from videogen.models import patches
 from videogen.train import checkpoint
@@ -130,10 +135,27 @@ class Generator:
     media.write_json(out / 'export.json', {'step': self.step, **info})
     return out
 
+  @functools.cached_property
+  def vae(self) -> 'vae_lib.Autoencoder':  # quoted: vae imports this module through loop
+    """A latent run's VAE (config.autoencoder), which decodes the samples: at the step that
+    encoded its latent cache when the cache is on this machine, else its newest."""
+    config, step = self.parts.config, None
+    if config.data.get('cache_dir'):
+      metadata = pathlib.Path(config.data.cache_dir) / latent_cache.METADATA_FILE
+      if metadata.is_file():
+        step = json.loads(metadata.read_text())['vae']['step']
+    return vae_lib.Autoencoder.from_workdir(config.autoencoder, step=step)
+
+  def clip_size(self, settings: SampleSettings) -> tuple[int, int, int]:
+    """(frames, height, width) of the videos: the settings', else the training clip's."""
+    w = self.parts.config.world
+    return (settings.num_frames or w.num_frames, settings.height or w.height,
+            settings.width or w.width)
+
   def shape(self, settings: SampleSettings) -> tuple[int, int, int, int]:
-    """(T, H, W, C) to sample; checks the patch size divides it."""
-    t, h, w, c = self.parts.shape
-    shape = (settings.num_frames or t, settings.height or h, settings.width or w, c)
+    """(T, H, W, C) to sample (pixels, or a latent run's latents); checks the patch size
+    divides it."""
+    shape = self.parts.model_shape(*self.clip_size(settings))
     patches.check_divisible(shape[:3], self.parts.model.config.patch_size)
     return shape
 
@@ -155,6 +177,10 @@ class Generator:
     if not 0 <= settings.strength <= 1:
       raise ValueError(f'strength {settings.strength} is outside [0, 1]: 0 returns the input, '
                        '1 ignores it; use e.g. 0.6.')
+    latent = self.parts.vae_config is not None
+    if latent and (frames is not None or init is not None):
+      raise ValueError('frames and init are not available on a latent run yet: prompt it with '
+                       'text alone.')
     shape = self.shape(settings)
     batch_shape = (len(prompts), *shape)
     text_bld, mask_bl = self.parts.encoder.encode(prompts)
@@ -176,6 +202,8 @@ class Generator:
     run = self._sampler(settings, weights, noise, branches, kwargs)
     with jax.set_mesh(self.parts.mesh):
       x0 = run(self.params, noise, branches, **kwargs)
+    if latent:
+      x0 = self.vae.decode(x0)[:, :self.clip_size(settings)[0]]
     return media.to_uint8(np.asarray(x0))
 
   def _branches(self, text, mask, null_text, null_mask, given):

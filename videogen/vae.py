@@ -29,7 +29,6 @@ from videogen.models import autoencoder_chunks
 from videogen.train import checkpoint
 from videogen.train import vae_loop
 
-_EXPORT_CONFIG = 'autoencoder.json'  # an export's AutoencoderConfig (a run keeps config.json)
 _EXPORT_INFO = 'export.json'
 
 
@@ -84,7 +83,7 @@ class Autoencoder:
 
   @classmethod
   def _from_export(cls, folder: pathlib.Path) -> 'Autoencoder':
-    config = autoencoder.AutoencoderConfig(**json.loads((folder / _EXPORT_CONFIG).read_text()))
+    config = autoencoder.config_from_workdir(folder)
     model = autoencoder.AutoencoderKL(config)
     image = jnp.zeros((1, 1, config.spatial_downsample, config.spatial_downsample, 3))
     shapes = jax.eval_shape(model.init, jax.random.key(0), image, jax.random.key(1))['params']
@@ -102,7 +101,7 @@ class Autoencoder:
     `info`, e.g. the command and git revision). `from_workdir` reads it back."""
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    media.write_json(out / _EXPORT_CONFIG, dataclasses.asdict(self.config))
+    media.write_json(out / autoencoder.EXPORT_CONFIG_FILE, dataclasses.asdict(self.config))
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(out / 'params', self.params, force=True)
     checkpointer.wait_until_finished()
@@ -114,21 +113,15 @@ class Autoencoder:
   @property
   def compression(self) -> tuple[int, int, int]:
     """(r_t, r_s, r_s): frames and pixels per latent frame and latent pixel."""
-    s = self.config.spatial_downsample
-    return (self.config.temporal_downsample, s, s)
+    return self.config.compression
 
   @property
   def latent_channels(self) -> int:
     return self.config.latent_channels
 
   def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-    """(T', H', W', C) of a clip of (num_frames, height, width); raises for sizes the VAE
-    cannot take (frames not 1 + r·k, sides not multiples of r_s)."""
-    autoencoder.check_video(jax.ShapeDtypeStruct((1, num_frames, height, width, 3), jnp.float32),
-                            self.config)
-    r_t, r_s, _ = self.compression
-    return (autoencoder.latent_frame_count(num_frames, r_t), height // r_s, width // r_s,
-            self.latent_channels)
+    """autoencoder.latent_shape for this VAE."""
+    return autoencoder.latent_shape(self.config, num_frames, height, width)
 
   def encode(self, video_bthwc, pad: bool = False) -> jax.Array:
     """Float video [B, 1 + r·k, H, W, 3] in [-1, 1] -> normalised latents [B, 1 + k, H/r_s,

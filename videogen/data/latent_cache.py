@@ -4,6 +4,7 @@
   write_cache(batches, vae, encoder, 'cache/world', ...)   # any clips; encode_world calls it
   source = LatentCacheSource('cache/world')       # a Grain random-access source
   ds = latent_dataset('cache/world', seed=0, batch_size=32)   # training batches, resumable
+  ds = dataset_from_config(config)   # the same from a DiT config's data.cache_dir
 
 A DiT trained on the cache skips both frozen encoders every step. The folder holds
 latents-<k>-of-<n>.array_record shards (one msgpack record per clip: latents, the caption's real
@@ -244,3 +245,22 @@ def latent_dataset(cache_dir, *, seed: int, batch_size: int, shard_index: int = 
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                               prefetch_buffer_size=prefetch * batch_size))
+
+
+def cache_dir_from_config(config) -> str:
+  """config.data.cache_dir of a DiT config, or a clear error when it names none."""
+  if not config.data.get('cache_dir'):
+    raise ValueError("data.source 'latent_cache' needs data.cache_dir: pass "
+                     '--config.data.cache_dir=<folder written by experiments/encode_dataset.py>.')
+  return config.data.cache_dir
+
+
+def dataset_from_config(config, *, shard_index: int = 0,
+                        shard_count: int = 1) -> grain.IterDataset:
+  """`latent_dataset` of config.data.cache_dir for one of `shard_count` processes, with the
+  config's seed and data.batch_size (global), num_threads and prefetch."""
+  d = config.data
+  return latent_dataset(cache_dir_from_config(config), seed=config.seed,
+                        batch_size=pipeline.local_batch_size(d.batch_size, shard_count),
+                        shard_index=shard_index, shard_count=shard_count,
+                        num_threads=d.num_threads, prefetch=d.prefetch)

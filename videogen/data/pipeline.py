@@ -19,6 +19,9 @@ from videogen.data import world_source
 # 'packed': clips of the sizes table, several to a token row (NaViT); 'buckets': one size of the
 # table per batch; 'fixed': every clip at the world's size (num_frames x height x width).
 LAYOUTS = ('packed', 'buckets', 'fixed')
+# 'world': clips rendered as they are read; 'latent_cache': VAE latents and caption states
+# encoded once (data/latent_cache.py).
+SOURCES = ('world', 'latent_cache')
 
 @dataclasses.dataclass(frozen=True)
 class ToTrainRecord(grain.transforms.Map):
@@ -108,19 +111,32 @@ def layout(config) -> str:
   return name
 
 
+def source(config) -> str:
+  """config.data.source, checked; runs saved before sources existed read 'world'."""
+  name = config.data.get('source', 'world')
+  if name not in SOURCES:
+    raise ValueError(f'data.source {name!r} is unknown: use one of {SOURCES}.')
+  return name
+
+
+def local_batch_size(global_batch: int, shard_count: int) -> int:
+  """The batch of one of `shard_count` processes; raises unless they split `global_batch`."""
+  if global_batch % shard_count:
+    raise ValueError(f'global batch {global_batch} does not split over {shard_count} '
+                     f'processes: use a multiple of {shard_count}.')
+  return global_batch // shard_count
+
+
 def world_dataset_from_config(config, *, shard_index: int = 0,
                               shard_count: int = 1) -> grain.IterDataset:
   """The dataset of config.data.layout from a config with `seed`, `world` (WorldOptions
   fields), `data` and (for 'packed' and 'buckets') data.sizes and model.patch_size."""
   d = config.data
-  if d.batch_size % shard_count:
-    raise ValueError(f'global batch {d.batch_size} does not split over {shard_count} '
-                     f'processes: use a multiple of {shard_count}.')
+  local_batch = local_batch_size(d.batch_size, shard_count)
   options = world.WorldOptions.from_config(config.world)
   common = dict(seed=config.seed, split=d.split, shard_index=shard_index,
                 shard_count=shard_count, num_workers=d.num_workers, num_threads=d.num_threads,
                 prefetch=d.prefetch)
-  local_batch = d.batch_size // shard_count
   name = layout(config)
   if name == 'fixed':
     return world_dataset(options, batch_size=local_batch, **common)

@@ -16,6 +16,8 @@ autoencoder_blocks for the rest of the mapping.
 Legend: b batch, t frames, h/w height/width, c channels, p latent positions.
 """
 import dataclasses
+import json
+import pathlib
 
 import flax.linen as nn
 import jax
@@ -36,6 +38,8 @@ PRESETS = {
     'tiny': dict(base_channels=8, channel_multipliers=(1, 2, 2), num_res_blocks=1,
                  latent_channels=4, spatial_downsample=4, temporal_downsample=4),
 }
+# An export's AutoencoderConfig as JSON (videogen/vae.py); a training run keeps config.json.
+EXPORT_CONFIG_FILE = 'autoencoder.json'
 _DTYPES = ('float32', 'bfloat16', 'float16')
 
 
@@ -83,6 +87,11 @@ class AutoencoderConfig:
     return (False,) * (stages - in_time) + (True,) * in_time
 
   @property
+  def compression(self) -> tuple[int, int, int]:
+    """(r_t, r_s, r_s): frames and pixels per latent frame and latent pixel."""
+    return (self.temporal_downsample, self.spatial_downsample, self.spatial_downsample)
+
+  @property
   def conv_kwargs(self) -> dict:
     return dict(dtype=jnp.dtype(self.dtype), param_dtype=jnp.dtype(self.param_dtype))
 
@@ -124,6 +133,27 @@ def check_video(x_bthwc, config: AutoencoderConfig):
     raise ValueError(f'frame size {x_bthwc.shape[2]}x{x_bthwc.shape[3]} is not a multiple of '
                      f'the spatial downsample {s}: crop or resize to multiples of {s}.')
   latent_frame_count(x_bthwc.shape[1], config.temporal_downsample)
+
+
+def latent_shape(config: AutoencoderConfig, num_frames: int, height: int,
+                 width: int) -> tuple[int, int, int, int]:
+  """(T', H', W', C) of a clip of (num_frames, height, width); raises for sizes the VAE
+  cannot take (frames not 1 + r·k, sides not multiples of r_s)."""
+  check_video(jax.ShapeDtypeStruct((1, num_frames, height, width, 3), jnp.float32), config)
+  s = config.spatial_downsample
+  return (latent_frame_count(num_frames, config.temporal_downsample), height // s, width // s,
+          config.latent_channels)
+
+
+def config_from_workdir(workdir) -> AutoencoderConfig:
+  """The AutoencoderConfig of a VAE run (experiments/train_vae.py) or export, weights unread."""
+  workdir = pathlib.Path(workdir)
+  if (workdir / EXPORT_CONFIG_FILE).is_file():
+    return AutoencoderConfig(**json.loads((workdir / EXPORT_CONFIG_FILE).read_text()))
+  if not (workdir / 'config.json').is_file():
+    raise FileNotFoundError(f'no trained VAE in {str(workdir)!r} (missing config.json): train '
+                            f'first with experiments/train_vae.py --workdir {workdir}')
+  return autoencoder_config(json.loads((workdir / 'config.json').read_text())['model']['preset'])
 
 
 def _middle(x_bthwc, config: AutoencoderConfig):

@@ -2,6 +2,8 @@
 
 One place decides the model's input shape, the text encoder, the DiT, the optimizer, the mesh
 and the state's shardings, so a checkpoint written by the trainer restores in the sampler.
+A latent run (config.autoencoder names a VAE run or export) models the VAE's latents of the
+world's clips, read from a latent cache; a pixel run ('none') models the pixels.
 """
 import dataclasses
 from typing import Any, Callable
@@ -12,10 +14,13 @@ import ml_collections
 import numpy as np
 import optax
 
+from videogen.data import latent_cache
 from videogen.data import packing
+from videogen.data import pipeline
 from videogen.data import sizes
 from videogen.diffusion import conditioning
 from videogen.diffusion import flow
+from videogen.models import autoencoder
 from videogen.models import dit
 from videogen.models import patches
 from videogen.models import text
@@ -40,12 +45,17 @@ class Components:
   init_fn: Callable[[], state_lib.TrainState]
   abstract_state: state_lib.TrainState
   state_shardings: Any
+  vae_config: autoencoder.AutoencoderConfig | None = None  # a latent run's VAE; None: pixels
 
   @property
   def shape(self) -> tuple[int, int, int, int]:
-    """(T, H, W, C) of one training example."""
+    """(T, H, W, C) of one training example: the world's clip, or its latent."""
     w = self.config.world
-    return (w.num_frames, w.height, w.width, PIXEL_CHANNELS)
+    return self.model_shape(w.num_frames, w.height, w.width)
+
+  def model_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(T, H, W, C) the model works on for clips of this many pixel frames and size."""
+    return model_shape(self.vae_config, num_frames, height, width)
 
   def shift(self, shape=None) -> float:
     """The timestep shift for a clip of `shape` (T, H, W, C); more tokens, more shift."""
@@ -114,11 +124,42 @@ def frame_conditioning(config: ml_collections.ConfigDict) -> bool:
   return bool(config.get('conditioning', {}).get('enabled', False))
 
 
+def model_shape(vae_config: autoencoder.AutoencoderConfig | None, num_frames: int, height: int,
+                width: int) -> tuple[int, int, int, int]:
+  """(T, H, W, C) of clips of (num_frames, height, width): pixels without a VAE, else the
+  latent of the clip rendered at latent_cache.cache_frame_count frames (8 -> 9 -> 3 at r_t 4),
+  as the cache stores it; decoded samples are trimmed back to num_frames."""
+  if vae_config is None:
+    return (num_frames, height, width, PIXEL_CHANNELS)
+  frames = latent_cache.cache_frame_count(num_frames, vae_config.temporal_downsample)
+  return autoencoder.latent_shape(vae_config, frames, height, width)
+
+
+def latent_autoencoder(config: ml_collections.ConfigDict) -> autoencoder.AutoencoderConfig | None:
+  """The config of the VAE whose latents the model learns (None for pixels), read without its
+  weights; raises when data.source, data.layout or frame conditioning do not fit it."""
+  source = pipeline.source(config)
+  if config.autoencoder == 'none':
+    if source == 'latent_cache':
+      raise ValueError("data.source 'latent_cache' needs the VAE its cache was made with: pass "
+                       '--config.autoencoder=<VAE run or export>.')
+    return None
+  if source != 'latent_cache':
+    raise ValueError(f'autoencoder {config.autoencoder!r} trains on latents, which data.source '
+                     f"{source!r} does not give: pass --config.data.source=latent_cache "
+                     '--config.data.cache_dir=<folder of experiments/encode_dataset.py>.')
+  if pipeline.layout(config) != 'fixed':
+    raise ValueError(f'data.layout {pipeline.layout(config)!r} is not available on latents (a '
+                     'latent cache holds clips of one size): pass --config.data.layout=fixed.')
+  if frame_conditioning(config):
+    raise ValueError('conditioning.enabled=True is not available on latents yet (given frames '
+                     'are pixels): pass --config.conditioning.enabled=False.')
+  return autoencoder.config_from_workdir(config.autoencoder)
+
+
 def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   """Builds every part from `config` (see configs/world.py); allocates no parameters."""
-  if config.autoencoder != 'none':
-    raise ValueError(f"autoencoder {config.autoencoder!r} is not available yet: use 'none' "
-                     '(the model trains on pixels).')
+  vae_config = latent_autoencoder(config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   sharding.check_batch_divisible(config.data.batch_size, mesh,
                                  state_lib.grad_accum_steps(config.optim))
@@ -127,23 +168,31 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   m = config.model
   if frame_conditioning(config):
     conditioning.task_probabilities(config.conditioning.tasks)
-  in_channels = 2 * PIXEL_CHANNELS + 1 if frame_conditioning(config) else PIXEL_CHANNELS
+  w = config.world
+  shape = model_shape(vae_config, w.num_frames, w.height, w.width)
+  channels = shape[-1]
+  in_channels = 2 * channels + 1 if frame_conditioning(config) else channels
   model_config = dit.dit_config(
-      m.variant, in_channels=in_channels, out_channels=PIXEL_CHANNELS, text_dim=encoder.dim,
+      m.variant, in_channels=in_channels, out_channels=channels, text_dim=encoder.dim,
       patch_size=m.patch_size,
       remat=m.remat, scan_layers=m.scan_layers, attention_backend=m.attention_backend,
       dtype=m.dtype, param_dtype=m.param_dtype)
   model = dit.DiT(model_config)
-  w = config.world
-  patches.check_divisible((w.num_frames, w.height, w.width), model_config.patch_size)
-  check_mesh_fits_model(config, model_config, mesh)
+  patch = model_config.patch_size
+  if vae_config is not None and any(p > 0 and n % p for n, p in zip(shape, patch)):
+    raise ValueError(f'model.patch_size {tuple(patch)} does not divide the '
+                     f'latent {shape[:3]} of {w.num_frames}x{w.height}x{w.width} clips at the '
+                     f"VAE's {vae_config.compression} compression: pass a patch size whose "
+                     "sides divide it, e.g. --config.model.patch_size='(1, 1, 1)'.")
+  patches.check_divisible(shape[:3], patch)
+  check_mesh_fits_model(config, model_config, mesh, shape[:3])
   if config.diffusion.prediction not in flow.PREDICTIONS:
     raise ValueError(f'diffusion.prediction {config.diffusion.prediction!r} is unknown: use one '
                      f'of {flow.PREDICTIONS}.')
   optimizer = state_lib.make_optimizer(config.optim)
 
   def init_fn():
-    x = jnp.zeros((1, w.num_frames, w.height, w.width, in_channels), jnp.float32)
+    x = jnp.zeros((1, *shape[:3], in_channels), jnp.float32)
     txt = jnp.zeros((1, encoder.max_length, encoder.dim), jnp.float32)
     mask = jnp.ones((1, encoder.max_length), bool)
     model_init = lambda rng: model.init(rng, x, jnp.zeros((1,)), txt, mask)['params']
@@ -153,18 +202,41 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
   return Components(config=config, mesh=mesh, rules=rules, encoder=encoder, model=model,
                     optimizer=optimizer, lr_schedule=state_lib.learning_rate_schedule(config.optim),
                     init_fn=init_fn, abstract_state=abstract_state,
-                    state_shardings=state_shardings)
+                    state_shardings=state_shardings, vae_config=vae_config)
+
+
+def check_latent_cache(parts: Components) -> dict:
+  """Raises unless data.cache_dir holds latents of this run's VAE, text encoder and clip size;
+  returns its metadata ({} for a pixel run). The trainer calls it before reading data."""
+  if parts.vae_config is None:
+    return {}
+  cache_dir = latent_cache.cache_dir_from_config(parts.config)
+  metadata = latent_cache.check_compatible(
+      cache_dir, compression=parts.vae_config.compression,
+      latent_channels=parts.vae_config.latent_channels, text_encoder=parts.encoder.name,
+      text_dim=parts.encoder.dim)
+  w = parts.config.world
+  got = (tuple(metadata['latent_shape']),  # a cache of other clips may not record their frames
+         metadata['source'].get('model_num_frames', w.num_frames), metadata['text']['max_length'])
+  want = (parts.shape, w.num_frames, parts.encoder.max_length)
+  if got != want:
+    raise ValueError(f'the latent cache {cache_dir!r} holds latents {got[0]} of {got[1]}-frame '
+                     f'clips and text of {got[2]} tokens but the model expects {want[0]} of '
+                     f'{w.num_frames}x{w.height}x{w.width} clips and {want[2]}: rebuild the '
+                     'cache with experiments/encode_dataset.py and this config.')
+  return metadata
 
 
 def check_mesh_fits_model(config: ml_collections.ConfigDict, model_config: dit.DiTConfig,
-                          mesh: jax.sharding.Mesh) -> None:
+                          mesh: jax.sharding.Mesh, grid_thw) -> None:
   """Fails before compiling when 'tensor' does not divide the heads, or 'context' a token row
-  (the world's clip; data.row_length when packed; every size of the table in buckets)."""
+  (the model's clip `grid_thw`; data.row_length when packed; every size of the table in
+  buckets)."""
   context_attention.check_heads(model_config.heads, mesh)
   context = mesh.shape['context']
   if context == 1:
     return
-  shapes = [(config.world.num_frames, config.world.height, config.world.width)]
+  shapes = [tuple(grid_thw)]
   if config.data.get('layout') == 'buckets':
     shapes += [(b.num_frames, b.height, b.width) for b in sizes.table_from_config(config)]
   rows = [patches.num_tokens(shape, model_config.patch_size) for shape in shapes]
@@ -184,10 +256,13 @@ def parameter_layout(parts: Components) -> dict[str, dict[str, list]]:
 
 def encode_batch(parts: Components, batch: dict) -> dict:
   """Host batch -> model batch (numpy). Clips {'video', 'caption'} -> {'video', 'text',
-  'text_mask'}; packed rows {'patches', 'segment_ids', 'positions', 'shapes', 'captions' [B, M]}
-  -> the rows plus their captions' real tokens laid out for DiT.packed in data.text_row_length
-  tokens ('text', 'text_mask', 'text_segment_ids') and each segment's timestep shift for its
-  token count ('shift' [B, M])."""
+  'text_mask'}; a latent cache's {'latents', 'text', 'text_mask', ...} -> the same, its latents
+  as 'video' and its text as cached (no encoder call); packed rows {'patches', 'segment_ids',
+  'positions', 'shapes', 'captions' [B, M]} -> the rows plus their captions' real tokens laid
+  out for DiT.packed in data.text_row_length tokens ('text', 'text_mask', 'text_segment_ids')
+  and each segment's timestep shift for its token count ('shift' [B, M])."""
+  if 'latents' in batch:
+    return {'video': batch['latents'], 'text': batch['text'], 'text_mask': batch['text_mask']}
   if 'patches' not in batch:
     text_bld, mask_bl = parts.encoder.encode([str(c) for c in np.asarray(batch['caption'])])
     return {'video': batch['video'], 'text': text_bld, 'text_mask': mask_bl}

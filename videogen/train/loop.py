@@ -18,6 +18,7 @@ import tqdm
 
 from videogen import generate
 from videogen import media
+from videogen.data import latent_cache
 from videogen.data import pipeline
 from videogen.evals import prompts as prompts_lib
 from videogen.models import dit
@@ -121,6 +122,16 @@ class WorkWindow:
     return rates | ({'fill': float(np.mean(self.fills))} if self.fills else {})
 
 
+def dataset_from_config(config: ml_collections.ConfigDict, *, shard_index: int = 0,
+                        shard_count: int = 1):
+  """This process's training batches of config.data.source: world clips or a latent cache."""
+  if pipeline.source(config) == 'latent_cache':
+    return latent_cache.dataset_from_config(config, shard_index=shard_index,
+                                            shard_count=shard_count)
+  return pipeline.world_dataset_from_config(config, shard_index=shard_index,
+                                            shard_count=shard_count)
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   """workdir/config.json: what the sampler rebuilds the model from."""
   if jax.process_index() == 0:
@@ -163,11 +174,12 @@ def train(config: ml_collections.ConfigDict, workdir, *,
   sample_hook = sample_hook or functools.partial(write_sample_grid, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   parts = components.build(config, devices=devices)
+  components.check_latent_cache(parts)
   tc = config.train
 
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,
                                  save_interval_steps=tc.checkpoint_every)
-  state, data_iter = restore_or_init(parts, ckpt, lambda: iter(pipeline.world_dataset_from_config(
+  state, data_iter = restore_or_init(parts, ckpt, lambda: iter(dataset_from_config(
       config, shard_index=jax.process_index(), shard_count=jax.process_count())))
   write_config(config, workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
