@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # README command (b): set up .venv and run the test suite.
+# Two pytest workers (pytest-xdist), one per core of a 2-core machine: much of the suite is XLA
+# compilation, which runs on one thread, so two files compile side by side; --dist loadfile keeps
+# each file's module fixtures in one worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-exec .venv/bin/python -m pytest -q tests "$@"
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile tests "$@"

@@ -102,6 +102,10 @@ def test_padding_does_not_change_real_tokens(name):
   np.testing.assert_array_equal(long_mask[:, :16], short_mask)
   assert not long_mask[:, 16:].any()
   np.testing.assert_allclose(long[:, :16], short, atol=1e-5)
+  # A call runs at its longest caption's length: a short prompt alone runs at fewer positions
+  # than beside a long one, and its states are the same.
+  alone, _ = text.load_encoder(name, max_length=48, **paths).encode(prompts[:1])
+  np.testing.assert_allclose(alone[0], long[0], atol=1e-5)
 
 
 def test_tokenizer_round_trip_and_unicode(minilm):

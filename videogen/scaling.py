@@ -58,9 +58,11 @@ STUDIES = {
 
 
 def study_config(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """`config` with the study's world and the DiT `variant` (a copy; the input is untouched)."""
+  """`config` with the study's world and the DiT `variant` (a copy; the input is untouched), on
+  fixed clips: the study varies the model on one clip size, and `cost` counts that clip."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.world.update(WORLD)
+  config.data.layout = 'fixed'
   config.model.variant = variant
   return config
 
