@@ -127,7 +127,7 @@ def at_aspect(config: ml_collections.ConfigDict, settings: generate.SampleSettin
 def aspect_rows(results: dict[str, tuple[generate.SampleSettings, list[ScoredVideo]]],
                 reference: str = '1:1') -> list[dict]:
   """One row per aspect {'aspect', 'size', 'videos', <score>..., 'adherence_vs_<reference>'
-  (points)}: the same prompts sampled at each aspect's frame size."""
+  (points)}, from each aspect's (settings, scored videos) as eval_world --aspects makes them."""
   rows = []
   for aspect, (settings, scored) in results.items():
     means = world_scores.summarize([s.scores for s in scored])
