@@ -10,6 +10,7 @@ from videogen import media
 from videogen.data import clips
 from videogen.data import folder_source
 from videogen.data import footage
+from videogen.data import packing
 
 CAPTIONS = {'ramp16.mp4': 'a grey ramp at 16 fps', 'ramp8.gif': 'a grey ramp at 8 fps',
             'stripe.png': 'a white stripe, centred', 'tall.webm': 'a tall noisy clip',
@@ -169,3 +170,36 @@ def test_a_grain_pipeline_batches_it_past_the_bad_files(root):
   assert [b['video'].shape for b in batches] == [(2, 3, 16, 16, 3)] * 3
   assert list(batches[1]['caption']) == [CAPTIONS['stripe.png'], CAPTIONS['tall.webm']]
   assert list(batches[2]['path']) == ['ramp16.mp4', 'ramp16.mp4']  # in place of the bad two
+
+
+@pytest.mark.parametrize('source_hw, want', [((36, 64), (24, 40)), ((64, 64), (32, 32)),
+                                             ((64, 36), (40, 24)), ((8, 200), (8, 128)),
+                                             ((12, 12), (8, 8))])
+def test_native_size_keeps_the_aspect_within_the_token_budget(source_hw, want):
+  size = clips.native_size(source_hw, num_frames=8, patch_size=(2, 8, 8), max_tokens=64)
+  assert size == want  # the wide strip is capped by the budget, the small file by its own size
+
+
+def test_native_sizes_keep_each_files_aspect_and_pack_into_rows(root):
+  source = _source(root, height=None, width=None, max_tokens=32, patch_size=(1, 8, 8))
+  clips_by_path = {r['path']: r['video'] for r in (source[i] for i in range(len(source)))}
+  assert clips_by_path['ramp16.mp4'].shape == (3, 16, 24, 3)  # 32x48: 3:2
+  assert clips_by_path['tall.webm'].shape == (3, 32, 16, 3)  # 64x32: 1:2, 8 of 10 patches
+  assert clips_by_path['stripe.png'].shape == (3, 8, 24, 3)  # 40x120: 1:3
+  to_float = lambda r: {'video': r['video'].astype(np.float32) / 127.5 - 1,
+                        'caption': r['caption']}
+  ds = grain.MapDataset.source(source).map(to_float).to_iter_dataset()
+  batch = next(iter(packing.PackedDataset(ds, row_length=32, patch_size=(1, 8, 8),
+                                          rows_per_batch=2, buffer_size=8)))
+  assert batch['patches'].shape == (2, 32, 192) and 0 < float(batch['fill']) <= 1
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(max_tokens=32, patch_size=(1, 8, 8)), 'not both'),
+    (dict(height=None, width=None), 'pass height and width'),
+    (dict(height=None, width=None, max_tokens=32, patch_size=(2, 8, 8)), 'pt divides'),
+    (dict(height=None, width=None, max_tokens=2, patch_size=(1, 8, 8)), 'below one patch'),
+])
+def test_native_size_arguments_are_checked(root, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    _source(root, **kwargs)

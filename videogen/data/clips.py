@@ -23,6 +23,23 @@ def check_target(num_frames: int, height: int, width: int, fps: float | None) ->
     raise ValueError(f'fps={fps} must be a positive finite number, or None for the file\'s own.')
 
 
+def native_size(source_hw, *, num_frames: int, patch_size, max_tokens: int) -> tuple[int, int]:
+  """(height, width) in whole patches at about the source's aspect ratio, the largest whose
+  `num_frames`-frame clip makes at most `max_tokens` tokens, never above the source's own size
+  (but at least one patch). At 64 tokens of 8 frames and patch 2x8x8: 16:9 -> 24x40, 1:1 ->
+  32x32, 9:16 -> 40x24, as the world's size table has them."""
+  pt, ph, pw = patch_size
+  per_frame = max_tokens // -(-num_frames // pt)  # spatial patches in each token frame
+  if per_frame < 1:
+    raise ValueError(f'max_tokens {max_tokens} is below one patch per frame of a {num_frames}-'
+                     f'frame clip ({-(-num_frames // pt)} tokens): raise max_tokens.')
+  source_h, source_w = source_hw
+  aspect = source_w / source_h
+  rows = max(1, min(source_h // ph, math.floor(math.sqrt(per_frame / aspect))))
+  cols = max(1, min(source_w // pw, per_frame // rows, round(rows * aspect)))
+  return rows * ph, cols * pw
+
+
 def sample_indices(num_available: int, *, num_frames: int, source_fps: float | None = None,
                    fps: float | None = None, seed: int = 0, index: int = 0) -> np.ndarray:
   """Source frame indices [num_frames] of clip `index`: resampled to `fps`, start from the seed.

@@ -25,7 +25,10 @@ class FolderSource:
 
   Record i is a clip of file i at `fps` (None: the file's own), starting at a position drawn
   from (seed, i), scaled so its short side covers the target and centre-cropped. Files shorter
-  than the clip, and images, repeat their last frame (an image becomes a still clip).
+  than the clip, and images, repeat their last frame (an image becomes a still clip). The target
+  is height x width, or, with `max_tokens` and `patch_size` instead (native sizes, for packed
+  rows), each file's own aspect ratio at the largest size in whole patches whose clip makes at
+  most max_tokens tokens (clips.native_size).
 
   Files are checked lazily: a file that cannot be decoded (empty, corrupt, no video stream) is
   logged once by name, listed in `skipped`, and record i becomes the next readable record
@@ -40,9 +43,24 @@ class FolderSource:
   clips/s at 8 fps, 21-40 at its own 25 fps; decoding the whole file gives 1.2.
   """
 
-  def __init__(self, root, *, num_frames: int, height: int, width: int,
-               fps: float | None = None, captions='captions.jsonl', seed: int = 0):
-    clips.check_target(num_frames, height, width, fps)
+  def __init__(self, root, *, num_frames: int, height: int | None = None,
+               width: int | None = None, fps: float | None = None, captions='captions.jsonl',
+               seed: int = 0, max_tokens: int | None = None, patch_size=None):
+    if (max_tokens is None) == (height is None or width is None):
+      raise ValueError(f'height={height}, width={width}, max_tokens={max_tokens}: pass height '
+                       'and width (one size for every clip) or max_tokens and patch_size (each '
+                       "file's own aspect ratio), not both.")
+    if max_tokens is None:
+      clips.check_target(num_frames, height, width, fps)
+    else:
+      if patch_size is None or num_frames % patch_size[0]:
+        raise ValueError(f'max_tokens needs the patch_size whose pt divides num_frames='
+                         f'{num_frames}, got patch_size={patch_size}: e.g. (2, 8, 8) for 8 '
+                         'frames.')
+      clips.check_target(num_frames, patch_size[1], patch_size[2], fps)
+      clips.native_size((1, 1), num_frames=num_frames, patch_size=patch_size,
+                        max_tokens=max_tokens)  # fails here for a budget below one patch
+    self.max_tokens, self.patch_size = max_tokens, patch_size
     self.root = pathlib.Path(root)
     self.num_frames, self.height, self.width, self.fps = num_frames, height, width, fps
     self.seed = seed
@@ -85,11 +103,16 @@ class FolderSource:
       frames = media.read_video(path)
       source_fps = media.video_fps(path) if len(frames) > 1 and self.fps else None
       frames = frames[clips.sample_indices(len(frames), source_fps=source_fps, **sample)]
-    return clips.resize_crop(frames, self.height, self.width)
+    size = (self.height, self.width) if self.max_tokens is None else clips.native_size(
+        frames.shape[1:3], num_frames=self.num_frames, patch_size=self.patch_size,
+        max_tokens=self.max_tokens)
+    return clips.resize_crop(frames, *size)
 
   def __repr__(self) -> str:
+    size = (f'height={self.height}, width={self.width}' if self.max_tokens is None else
+            f'max_tokens={self.max_tokens}, patch_size={tuple(self.patch_size)}')
     return (f'FolderSource({str(self.root)!r}, {len(self)} files, num_frames={self.num_frames}, '
-            f'height={self.height}, width={self.width}, fps={self.fps}, seed={self.seed})')
+            f'{size}, fps={self.fps}, seed={self.seed})')
 
 
 def read_captions(caption_file) -> tuple[list[str], list[str]]:
