@@ -141,9 +141,8 @@ class Generator:
     encoded its latent cache when the cache is on this machine, else its newest."""
     config, step = self.parts.config, None
     if config.data.get('cache_dir'):
-      metadata = pathlib.Path(config.data.cache_dir) / latent_cache.METADATA_FILE
-      if metadata.is_file():
-        step = json.loads(metadata.read_text())['vae']['step']
+      if (pathlib.Path(config.data.cache_dir) / latent_cache.METADATA_FILE).is_file():
+        step = latent_cache.read_metadata(config.data.cache_dir)['vae']['step']
     return vae_lib.Autoencoder.from_workdir(config.autoencoder, step=step)
 
   def clip_size(self, settings: SampleSettings) -> tuple[int, int, int]:

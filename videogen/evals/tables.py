@@ -3,6 +3,8 @@ import json
 import os
 import pathlib
 import platform
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 
@@ -20,12 +22,15 @@ def machine() -> dict:
   }
 
 
-def markdown_table(rows: list[dict]) -> str:
-  """Rows of equal keys as a GitHub markdown table; floats to 3 significant digits."""
-  keys = list(rows[0])
-  fmt = lambda v: f'{v:.3g}' if isinstance(v, float) else str(v)
+def markdown_table(rows: list[dict],
+                   formats: Mapping[str, Callable[[Any], str]] | None = None) -> str:
+  """Rows of equal keys as a GitHub markdown table; a key's cells through formats[key], else
+  floats to 3 significant digits."""
+  keys, formats = list(rows[0]), formats or {}
+  plain = lambda v: f'{v:.3g}' if isinstance(v, float) else str(v)
   lines = ['| ' + ' | '.join(keys) + ' |', '|' + ' --- |' * len(keys)]
-  lines += ['| ' + ' | '.join(fmt(row[k]) for k in keys) + ' |' for row in rows]
+  lines += ['| ' + ' | '.join(formats.get(k, plain)(row[k]) for k in keys) + ' |'
+            for row in rows]
   return '\n'.join(lines)
 
 

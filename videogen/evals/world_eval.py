@@ -19,6 +19,7 @@ from videogen import media
 from videogen.data import sizes
 from videogen.data import world
 from videogen.evals import prompts as prompts_lib
+from videogen.evals import tables
 from videogen.evals import world_scores
 
 CATEGORY_ORDER = ('all', 'move', 'still', 'fall', 'occluder', 'pan', 'objects>1', 'digit')
@@ -143,13 +144,10 @@ def aspect_rows(results: dict[str, tuple[generate.SampleSettings, list[ScoredVid
 
 def aspect_table(rows: list[dict]) -> str:
   """aspect_rows as markdown: scores in percent, the adherence difference in points."""
-  keys = list(rows[0])
   points = lambda v: '-' if v is None else f'{v:+.0f}'
-  fmt = {k: (points if k.startswith('adherence_vs') else
-             percent if k in world_scores.CATEGORIES else str) for k in keys}
-  lines = ['| ' + ' | '.join(keys) + ' |', '|' + ' --- |' * len(keys)]
-  lines += ['| ' + ' | '.join(fmt[k](row[k]) for k in keys) + ' |' for row in rows]
-  return '\n'.join(lines)
+  formats = {k: points if k.startswith('adherence_vs') else percent for k in rows[0]
+             if k.startswith('adherence_vs') or k in world_scores.CATEGORIES}
+  return tables.markdown_table(rows, formats)
 
 
 def summary(scored: list[ScoredVideo]) -> list[dict]:
