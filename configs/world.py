@@ -160,5 +160,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.update(source='latent_cache', layout='fixed')
     config.model.patch_size = (1, 1, 1)
     config.diffusion.prediction = 'velocity'  # Wan's choice for latents
-    config.conditioning.enabled = False  # given frames are pixels: not on latents yet
+    # Only a clip's first frames can be given on latents (diffusion/conditioning.py): text,
+    # image-to-video and forward extension, weighted as in the pixel mix (0.5 : 0.15 : 0.1).
+    config.conditioning.tasks = dict(text=0.5, first=0.15, first_k=0.1, last_k=0.0,
+                                     first_last=0.0, random=0.0)
   return config

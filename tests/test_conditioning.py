@@ -91,3 +91,17 @@ def test_oracle_sampler_reproduces_the_target_and_keeps_given_frames_exact(task)
   np.testing.assert_allclose(x0, target, atol=1e-5)
   np.testing.assert_array_equal(np.asarray(x0)[np.asarray(given)],
                                 np.asarray(target)[np.asarray(given)])
+
+
+def test_causal_latent_mask_gives_latents_of_given_frames_only():
+  """At r = 4, 9 frames are 3 latents: frame 0, frames 1-4, frames 5-8."""
+  given_p = np.array([0, 1, 4, 5, 8, 9])
+  mask_pt = np.arange(9) < given_p[:, None]
+  expected = [[0, 0, 0], [1, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0], [1, 1, 1]]
+  np.testing.assert_array_equal(conditioning.causal_latent_mask(mask_pt, 4, 3),
+                                np.array(expected, bool))
+  with pytest.raises(ValueError, match=r"given frames \[0, 2\] are not a clip's first frames"):
+    conditioning.causal_latent_mask(np.array([[1, 0, 1, 0, 0]], bool), 4, 2)
+  conditioning.check_prefix_tasks({'text': 1.0, 'first_k': 0.5, 'last_k': 0.0})
+  with pytest.raises(ValueError, match=r"tasks \['first_last', 'random'\] give frames after"):
+    conditioning.check_prefix_tasks({'text': 1.0, 'random': 0.1, 'first_last': 0.2})

@@ -1,5 +1,6 @@
 """A DiT trained on VAE latents from a latent cache (configs/world.py:latent=True): training,
-exact resume, sampling decoded through the VAE, and the errors of mismatched settings. The VAE is
+exact resume, sampling decoded through the VAE, prompting with a clip's first frames and SDEdit
+through the VAE, and the errors of mismatched settings. The VAE is
 the untrained tiny one (4x4x4, 4 channels): 2x16x16 clips, cached at 5 frames, are 2x4x4x4.
 """
 import dataclasses
@@ -12,6 +13,7 @@ import pytest
 from configs import world as world_config
 from videogen import generate
 from videogen import media
+from videogen import prompting
 from videogen.data import latent_cache
 from videogen.models import autoencoder
 from videogen.models import text
@@ -72,8 +74,29 @@ def test_generator_decodes_samples_to_pixels(trained, tmp_path):
   assert videos.shape == (1, 2, 16, 16, 3) and videos.dtype == np.uint8  # 5 decoded, 2 kept
   paths = gen.write(videos, ['a red circle moves right'], tmp_path, seeds=[0], settings=settings)
   assert media.read_video(paths[0]).shape == (2, 16, 16, 3)
-  with pytest.raises(ValueError, match='not available on a latent run'):
-    gen.generate(['x'], settings=settings, init=videos)
+
+
+def test_prompting_tasks_on_latents(trained):
+  """A latent model is given a clip's first frames (through its VAE) and edits by SDEdit on
+  the input's latents; frames after a missing one are refused."""
+  gen = generate.Generator.from_workdir(trained[2])
+  assert gen.parts.frame_conditioning
+  settings = generate.SampleSettings(steps=2, method='euler', cfg_scale=2.0)
+  clip = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+  animated = prompting.image_to_video(gen, clip[0], 'a red circle', settings=settings)
+  assert animated.shape == (2, 16, 16, 3)
+  np.testing.assert_array_equal(animated[0], clip[0])  # the given frame comes back exactly
+  longer = prompting.extend(gen, clip, 'a red circle', frames=3, settings=settings)
+  assert longer.shape == (5, 16, 16, 3)
+  np.testing.assert_array_equal(longer[:2], clip)
+  # SDEdit at strength 0 returns the input's latents: what the VAE reconstructs of it.
+  unchanged = prompting.edit(gen, clip, 'a red circle', strength=0.0, settings=settings)
+  video = clip[None].astype(np.float32) / 127.5 - 1.0
+  expected = gen.vae.decode(gen.vae.encode(video, pad=True))[0, :2]
+  difference = np.abs(unchanged.astype(int) - media.to_uint8(np.asarray(expected)).astype(int))
+  assert difference.max() <= 1  # float rounding of the uint8 -> [-1, 1] scaling at most
+  with pytest.raises(ValueError, match=r"given frames \[1\] are not a clip's first frames"):
+    prompting.keyframes(gen, {-1: clip[1]}, 'a red circle', settings=settings)
 
 
 def test_mismatched_settings_are_clear_errors(vae_export, cache, tmp_path):
@@ -108,6 +131,11 @@ def test_mismatched_settings_are_clear_errors(vae_export, cache, tmp_path):
   config = latent_config(vae_export, cache)
   config.autoencoder = 'none'
   with pytest.raises(ValueError, match='needs the VAE its cache was made with'):
+    components.build(config)
+  config = latent_config(vae_export, cache)
+  config.conditioning.tasks.last_k = 0.1
+  with pytest.raises(ValueError, match=r"conditioning tasks \['last_k'\] give frames after a "
+                                       'missing one.*set the others to 0'):
     components.build(config)
   config = world_config.get_config('runlocal=True')
   config.autoencoder = str(vae_export)

@@ -9,7 +9,8 @@ Sampling runs on one device by default, whatever mesh the run trained on: the ch
 restored onto a 1-device mesh. The sampler loop is compiled once per (shape, steps, method,
 guidance) and reused for every batch of prompts of that shape. A latent run samples latents,
 which its VAE (config.autoencoder, loaded on first use) decodes; the decoded 1 + r_t·k frames are
-trimmed to the frames asked for, as the cache rendered 9 frames for a model of 8.
+trimmed to the frames asked for, as the cache rendered 9 frames for a model of 8. Its given
+frames (a clip's first ones) and SDEdit inputs are encoded by the same VAE.
 """
 import dataclasses
 import functools
@@ -26,6 +27,7 @@ import orbax.checkpoint as ocp
 from videogen import media
 from videogen import vae as vae_lib
 from videogen.data import latent_cache
+from videogen.diffusion import conditioning
 from videogen.diffusion import samplers
 from videogen.models import patches
 from videogen.train import checkpoint
@@ -164,7 +166,7 @@ class Generator:
     """uint8 videos [B, T, H, W, 3], one per prompt; seed i fixes video i's noise.
 
     frames (uint8 [B, T, H, W, 3]) with frame_mask (bool [B, T]) give frames the video must
-    contain (a frame-conditioned model); init (uint8 [B, T, H, W, 3]) is the video SDEdit
+    contain (a frame-conditioned model; a latent one takes a clip's first frames only); init (uint8 [B, T, H, W, 3]) is the video SDEdit
     starts from at settings.strength. See videogen/prompting.py for the tasks built on these.
     """
     if not prompts:
@@ -177,18 +179,19 @@ class Generator:
       raise ValueError(f'strength {settings.strength} is outside [0, 1]: 0 returns the input, '
                        '1 ignores it; use e.g. 0.6.')
     latent = self.parts.vae_config is not None
-    if latent and (frames is not None or init is not None):
-      raise ValueError('frames and init are not available on a latent run yet: prompt it with '
-                       'text alone.')
     shape = self.shape(settings)
-    batch_shape = (len(prompts), *shape)
+    video_shape = (len(prompts), *self.clip_size(settings), 3)
     text_bld, mask_bl = self.parts.encoder.encode(prompts)
     null_ld, null_mask_l = (a[None] for a in self.parts.encoder.unconditional())
     noise = jnp.stack([jax.random.normal(jax.random.key(s), shape) for s in seeds])
-    given = None
+    given = pixels_given = None
     if frames is not None:
-      given = (_as_model_video(frames, batch_shape, 'frames'),
-               _check_mask(frame_mask, batch_shape[:2]))
+      pixels_given = (_as_model_video(frames, video_shape, 'frames'),
+                      _check_mask(frame_mask, video_shape[:2]))
+      given = self._encode_given(*pixels_given) if latent else pixels_given
+    if init is not None:
+      init = _as_model_video(init, video_shape, 'init')
+      init = self.vae.encode(init, pad=True) if latent else init
     branches = self._branches(text_bld, mask_bl, null_ld, null_mask_l, given)
     weights = samplers.guidance_weights(
         settings.cfg_scale, settings.frame_cfg_scale if given else None)
@@ -196,14 +199,23 @@ class Generator:
     if given:
       kwargs.update(frames=given[0], frame_mask=given[1])
     if init is not None:
-      kwargs.update(init=_as_model_video(init, batch_shape, 'init'),
-                    strength=jnp.float32(settings.strength))
+      kwargs.update(init=init, strength=jnp.float32(settings.strength))
     run = self._sampler(settings, weights, noise, branches, kwargs)
     with jax.set_mesh(self.parts.mesh):
       x0 = run(self.params, noise, branches, **kwargs)
     if latent:
-      x0 = self.vae.decode(x0)[:, :self.clip_size(settings)[0]]
+      x0 = self.vae.decode(x0)[:, :video_shape[1]]
+      if pixels_given:  # the given frames come back exactly, not as the VAE reconstructs them
+        x0 = conditioning.paste_given_frames(x0, *pixels_given)
     return media.to_uint8(np.asarray(x0))
+
+  def _encode_given(self, frames_bthwc, mask_bt):
+    """A latent run's given frames: their latents and the latent frames they fix (a clip's
+    first frames only; see conditioning.causal_latent_mask)."""
+    latents_bthwc = self.vae.encode(frames_bthwc, pad=True)
+    mask = conditioning.causal_latent_mask(mask_bt, self.vae.config.temporal_downsample,
+                                           latents_bthwc.shape[1])
+    return latents_bthwc, jnp.asarray(mask)
 
   def _branches(self, text, mask, null_text, null_mask, given):
     """Model inputs of the guidance branches: [text (+ frames), no text (+ frames), nothing]."""

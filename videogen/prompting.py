@@ -10,7 +10,9 @@
 Inputs are paths (mp4/webm/gif/png/jpg) or uint8 arrays ([T, H, W, 3] or an image [H, W, 3]),
 scaled to cover the model's size and centre-cropped (a warning, or an error with strict=True,
 when the aspect ratio differs). Outputs are uint8 [T, H, W, 3]. Given frames come back exactly
-(the sampler holds them, diffusion/conditioning.py). `settings` picks the sampler, the text
+(the sampler holds them, diffusion/conditioning.py). A latent model (trained on a VAE's
+latents) does image_to_video, extend forward and edit: its VAE is causal, so only a clip's first
+frames can be given (see LATENT_TASKS). `settings` picks the sampler, the text
 guidance (cfg_scale) and the frame guidance (frame_cfg_scale); its size fields set the window.
 """
 import dataclasses
@@ -24,6 +26,8 @@ from videogen import media
 from videogen.data import clips
 
 Settings = generate.SampleSettings
+# The tasks of a latent model: those whose given frames start the clip, plus SDEdit.
+LATENT_TASKS = ('image_to_video', 'extend_forward', 'edit')
 _ASPECT_TOLERANCE = 0.01
 
 
@@ -48,9 +52,11 @@ def load_video(source, height: int, width: int, *, strict: bool = False,
 
 
 def _window(gen: generate.Generator, settings: Settings, num_frames: int | None = None):
-  """(settings with the window's frame count, (T, H, W)) checked against the patch size."""
+  """(settings with the window's frame count, its video's (T, H, W)) checked against the
+  patch size."""
   settings = dataclasses.replace(settings, num_frames=num_frames or settings.num_frames)
-  return settings, gen.shape(settings)[:3]
+  gen.shape(settings)
+  return settings, gen.clip_size(settings)
 
 
 def _sample(gen, prompt, seed, settings, frames_thwc, mask_t) -> np.ndarray:
@@ -159,7 +165,7 @@ def loop(gen: generate.Generator, video_or_prompt, prompt: str | None = None, *,
   else:
     if prompt is None:
       raise ValueError('looping a video needs a prompt for the new frames: pass prompt=...')
-    video = load_video(video_or_prompt, *gen.shape(settings)[1:3], strict=strict)
+    video = load_video(video_or_prompt, *_window(gen, settings)[1][1:], strict=strict)
   bridge = connect(gen, video, video, prompt, frames=frames, context=context, seed=seed + 1,
                    settings=settings, strict=strict)
   return np.concatenate([video, bridge[context:len(bridge) - context]])

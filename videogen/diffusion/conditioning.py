@@ -15,6 +15,10 @@ counts only the frames that were not given.
 Sampling holds the given frames on their exact straight path: their velocity is noise - frame,
 so x_t there is (1 - t) frame + t noise at every step (as training saw) and lands on the frame.
 
+On a causal VAE's latents only leading frames can be given (PREFIX_TASKS): latent frame j
+encodes pixel frames up to r·j and depends on every one of them, so the latents of given frames
+are exact only when no frame before them is missing (`causal_latent_mask`).
+
 Shapes: x/frames [B, T, H, W, C], mask [B, T] bool.
 """
 import jax
@@ -23,6 +27,8 @@ import numpy as np
 
 TASKS = ('text', 'first', 'first_k', 'last_k', 'first_last', 'random')
 RANDOM_FRAME_CHANCE = 0.25
+# The tasks whose given frames are a clip's first frames: what a latent model can learn.
+PREFIX_TASKS = ('text', 'first', 'first_k')
 
 
 def task_probabilities(weights) -> np.ndarray:
@@ -36,6 +42,33 @@ def task_probabilities(weights) -> np.ndarray:
     raise ValueError(f'conditioning task weights {weights} must be finite, >= 0 and sum to a '
                      'positive number: e.g. {"text": 1.0}.')
   return w / w.sum()
+
+
+def check_prefix_tasks(weights) -> None:
+  """Raises unless every task of a {task: weight} mapping with weight > 0 is a PREFIX_TASK."""
+  other = sorted(task for task, weight in dict(weights).items()
+                 if float(weight) > 0 and task not in PREFIX_TASKS)
+  if other:
+    raise ValueError(f'conditioning tasks {other} give frames after a missing one, which a '
+                     "causal VAE's latents cannot hold exactly: on latents use only "
+                     f'{PREFIX_TASKS} (set the others to 0), or conditioning.enabled=False.')
+
+
+def causal_latent_mask(mask_bt, temporal_downsample: int, latent_frames: int) -> np.ndarray:
+  """bool [B, latent_frames]: the latent frames a causal VAE (r = temporal_downsample) encodes
+  from given frames alone, for masks [B, T] that give each clip's first P frames: frame 0 is
+  latent 0 and latent j covers frames r·(j-1)+1 .. r·j, so latent j is given when r·j < P.
+  Raises on a mask that gives a frame after a missing one."""
+  mask_bt = np.asarray(mask_bt, bool)
+  given_b = mask_bt.sum(axis=1)
+  prefix_bt = np.arange(mask_bt.shape[1]) < given_b[:, None]
+  if not (mask_bt == prefix_bt).all():
+    frames = [np.flatnonzero(m).tolist() for m in mask_bt[(mask_bt != prefix_bt).any(axis=1)]]
+    raise ValueError(f'given frames {frames[0]} are not a clip\'s first frames: a latent model '
+                     'can only be given leading frames (image-to-video, extend forward), as its '
+                     "causal VAE's latent of a frame depends on every frame before it; sample "
+                     'other tasks with a pixel model.')
+  return temporal_downsample * np.arange(latent_frames) < given_b[:, None]
 
 
 def sample_frame_masks(rng, batch: int, num_frames: int, probabilities) -> jax.Array:

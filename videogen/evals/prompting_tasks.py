@@ -65,8 +65,10 @@ def _given_error(video, truth, indices) -> int:
 
 def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.SampleSettings,
                 out: pathlib.Path | None = None) -> list[TaskScore]:
-  """Runs every task on each (prompt, truth clip); writes per-task grids into `out`/tasks."""
+  """Runs every task on each (prompt, truth clip) (a latent model: prompting.LATENT_TASKS);
+  writes per-task grids into `out`/tasks."""
   t = truths[0].shape[0]
+  latent = gen.parts.vae_config is not None
   half, bridge = t // 2, max(t - 2, 1)  # bridge: new frames of connect and loop
   colours = [_colour(p.scene) for p in prompts]
   outputs = {}
@@ -85,6 +87,8 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
 
   for direction in ('forward', 'backward'):
     task = f'extend_{direction}'
+    if latent and task not in prompting.LATENT_TASKS:
+      continue
     videos = run(task, lambda p, truth, i, d=direction: prompting.extend(
         gen, truth[:half] if d == 'forward' else truth[half:], p.text, frames=t - half,
         direction=d, context=half, seed=p.seed, settings=settings))
@@ -100,25 +104,27 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
                            max(_given_error(v, tr, given) for v, tr in zip(videos, truths)),
                            ', '.join(seen)))
 
-  videos = run('connect', lambda p, truth, i: prompting.connect(
-      gen, truth[:1], truth[-1:], p.text, frames=bridge, seed=p.seed, settings=settings))
-  error = max(max(_given_error(v[:1], tr[:1], [0]), _given_error(v[-1:], tr[-1:], [0]))
-              for v, tr in zip(videos, truths))
-  present = [_object_frames(v, c) for v, c in zip(videos, colours)]
-  scores.append(_percent('connect', 'frames with the object', present, 100, error))
+  if not latent:  # connect, keyframes and loop give frames after missing ones
+    videos = run('connect', lambda p, truth, i: prompting.connect(
+        gen, truth[:1], truth[-1:], p.text, frames=bridge, seed=p.seed, settings=settings))
+    error = max(max(_given_error(v[:1], tr[:1], [0]), _given_error(v[-1:], tr[-1:], [0]))
+                for v, tr in zip(videos, truths))
+    present = [_object_frames(v, c) for v, c in zip(videos, colours)]
+    scores.append(_percent('connect', 'frames with the object', present, 100, error))
 
-  keys = sorted({0, half, t - 1})
-  videos = run('keyframes', lambda p, truth, i: prompting.keyframes(
-      gen, {k: truth[k] for k in keys}, p.text, seed=p.seed, settings=settings))
-  present = [_object_frames(v, c) for v, c in zip(videos, colours)]
-  scores.append(_percent('keyframes', 'frames with the object', present, 100,
-                         max(_given_error(v, tr, keys) for v, tr in zip(videos, truths))))
+    keys = sorted({0, half, t - 1})
+    videos = run('keyframes', lambda p, truth, i: prompting.keyframes(
+        gen, {k: truth[k] for k in keys}, p.text, seed=p.seed, settings=settings))
+    present = [_object_frames(v, c) for v, c in zip(videos, colours)]
+    scores.append(_percent('keyframes', 'frames with the object', present, 100,
+                           max(_given_error(v, tr, keys) for v, tr in zip(videos, truths))))
 
-  videos = run('loop', lambda p, truth, i: prompting.loop(
-      gen, truth, p.text, frames=bridge, seed=p.seed, settings=settings))
-  present = [_object_frames(v[t:], c) for v, c in zip(videos, colours)]
-  scores.append(_percent('loop', 'bridge frames with the object', present, 100,
-                         max(_given_error(v, tr, list(range(t))) for v, tr in zip(videos, truths))))
+    videos = run('loop', lambda p, truth, i: prompting.loop(
+        gen, truth, p.text, frames=bridge, seed=p.seed, settings=settings))
+    present = [_object_frames(v[t:], c) for v, c in zip(videos, colours)]
+    scores.append(_percent('loop', 'bridge frames with the object', present, 100,
+                           max(_given_error(v, tr, list(range(t)))
+                               for v, tr in zip(videos, truths))))
 
   scores.append(_score_edit(gen, prompts, truths, settings, outputs))
   if out is not None:

@@ -137,7 +137,7 @@ def model_shape(vae_config: autoencoder.AutoencoderConfig | None, num_frames: in
 
 def latent_autoencoder(config: ml_collections.ConfigDict) -> autoencoder.AutoencoderConfig | None:
   """The config of the VAE whose latents the model learns (None for pixels), read without its
-  weights; raises when data.source, data.layout or frame conditioning do not fit it."""
+  weights; raises when data.source, data.layout or the conditioning tasks do not fit it."""
   source = pipeline.source(config)
   if config.autoencoder == 'none':
     if source == 'latent_cache':
@@ -152,8 +152,7 @@ def latent_autoencoder(config: ml_collections.ConfigDict) -> autoencoder.Autoenc
     raise ValueError(f'data.layout {pipeline.layout(config)!r} is not available on latents (a '
                      'latent cache holds clips of one size): pass --config.data.layout=fixed.')
   if frame_conditioning(config):
-    raise ValueError('conditioning.enabled=True is not available on latents yet (given frames '
-                     'are pixels): pass --config.conditioning.enabled=False.')
+    conditioning.check_prefix_tasks(config.conditioning.tasks)
   return autoencoder.config_from_workdir(config.autoencoder)
 
 
