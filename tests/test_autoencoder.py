@@ -11,6 +11,7 @@ import pytest
 
 from videogen.models import autoencoder
 from videogen.models import autoencoder_chunks
+from videogen.models import causal_conv
 from videogen.models import dit
 
 WAN_VAE_PARAMS = 126_892_531  # Wan 2.1 VAE state dict: 194 tensors (encoder 53.6M, decoder 73.3M)
@@ -191,3 +192,16 @@ def test_latent_stats_normalize_round_trip():
                              atol=1e-5)
   with pytest.raises(ValueError, match='got no latents'):
     autoencoder.latent_stats([])
+
+
+@pytest.mark.parametrize('kernel, stride_t', [((3, 3, 3), 1), ((3, 1, 1), 2), ((1, 1, 1), 1)])
+def test_conv_by_frames_equals_the_3d_conv(kernel, stride_t):
+  """The CPU's per-tap 2D convs give XLA's 3D conv, forward and backward."""
+  stream = jax.random.normal(jax.random.key(0), (2, 7, 6, 5, 4))
+  weights = jax.random.normal(jax.random.key(1), (*kernel, 4, 3))
+  for fn in (lambda f: f(stream, weights, stride_t),
+             lambda f: jax.grad(lambda s, w: (f(s, w, stride_t) ** 2).sum(), (0, 1))(stream,
+                                                                                  weights)):
+    for a, b in zip(jax.tree.leaves(fn(causal_conv.conv_by_frames)),
+                    jax.tree.leaves(fn(causal_conv.conv_3d))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)

@@ -64,12 +64,34 @@ class CausalConv3d(nn.Module):
       self.put_variable('cache', 'past', stream_bthwc[:, stream_bthwc.shape[1] - num_past:])
     if x_bthwc.shape[1] == 0:
       return jnp.zeros((*x_bthwc.shape[:4], self.features), self.dtype)
-    y_bthwc = jax.lax.conv_general_dilated(
-        stream_bthwc.astype(self.dtype), kernel.astype(self.dtype),
-        window_strides=(self.stride_t, 1, 1),
-        padding=((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)),
-        dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+    conv = conv_by_frames if jax.default_backend() == 'cpu' else conv_3d
+    y_bthwc = conv(stream_bthwc.astype(self.dtype), kernel.astype(self.dtype), self.stride_t)
     return y_bthwc + bias.astype(self.dtype)
+
+
+def conv_3d(stream_bthwc, kernel_thwio, stride_t: int):
+  """A valid conv in time, 'same' in space, with a time stride: XLA's 3D convolution."""
+  _, kh, kw = kernel_thwio.shape[:3]
+  return jax.lax.conv_general_dilated(
+      stream_bthwc, kernel_thwio, window_strides=(stride_t, 1, 1),
+      padding=((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)),
+      dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+
+
+def conv_by_frames(stream_bthwc, kernel_thwio, stride_t: int):
+  """conv_3d as one 2D conv per time tap over every output frame at once, summed. What the
+  CPU runs: XLA's CPU 3D convolution is 3-5x slower forward + backward than its 2D one (4
+  clips of 9x32x32x32 through a 3x3x3 conv: 506 ms against 152 ms)."""
+  kt, kh, kw = kernel_thwio.shape[:3]
+  batch, frames_out = stream_bthwc.shape[0], (stream_bthwc.shape[1] - kt) // stride_t + 1
+  y_nhwc = 0
+  for tap in range(kt):
+    frames_bthwc = stream_bthwc[:, tap:tap + stride_t * (frames_out - 1) + 1:stride_t]
+    y_nhwc = y_nhwc + jax.lax.conv_general_dilated(
+        einops.rearrange(frames_bthwc, 'b t h w c -> (b t) h w c'), kernel_thwio[tap],
+        window_strides=(1, 1), padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return einops.rearrange(y_nhwc, '(b t) h w c -> b t h w c', b=batch)
 
 
 def downsample_time(conv: CausalConv3d, x_bthwc):
