@@ -175,14 +175,9 @@ def percent(value) -> str:
 
 def summary_table(rows: list[dict], *, model: str | None = None) -> str:
   """The summary rows as markdown (scores in percent; '-' where a score never applies)."""
-  head = (['model'] if model else []) + ['split', 'category', 'videos',
-                                         *world_scores.CATEGORIES]
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
-  for row in rows:
-    cells = ([model] if model else []) + [row['split'], row['category'], str(row['videos'])]
-    cells += [percent(row[name]) for name in world_scores.CATEGORIES]
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines)
+  keys = ['split', 'category', 'videos', *world_scores.CATEGORIES]
+  rows = [({'model': model} if model else {}) | {k: row[k] for k in keys} for row in rows]
+  return tables.markdown_table(rows, {name: percent for name in world_scores.CATEGORIES})
 
 
 def per_video_table(scored: list[ScoredVideo]) -> str:
