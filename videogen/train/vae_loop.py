@@ -47,7 +47,8 @@ from videogen.train import vae_adversarial
 from videogen.train import vae_loss
 
 # Config sections a checkpoint must agree with to be resumed or restored; with the adversarial
-# loss on, also these (its state's layout; a run that switches it on starts a new workdir).
+# loss on, also these: the discriminator's shape, and the weight, which tells a run saved
+# without the loss (weight 0, another state layout) from one saved with it.
 COMPATIBLE_KEYS = ('model',)
 ADVERSARIAL_KEYS = ('loss.adversarial_weight', 'discriminator.base_channels',
                     'discriminator.num_layers')
