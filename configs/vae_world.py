@@ -1,4 +1,5 @@
-"""The causal video VAE on the procedural world: L1 + SSIM + KL, images and videos in one run.
+"""The causal video VAE on the procedural world: L1 + SSIM + KL (+ an optional adversarial loss,
+off here), images and videos in one run.
 
 Usage: `--config configs/vae_world.py` (the 'world' preset: 4x8x8 compression, 8 latent
 channels, 9x32x32 clips), or `--config configs/vae_world.py:runlocal=True` (the 'tiny' preset on
@@ -47,7 +48,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # posterior variance collapsing to 0 and the means drifting (Stable Diffusion's 1e-6 on sums
   # is ~1e-8 on these means, which leaves the variance free to collapse).
   # ssim_weight 0.2: 1 - SSIM is ~5x larger than L1 early on; 0.2 makes the terms comparable.
-  config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-5, ssim_weight=0.2))
+  # adversarial_weight (train/vae_adversarial.py: a 3D PatchGAN discriminator, hinge loss, fixed
+  # weight): 0 (off) here, as in every CPU config. Not for its cost (a discriminator forward is
+  # 0.09 GFLOP on a 9x32x32 clip against the VAE's 5.9, so its three forwards and two backwards
+  # add a few percent), but because a CPU run's few thousand steps end soon after the term could
+  # start, and a GAN term in so short a run mostly adds instability before it adds sharpness.
+  # adversarial_start_step 2000: only after the warm-up is the reconstruction good enough that
+  # the discriminator cannot win at once and dominate the VAE's gradients; both players train
+  # from this step on.
+  config.loss = ml_collections.ConfigDict(dict(
+      kl_weight=1e-5, ssim_weight=0.2, adversarial_weight=0.0, adversarial_start_step=2000))
+  # The discriminator (videogen/models/discriminator.py) and its Adam, at a constant learning
+  # rate; b1 0.5, b2 0.9 as GANs commonly use. Built only when adversarial_weight > 0.
+  config.discriminator = ml_collections.ConfigDict(dict(
+      base_channels=32, num_layers=3, learning_rate=1e-4, b1=0.5, b2=0.9))
 
   # Plain Adam (weight_decay 0) with clipping. learning_rate 3e-3: on the tiny preset (5x16x16,
   # batch 8) 240 steps reached 17.9 dB on unseen clips against 16.5 dB at 1e-3.
@@ -94,6 +108,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.update(batch_size=8, num_threads=1, prefetch=1)
     config.optim.update(warmup_steps=1, total_steps=20)
     config.train.update(steps=4, image_every=2, log_every=1, checkpoint_every=2, sample_every=0)
+    config.discriminator.base_channels = 8
     config.sample.num_clips = 2
     config.latent_stats.update(num_clips=8, batch_size=8)
   return config

@@ -74,7 +74,7 @@ class Autoencoder:
                               f'experiments/train_vae.py --workdir {workdir}')
     state = ckpt.restore(parts.abstract_state, step=step)
     ckpt.close()
-    params = state.ema_params if use_ema else state.params
+    params = vae_loop.autoencoder_params(parts, state.ema_params if use_ema else state.params)
     stats_path = workdir / vae_loop.LATENT_STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     if (stats.get('step'), stats.get('use_ema')) != (step, use_ema):

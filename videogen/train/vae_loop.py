@@ -1,4 +1,5 @@
-"""The autoencoder's training loop: world clips -> L1 + SSIM + KL -> the shared train step.
+"""The autoencoder's training loop: world clips -> L1 + SSIM + KL (+ optional adversarial loss,
+train/vae_adversarial.py) -> the shared train step.
 
 Built from the DiT trainer's parts (TrainState, make_train_step, jit_train_step, Checkpointer,
 MetricWriter, stop_on_signal, create_sharded_state) and, like `loop.train`, resumes exactly from
@@ -33,6 +34,7 @@ from videogen import media
 from videogen.data import pipeline
 from videogen.evals import reconstruction
 from videogen.models import autoencoder
+from videogen.models import discriminator as discriminator_lib
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.train import checkpoint
@@ -41,20 +43,30 @@ from videogen.train import metrics as metrics_lib
 from videogen.train import preemption
 from videogen.train import state as state_lib
 from videogen.train import step as step_lib
+from videogen.train import vae_adversarial
 from videogen.train import vae_loss
 
-# Config sections a checkpoint must agree with to be resumed or restored.
+# Config sections a checkpoint must agree with to be resumed or restored; with the adversarial
+# loss on, also these: the discriminator's shape, and the weight, which tells a run saved
+# without the loss (weight 0, another state layout) from one saved with it.
 COMPATIBLE_KEYS = ('model',)
+ADVERSARIAL_KEYS = ('loss.adversarial_weight', 'discriminator.base_channels',
+                    'discriminator.num_layers')
 LATENT_STATS_FILE = 'latent_stats.json'
 
 
 @dataclasses.dataclass
 class VaeParts:
-  """What `build` makes: the model, optimizer, mesh and the train state's shardings."""
+  """What `build` makes: the model, optimizer, mesh and the train state's shardings.
+
+  With the adversarial loss on, `discriminator` is set and the state's params are
+  {'autoencoder', 'discriminator'} (`autoencoder_params` picks the VAE's).
+  """
   config: ml_collections.ConfigDict
   mesh: jax.sharding.Mesh
   rules: sharding.LogicalRules
   model: autoencoder.AutoencoderKL
+  discriminator: discriminator_lib.PatchDiscriminator | None
   optimizer: optax.GradientTransformation
   lr_schedule: optax.Schedule
   init_fn: Callable[[], state_lib.TrainState]
@@ -91,6 +103,10 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeParts:
   autoencoder.check_video(jax.ShapeDtypeStruct((1, w.num_frames, w.height, w.width, 3),
                                                jnp.float32), model.config)
   optimizer = state_lib.make_optimizer(config.optim)
+  discriminator = None
+  if vae_adversarial.enabled(config):
+    discriminator = vae_adversarial.make_discriminator(config)
+    optimizer = vae_adversarial.make_optimizer(optimizer, config)
 
   def init_fn():
     side = model.config.spatial_downsample
@@ -100,12 +116,18 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeParts:
       # rbg keys: the ~100 parameter initialisers compile ~3x faster than with threefry.
       rbg = jax.random.key(jax.random.bits(rng, dtype=jnp.uint32), impl='rbg')
       params_rng, sample_rng = jax.random.split(rbg)
-      return model.init(params_rng, image, sample_rng)['params']
+      params = model.init(params_rng, image, sample_rng)['params']
+      if discriminator is None:
+        return params
+      # The VAE's params are drawn as without the discriminator, from the same key.
+      return {vae_adversarial.AUTOENCODER: params, vae_adversarial.DISCRIMINATOR:
+              discriminator.init(jax.random.fold_in(rng, 1), image)['params']}
 
     return state_lib.init_train_state(model_init, optimizer, jax.random.key(config.seed))
 
   abstract_state, state_shardings = sharding.abstract_state_and_shardings(init_fn, mesh, rules)
-  return VaeParts(config=config, mesh=mesh, rules=rules, model=model, optimizer=optimizer,
+  return VaeParts(config=config, mesh=mesh, rules=rules, model=model,
+                  discriminator=discriminator, optimizer=optimizer,
                   lr_schedule=state_lib.learning_rate_schedule(config.optim), init_fn=init_fn,
                   abstract_state=abstract_state, state_shardings=state_shardings)
 
@@ -113,11 +135,23 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeParts:
 def make_sharded_train_step(parts: VaeParts) -> step_lib.StepFn:
   """The jitted, donated train step on parts.mesh; it compiles once for clips, once for images."""
   cfg = parts.config
-  return step_lib.jit_train_step(
-      step_lib.make_train_step(vae_loss.make_loss_fn(parts.model, cfg.loss), parts.optimizer,
-                               ema_decay=cfg.optim.ema_decay, lr_schedule=parts.lr_schedule,
-                               grad_accum_steps=state_lib.grad_accum_steps(cfg.optim)),
-      parts.state_shardings, sharding.batch_sharding(parts.mesh), parts.mesh, rules=parts.rules)
+  if parts.discriminator is None:
+    loss_fn = vae_loss.make_loss_fn(parts.model, cfg.loss)
+  else:
+    loss_fn = vae_adversarial.make_loss_fn(parts.model, parts.discriminator, cfg.loss)
+  train_step = step_lib.make_train_step(
+      loss_fn, parts.optimizer, ema_decay=cfg.optim.ema_decay, lr_schedule=parts.lr_schedule,
+      grad_accum_steps=state_lib.grad_accum_steps(cfg.optim))
+  if parts.discriminator is not None:
+    train_step = vae_adversarial.switch_on_at(train_step, cfg.loss.adversarial_start_step)
+  return step_lib.jit_train_step(train_step, parts.state_shardings,
+                                 sharding.batch_sharding(parts.mesh), parts.mesh,
+                                 rules=parts.rules)
+
+
+def autoencoder_params(parts: VaeParts, params):
+  """The VAE's own params out of the train state's (or its EMA's)."""
+  return params if parts.discriminator is None else params[vae_adversarial.AUTOENCODER]
 
 
 def is_image_step(step: int, image_every: int) -> bool:
@@ -192,7 +226,7 @@ def train_vae(config: ml_collections.ConfigDict, workdir, *,
   state, data_iter = loop.restore_or_init(
       parts, ckpt, lambda: iter(pipeline.world_dataset_from_config(
           config, shard_index=jax.process_index(), shard_count=jax.process_count())),
-      keys=COMPATIBLE_KEYS)
+      keys=COMPATIBLE_KEYS + (ADVERSARIAL_KEYS if parts.discriminator else ()))
   loop.write_config(config, workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
@@ -229,7 +263,8 @@ def train_vae(config: ml_collections.ConfigDict, workdir, *,
         window_start, window_steps = time.perf_counter(), 0
       ckpt.save(step, state, data_iter, config, force=last or stop_now)
       if tc.sample_every and step % tc.sample_every == 0:
-        write_reconstruction_grid(workdir, step, state.ema_params, parts)
+        write_reconstruction_grid(workdir, step, autoencoder_params(parts, state.ema_params),
+                                  parts)
         sampled_step = step
       if stop_now and not last:
         stopped_early = True
@@ -238,10 +273,10 @@ def train_vae(config: ml_collections.ConfigDict, workdir, *,
   ckpt.wait()
   ckpt.close()
   writer.close()
+  ema_params = autoencoder_params(parts, state.ema_params)
   if sampled_step != step:
-    write_reconstruction_grid(workdir, step, state.ema_params, parts)
-  stats = {'step': step, 'use_ema': True,
-           **measure_latent_stats(config, parts.model, state.ema_params)}
+    write_reconstruction_grid(workdir, step, ema_params, parts)
+  stats = {'step': step, 'use_ema': True, **measure_latent_stats(config, parts.model, ema_params)}
   if jax.process_index() == 0:
     media.write_json(workdir / LATENT_STATS_FILE, stats)
   return VaeTrainResult(state=state, parts=parts, first_step=first_step, last_step=step,

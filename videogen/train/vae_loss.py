@@ -23,26 +23,38 @@ def kl_to_standard_normal(mean_bthwc, logvar_bthwc) -> jax.Array:
   return 0.5 * (jnp.square(mean_bthwc) + jnp.exp(logvar_bthwc) - 1.0 - logvar_bthwc)
 
 
-def make_loss_fn(model: autoencoder.AutoencoderKL,
-                 loss_cfg: ml_collections.ConfigDict) -> step_lib.LossFn:
-  """loss_fn(params, batch, rng) -> (loss, {'l1', 'ssim', 'kl', 'psnr'}) for make_train_step.
+def reconstruction_loss(model: autoencoder.AutoencoderKL, loss_cfg: ml_collections.ConfigDict,
+                        params, video_bthwc, rng) -> tuple[jax.Array, dict, jax.Array]:
+  """(loss, {'l1', 'ssim', 'kl', 'psnr'}, recon_bthwc) of one batch; see the module docstring.
 
-  batch['video'] is float32 [B, 1 + r·k, H, W, 3] in [-1, 1] (images are 1-frame videos);
-  'psnr' (dB, of the clipped reconstruction, per frame) is reported, not optimised.
+  video_bthwc is float32 [B, 1 + r·k, H, W, 3] in [-1, 1] (images are 1-frame videos); 'psnr'
+  (dB, of the clipped reconstruction, per frame) is reported, not optimised.
   """
+  recon_bthwc, mean_bthwc, logvar_bthwc = model.apply({'params': params}, video_bthwc, rng)
+  l1 = jnp.abs(recon_bthwc - video_bthwc).mean()
+  ssim = reconstruction.ssim(recon_bthwc, video_bthwc).mean()
+  kl = kl_to_standard_normal(mean_bthwc, logvar_bthwc).mean()
+  loss = l1 + loss_cfg.ssim_weight * (1.0 - ssim) + loss_cfg.kl_weight * kl
+  psnr = reconstruction.psnr(jnp.clip(recon_bthwc, -1.0, 1.0), video_bthwc).mean()
+  return loss, {'l1': l1, 'ssim': ssim, 'kl': kl, 'psnr': psnr}, recon_bthwc
+
+
+def check_weights(loss_cfg: ml_collections.ConfigDict) -> None:
+  """Fails on a negative ssim_weight or kl_weight."""
   for name in ('ssim_weight', 'kl_weight'):
     if loss_cfg[name] < 0:
       raise ValueError(f'loss.{name} {loss_cfg[name]} is negative: use 0 to switch the term '
                        'off, or a positive weight.')
 
+
+def make_loss_fn(model: autoencoder.AutoencoderKL,
+                 loss_cfg: ml_collections.ConfigDict) -> step_lib.LossFn:
+  """loss_fn(params, batch, rng) -> (loss, {'l1', 'ssim', 'kl', 'psnr'}) for make_train_step;
+  batch['video'] as `reconstruction_loss` takes it."""
+  check_weights(loss_cfg)
+
   def loss_fn(params, batch, rng):
-    video_bthwc = batch['video']
-    recon_bthwc, mean_bthwc, logvar_bthwc = model.apply({'params': params}, video_bthwc, rng)
-    l1 = jnp.abs(recon_bthwc - video_bthwc).mean()
-    ssim = reconstruction.ssim(recon_bthwc, video_bthwc).mean()
-    kl = kl_to_standard_normal(mean_bthwc, logvar_bthwc).mean()
-    loss = l1 + loss_cfg.ssim_weight * (1.0 - ssim) + loss_cfg.kl_weight * kl
-    psnr = reconstruction.psnr(jnp.clip(recon_bthwc, -1.0, 1.0), video_bthwc).mean()
-    return loss, {'l1': l1, 'ssim': ssim, 'kl': kl, 'psnr': psnr}
+    loss, aux, _ = reconstruction_loss(model, loss_cfg, params, batch['video'], rng)
+    return loss, aux
 
   return loss_fn
