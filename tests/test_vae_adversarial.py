@@ -83,6 +83,11 @@ def test_both_players_train_from_the_start_step_and_resume_exactly(adversarial_r
   assert (resumed.first_step, resumed.last_step) == (2, 4)
   _assert_trees_equal(straight.state, resumed.state)
 
+  # Resuming it with the loss off (another state layout) is refused before reading the state.
+  with pytest.raises(ValueError, match=r'saved with loss.adversarial_weight 0.1, which switches '
+                                       r'the adversarial loss on, but this run has 0.0'):
+    vae_loop.train_vae(adversarial_config(weight=0.0), tmp_path, progress=False)
+
   # A restored run hands out the VAE's own weights.
   restored = vae_lib.Autoencoder.from_workdir(workdir)
   _assert_trees_equal(restored.params, straight.state.ema_params[vae_adversarial.AUTOENCODER])

@@ -21,6 +21,7 @@ runs.
 
 Legend: b batch, t frames, h/w height/width, c channels.
 """
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -56,6 +57,19 @@ def enabled(config: ml_collections.ConfigDict) -> bool:
     raise ValueError(f'discriminator.base_channels {d.base_channels}, num_layers {d.num_layers} '
                      f'and learning_rate {d.learning_rate} must all be positive.')
   return True
+
+
+def check_resumable(saved_config: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
+  """Raises when a checkpoint saved with the adversarial loss on is resumed with it off, or the
+  other way round: the two states hold different params. The weight itself may change."""
+  saved_weight = saved_config.get('loss', {}).get('adversarial_weight', 0.0)
+  saved_on = saved_weight > 0
+  if saved_on != enabled(config):
+    effect, fix = ('switches the adversarial loss on', 'a positive weight') if saved_on else (
+        'leaves it off', '0')
+    raise ValueError(f'the checkpoint was saved with loss.adversarial_weight {saved_weight}, '
+                     f'which {effect}, but this run has {config.loss.adversarial_weight}: '
+                     f'resume with {fix} or start a new workdir.')
 
 
 def make_discriminator(config: ml_collections.ConfigDict) -> discriminator_lib.PatchDiscriminator:

@@ -47,11 +47,10 @@ from videogen.train import vae_adversarial
 from videogen.train import vae_loss
 
 # Config sections a checkpoint must agree with to be resumed or restored; with the adversarial
-# loss on, also these: the discriminator's shape, and the weight, which tells a run saved
-# without the loss (weight 0, another state layout) from one saved with it.
+# loss on, also the discriminator's shape (whether it is on at all: vae_adversarial.
+# check_resumable).
 COMPATIBLE_KEYS = ('model',)
-ADVERSARIAL_KEYS = ('loss.adversarial_weight', 'discriminator.base_channels',
-                    'discriminator.num_layers')
+ADVERSARIAL_KEYS = ('discriminator.base_channels', 'discriminator.num_layers')
 LATENT_STATS_FILE = 'latent_stats.json'
 
 
@@ -223,6 +222,8 @@ def train_vae(config: ml_collections.ConfigDict, workdir, *,
   tc = config.train
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,
                                  save_interval_steps=tc.checkpoint_every)
+  if ckpt.latest_step() is not None:
+    vae_adversarial.check_resumable(ckpt.restore_config(), config)
   state, data_iter = loop.restore_or_init(
       parts, ckpt, lambda: iter(pipeline.world_dataset_from_config(
           config, shard_index=jax.process_index(), shard_count=jax.process_count())),
