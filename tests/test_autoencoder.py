@@ -205,3 +205,12 @@ def test_conv_by_frames_equals_the_3d_conv(kernel, stride_t):
     for a, b in zip(jax.tree.leaves(fn(causal_conv.conv_by_frames)),
                     jax.tree.leaves(fn(causal_conv.conv_3d))):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_posterior_starts_narrow(tiny):
+  """At init the posterior's std is e^(INITIAL_LOGVAR / 2) ≈ 0.05, so the decoder can read the
+  encoder's means through the sampling noise from the first step."""
+  model, params, encode, _ = tiny
+  _, logvar = encode(params, _smooth_video(5, 16, 16))
+  np.testing.assert_allclose(np.exp(0.5 * np.asarray(logvar)).mean(),
+                             np.exp(0.5 * autoencoder.INITIAL_LOGVAR), rtol=0.5)

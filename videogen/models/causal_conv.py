@@ -13,7 +13,7 @@ call, or the first chunk) a layer starts a new video. Nothing is kept between ca
 
 Legend: b batch, t frames, h/w height/width, c channels.
 """
-from typing import Any
+from typing import Any, Callable
 
 import einops
 import flax.linen as nn
@@ -43,6 +43,7 @@ class CausalConv3d(nn.Module):
   stride_t: int = 1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  bias_init: Callable = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x_bthwc, first_past_bthwc=None):
@@ -50,7 +51,7 @@ class CausalConv3d(nn.Module):
     kernel = self.param(
         'kernel', nn.with_logical_partitioning(nn.initializers.lecun_normal(), KERNEL_AXES),
         (kt, kh, kw, x_bthwc.shape[-1], self.features), self.param_dtype)
-    bias = self.param('bias', nn.with_logical_partitioning(nn.initializers.zeros, CHANNEL_AXES),
+    bias = self.param('bias', nn.with_logical_partitioning(self.bias_init, CHANNEL_AXES),
                       (self.features,), self.param_dtype)
     num_past = kt - self.stride_t
     if not starts_video(self):
