@@ -100,8 +100,9 @@ def extend(gen: generate.Generator, video, prompt: str, *, frames: int,
   Each window of the model's length is conditioned on the `context` frames nearest the growing
   end (default: half the window) and adds the rest; windows repeat until `frames` are made, so
   any length works and every window overlaps the one before by `context` frames. On a latent
-  model the window's first 1 + 4j context frames condition it (whole latent frames); the rest
-  come back exactly but the model does not see them, so there prefer context = 1 + 4j.
+  model only the first 1 + r·j context frames (whole latent frames; r: the VAE's temporal
+  compression) condition the window; the rest come back exactly but the model does not see
+  them, so there prefer context = 1 + r·j.
   """
   if direction not in ('forward', 'backward'):
     raise ValueError(f"direction {direction!r} is unknown: use 'forward' or 'backward'.")
