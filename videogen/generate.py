@@ -166,8 +166,9 @@ class Generator:
     """uint8 videos [B, T, H, W, 3], one per prompt; seed i fixes video i's noise.
 
     frames (uint8 [B, T, H, W, 3]) with frame_mask (bool [B, T]) give frames the video must
-    contain (a frame-conditioned model; a latent one takes a clip's first frames only); init (uint8 [B, T, H, W, 3]) is the video SDEdit
-    starts from at settings.strength. See videogen/prompting.py for the tasks built on these.
+    contain (a frame-conditioned model; a latent one takes a clip's first frames only); init
+    (uint8 [B, T, H, W, 3]) is the video SDEdit starts from at settings.strength. See
+    videogen/prompting.py for the tasks built on these.
     """
     if not prompts:
       raise ValueError('no prompts given: pass at least one prompt (an empty string is the '
