@@ -62,7 +62,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # the discriminator cannot win at once and dominate the VAE's gradients; both players train
   # from this step on.
   config.loss = ml_collections.ConfigDict(dict(
-      kl_weight=1e-5, ssim_weight=0.2, mse_weight=4.0, adversarial_weight=0.0, adversarial_start_step=2000))
+      kl_weight=1e-5, ssim_weight=0.2, mse_weight=4.0, adversarial_weight=0.0,
+      adversarial_start_step=2000))
   # The discriminator (videogen/models/discriminator.py) and its Adam, at a constant learning
   # rate; b1 0.5, b2 0.9 as GANs commonly use. Built only when adversarial_weight > 0.
   config.discriminator = ml_collections.ConfigDict(dict(

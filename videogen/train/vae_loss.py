@@ -27,7 +27,7 @@ def kl_to_standard_normal(mean_bthwc, logvar_bthwc) -> jax.Array:
 
 def reconstruction_loss(model: autoencoder.AutoencoderKL, loss_cfg: ml_collections.ConfigDict,
                         params, video_bthwc, rng) -> tuple[jax.Array, dict, jax.Array]:
-  """(loss, {'l1', 'mse', 'ssim', 'kl', 'psnr'}, recon_bthwc) of one batch; see the module docstring.
+  """(loss, {'l1', 'mse', 'ssim', 'kl', 'psnr'}, recon_bthwc) of one batch (module docstring).
 
   video_bthwc is float32 [B, 1 + r·k, H, W, 3] in [-1, 1] (images are 1-frame videos); 'psnr'
   (dB, of the clipped reconstruction, per frame) is reported, not optimised.
