@@ -139,15 +139,18 @@ def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
 
 
 def restore_or_init(parts, ckpt: checkpoint.Checkpointer, make_data_iter,
-                    keys=COMPATIBLE_KEYS):
+                    keys=COMPATIBLE_KEYS, check_saved=None):
   """(state, data iterator): the newest checkpoint's state with make_data_iter()'s iterator
   moved to its position, else a fresh state and iterator. The iterator is made only once the
-  checkpoint is known compatible (config `keys` and data layout), so a mismatch is reported as
+  checkpoint is known compatible (check_saved(saved config, config) when given, which raises
+  on what keys cannot express, then config `keys` and data layout), so a mismatch is reported as
   such and not as bad data. `parts`: the DiT's Components or the VAE's VaeParts."""
   if ckpt.latest_step() is None:
     return sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
                                          parts.rules), make_data_iter()
   saved = ckpt.restore_config()
+  if check_saved is not None:
+    check_saved(saved, parts.config)
   checkpoint.check_compatible(saved, parts.config, keys)
   saved_layout = saved.get('data', {}).get('layout', 'fixed')  # runs before layouts: 'fixed'
   if saved_layout != pipeline.layout(parts.config):

@@ -222,12 +222,11 @@ def train_vae(config: ml_collections.ConfigDict, workdir, *,
   tc = config.train
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,
                                  save_interval_steps=tc.checkpoint_every)
-  if ckpt.latest_step() is not None:
-    vae_adversarial.check_resumable(ckpt.restore_config(), config)
   state, data_iter = loop.restore_or_init(
       parts, ckpt, lambda: iter(pipeline.world_dataset_from_config(
           config, shard_index=jax.process_index(), shard_count=jax.process_count())),
-      keys=COMPATIBLE_KEYS + (ADVERSARIAL_KEYS if parts.discriminator else ()))
+      keys=COMPATIBLE_KEYS + (ADVERSARIAL_KEYS if parts.discriminator else ()),
+      check_saved=vae_adversarial.check_resumable)
   loop.write_config(config, workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
