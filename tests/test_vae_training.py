@@ -128,6 +128,12 @@ def test_metrics_of_identical_noisy_and_constant_videos():
   assert 15 < float(reconstruction.psnr(noisy, x).mean()) < 30
   assert float(reconstruction.ssim(noisy, x).max()) < 0.95
   assert float(reconstruction.flicker(noisy, x).min()) > 5
+  # Hue error: 0 for a brightness shift (PSNR drops), large for red <-> blue, NaN without colour.
+  np.testing.assert_allclose(reconstruction.colour_error(x, x), 0.0, atol=1e-6)
+  np.testing.assert_allclose(reconstruction.colour_error(x - 0.05, x), 0.0, atol=1e-5)
+  assert float(reconstruction.colour_error(x[..., ::-1], x).min()) > 20
+  grey = jnp.repeat(x[..., :1], 3, axis=-1)
+  assert np.isnan(reconstruction.colour_error(x, grey)).all()
   # Constant frames a and b: SSIM reduces to the luminance term (2ab + c1) / (a² + b² + c1).
   a, b, c1 = 0.5, -0.25, (0.01 * 2) ** 2
   ssim = reconstruction.ssim(jnp.full((1, 1, 12, 12, 3), a), jnp.full((1, 1, 12, 12, 3), b))

@@ -73,6 +73,9 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
   colours = [_colour(p.scene) for p in prompts]
   outputs = {}
 
+  def wanted(task):  # a latent model is given only a clip's first frames
+    return not latent or task in prompting.LATENT_TASKS
+
   def run(task, fn):
     outputs[task] = [fn(p, truth, i) for i, (p, truth) in enumerate(zip(prompts, truths))]
     return outputs[task]
@@ -87,7 +90,7 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
 
   for direction in ('forward', 'backward'):
     task = f'extend_{direction}'
-    if latent and task not in prompting.LATENT_TASKS:
+    if not wanted(task):
       continue
     videos = run(task, lambda p, truth, i, d=direction: prompting.extend(
         gen, truth[:half] if d == 'forward' else truth[half:], p.text, frames=t - half,
@@ -104,7 +107,7 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
                            max(_given_error(v, tr, given) for v, tr in zip(videos, truths)),
                            ', '.join(seen)))
 
-  if not latent:  # connect, keyframes and loop give frames after missing ones
+  if wanted('connect'):
     videos = run('connect', lambda p, truth, i: prompting.connect(
         gen, truth[:1], truth[-1:], p.text, frames=bridge, seed=p.seed, settings=settings))
     error = max(max(_given_error(v[:1], tr[:1], [0]), _given_error(v[-1:], tr[-1:], [0]))
@@ -112,6 +115,7 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
     present = [_object_frames(v, c) for v, c in zip(videos, colours)]
     scores.append(_percent('connect', 'frames with the object', present, 100, error))
 
+  if wanted('keyframes'):
     keys = sorted({0, half, t - 1})
     videos = run('keyframes', lambda p, truth, i: prompting.keyframes(
         gen, {k: truth[k] for k in keys}, p.text, seed=p.seed, settings=settings))
@@ -119,6 +123,7 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
     scores.append(_percent('keyframes', 'frames with the object', present, 100,
                            max(_given_error(v, tr, keys) for v, tr in zip(videos, truths))))
 
+  if wanted('loop'):
     videos = run('loop', lambda p, truth, i: prompting.loop(
         gen, truth, p.text, frames=bridge, seed=p.seed, settings=settings))
     present = [_object_frames(v[t:], c) for v, c in zip(videos, colours)]
