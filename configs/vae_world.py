@@ -40,7 +40,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       split='train', num_workers=0, num_threads=2, prefetch=4,
   ))
 
-  config.model = ml_collections.ConfigDict(dict(preset=arg.preset))
+  # The preset's sizes (videogen/models/autoencoder.py PRESETS); a field set here overrides the
+  # preset's, e.g. --config.model.latent_channels=16 (None: the preset's value).
+  config.model = ml_collections.ConfigDict(dict(
+      preset=arg.preset,
+      latent_channels=ml_collections.config_dict.placeholder(int),
+      base_channels=ml_collections.config_dict.placeholder(int),
+      num_res_blocks=ml_collections.config_dict.placeholder(int),
+  ))
 
   # Means: L1 per pixel, 1 - SSIM per frame, KL per latent element (train/vae_loss.py).
   # kl_weight 1e-5: at the 30 dB target L1 is ~0.02 while a latent element's KL is ~1-10 nats,

@@ -20,6 +20,7 @@ from videogen import vae as vae_lib
 from videogen.evals import reconstruction
 from videogen.models import autoencoder
 from videogen.models import autoencoder_chunks
+from videogen.train import checkpoint
 from videogen.train import loop
 from videogen.train import vae_loop
 
@@ -90,6 +91,23 @@ def test_autoencoder_round_trips_and_chunks_exactly(trained, vae, tmp_path):
   for a, b in zip(jax.tree.leaves((vae.params, vae.stats)),
                   jax.tree.leaves((exported.params, exported.stats))):
     np.testing.assert_array_equal(a, b)
+
+
+def test_model_overrides_reach_the_model_and_old_runs_still_resume(tmp_path):
+  config = tiny_config()
+  config.model.latent_channels = 6
+  assert vae_loop.model_config(config).latent_channels == 6
+  loop.write_config(config, tmp_path)  # what a latent DiT run and eval_vae read back
+  assert autoencoder.config_from_workdir(tmp_path).latent_channels == 6
+  wrong = tiny_config()
+  wrong.model.num_blocks = 2
+  with pytest.raises(ValueError, match=r"\['num_blocks'\] are not autoencoder settings"):
+    vae_loop.model_config(wrong)
+  # A run saved before these fields existed ({'preset': 'tiny'}) resumes while they are unset.
+  unset = tiny_config()
+  checkpoint.check_compatible({'model': {'preset': 'tiny'}}, unset, vae_loop.COMPATIBLE_KEYS)
+  with pytest.raises(ValueError, match=r"model.latent_channels \(saved '<missing>', now 6\)"):
+    checkpoint.check_compatible({'model': {'preset': 'tiny'}}, config)
 
 
 def test_codec_speed_rows(vae):

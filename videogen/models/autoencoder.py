@@ -15,9 +15,11 @@ autoencoder_blocks for the rest of the mapping.
 
 Legend: b batch, t frames, h/w height/width, c channels, p latent positions.
 """
+from collections.abc import Mapping
 import dataclasses
 import json
 import pathlib
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -106,6 +108,17 @@ def autoencoder_config(name: str, **overrides) -> AutoencoderConfig:
   return AutoencoderConfig(**{**PRESETS[name], **overrides})
 
 
+def run_model_config(model: Mapping[str, Any]) -> AutoencoderConfig:
+  """The AutoencoderConfig of a run's `config.model` section: its preset, with every other
+  field that holds a value (not None) overriding the preset's."""
+  overrides = {k: v for k, v in model.items() if k != 'preset' and v is not None}
+  unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(AutoencoderConfig)})
+  if unknown:
+    raise ValueError(f'config.model fields {unknown} are not autoencoder settings; use fields of '
+                     'AutoencoderConfig (videogen/models/autoencoder.py).')
+  return autoencoder_config(model['preset'], **overrides)
+
+
 def latent_frame_count(num_frames: int, temporal_downsample: int) -> int:
   """1 + k latent frames for 1 + r·k frames; any other count raises, naming the nearest ones."""
   r = temporal_downsample
@@ -156,7 +169,7 @@ def config_from_workdir(workdir) -> AutoencoderConfig:
   if not (workdir / 'config.json').is_file():
     raise FileNotFoundError(f'no trained VAE in {str(workdir)!r} (missing config.json): train '
                             f'first with experiments/train_vae.py --workdir {workdir}')
-  return autoencoder_config(json.loads((workdir / 'config.json').read_text())['model']['preset'])
+  return run_model_config(json.loads((workdir / 'config.json').read_text())['model'])
 
 
 def _middle(x_bthwc, config: AutoencoderConfig):

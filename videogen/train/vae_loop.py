@@ -84,8 +84,8 @@ class VaeTrainResult:
 
 
 def model_config(config: ml_collections.ConfigDict) -> autoencoder.AutoencoderConfig:
-  """The AutoencoderConfig a run's config names (config.model.preset)."""
-  return autoencoder.autoencoder_config(config.model.preset)
+  """The AutoencoderConfig a run's config names (config.model: a preset and overrides)."""
+  return autoencoder.run_model_config(config.model.to_dict())
 
 
 def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeParts:
