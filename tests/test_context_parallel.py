@@ -19,7 +19,6 @@ from videogen.train import components
 
 RULES = sharding.rules_from_config(world_config.get_config())  # the DiT run's rules
 
-FAST_COMPILE = {'xla_backend_optimization_level': 0}  # same numbers, ~3x faster to compile
 # Two rows of 32 tokens, 8 per device at context=4: segments cross the blocks' borders, the
 # first row ends in padding (id 0, attending to padding) and the second is one segment.
 SEGMENT_IDS = np.array([[1] * 5 + [2] * 14 + [3] * 9 + [0] * 4, [1] * 32], np.int32)
@@ -48,9 +47,10 @@ def test_ring_attention_equals_full_attention(mesh_cfg, segment_ids):
   want_out, (want_loss, want_grads) = full(q, k, v), loss_and_grads(full, q, k, v)
   with jax.set_mesh(mesh_lib.make_mesh(mesh_cfg)):
     got_out, (got_loss, got_grads) = jax.jit(
-        lambda *a: (ring(*a), loss_and_grads(ring, *a)), compiler_options=FAST_COMPILE)(q, k, v)
+        lambda *a: (ring(*a), loss_and_grads(ring, *a)))(q, k, v)
   np.testing.assert_allclose(got_out, want_out, atol=2e-6, rtol=0)
-  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+  # A sum of 2,048 float32 terms (~55): the order of summation alone moves it by ~2e-6.
+  np.testing.assert_allclose(got_loss, want_loss, rtol=5e-6)
   for got, want in zip(got_grads, want_grads):
     np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
 
@@ -62,7 +62,7 @@ def on_mesh(fn, mesh_cfg):
   def run(*args):
     with sharding.sharding_context(mesh, RULES):
       lowered = jax.jit(fn).lower(*args)
-      return lowered.compile(FAST_COMPILE)(*args), lowered.as_text()
+      return lowered.compile()(*args), lowered.as_text()
   return run
 
 
@@ -72,7 +72,7 @@ def test_dit_on_a_context_mesh_equals_one_device():
   model = dit.DiT(config)
   for method, args in (('__call__', inputs()), ('packed', packed_inputs()[0])):
     apply = functools.partial(model.apply, method=method)
-    want = jax.jit(apply, compiler_options=FAST_COMPILE)(variables, *args)
+    want = jax.jit(apply)(variables, *args)
     got, lowered = on_mesh(apply, {'context': 4, 'fsdp': 2})(variables, *args)
     assert 'collective_permute' in lowered, 'the ring did not run'
     assert np.abs(want).max() > 1e-2

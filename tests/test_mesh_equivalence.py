@@ -24,8 +24,6 @@ from videogen.train import step as step_lib
 STEPS = 3
 LAYOUTS = ({'data': 8}, {'fsdp': 8}, {'data': 2, 'fsdp': 2, 'tensor': 2},
            {'context': 4, 'fsdp': 2})
-# LLVM's optimisations do not change float results, and skipping them compiles ~3x faster.
-FAST_COMPILE = {'xla_backend_optimization_level': 0}
 # Rows of 16 tokens (patch (1, 8, 8)) from clips of 8, 2, 6, 4 and 12 tokens: segments straddle
 # the 4-token blocks of context=4, and three of the four kinds of row end in padding.
 ROW_SHAPES = (((2, 16, 16), (1, 8, 16), (1, 16, 24)), ((1, 24, 16), (2, 8, 16), (1, 16, 16)),
@@ -65,7 +63,7 @@ def train_losses(parts: components.Components, state, batches) -> np.ndarray:
       lr_schedule=parts.lr_schedule)
   batch_sharding = sharding.batch_sharding(parts.mesh)
   jitted = step_lib.jit_train_step(train_step, parts.state_shardings, batch_sharding, parts.mesh,
-                                   rules=parts.rules, compiler_options=FAST_COMPILE)
+                                   rules=parts.rules)
   state, losses = jax.device_put(state, parts.state_shardings), []
   for batch in batches:
     state, metrics = jitted(state, sharding.shard_batch(batch, batch_sharding))
@@ -78,8 +76,7 @@ def reference():
   """(host batches, host initial state, 1-device losses), shared by the cases."""
   parts = components.build(tiny_config(), devices=jax.devices()[:1])
   with sharding.sharding_context(parts.mesh, parts.rules):
-    state = jax.device_get(jax.jit(lambda: nn.unbox(parts.init_fn()),
-                                   compiler_options=FAST_COMPILE)())
+    state = jax.device_get(jax.jit(lambda: nn.unbox(parts.init_fn()))())
   batches = host_batches(parts)
   losses = train_losses(parts, state, batches)
   assert np.isfinite(losses).all() and len(set(losses.tolist())) == STEPS

@@ -20,6 +20,8 @@ from videogen.train import checkpoint
 from videogen.train import components
 from videogen.train import loop
 
+import runner_env
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROCESSES, LOCAL_DEVICES = 2, 2
 FIRST_STEPS, LAST_STEP, CHECKPOINT_EVERY = 3, 5, 3
@@ -42,7 +44,7 @@ def launch_cluster(workdir, steps: int, *, through_env: bool) -> list[str]:
   """Runs experiments/train.py as PROCESSES processes of one cluster; their outputs."""
   port = free_port()
   # Not the 8 fake devices of conftest's XLA_FLAGS: each process brings LOCAL_DEVICES of its own.
-  base_env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'}
+  base_env = {**runner_env.one_device(), 'JAX_PLATFORMS': 'cpu'}
   # No persistent compilation cache shared between the cluster's processes: a launch that
   # reused it once hung in the first step's collective; each process compiles its own.
   base_env.pop('JAX_COMPILATION_CACHE_DIR', None)

@@ -15,6 +15,8 @@ from videogen import generate
 from videogen import media
 from videogen.train import loop
 
+import runner_env
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -72,7 +74,7 @@ def test_missing_run_and_incompatible_config_are_clear_errors(trained_run, tmp_p
 
 
 def _run(*args):
-  env = {**os.environ, 'XLA_FLAGS': ''}
+  env = runner_env.one_device()
   result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -199,15 +199,6 @@ def test_micro_batches_that_the_mesh_does_not_divide_fail_before_compiling(grad_
 
 # ---------------------------------------------------------------- the DiT's efficiency knobs
 
-# These tests compare numbers, not speed: XLA's cheapest CPU compile keeps them fast.
-FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
-
-
-def fast_jit(fn, *args):
-  """fn(*args) through jax.jit, compiled with FAST_COMPILE."""
-  return jax.jit(fn).lower(*args).compile(FAST_COMPILE)(*args)
-
-
 def tiny_dit(**overrides):
   """The runlocal config's DiT (T/2, patch (1, 8, 8)) on 3 channels with 16-wide text."""
   from videogen.models import dit  # pylint: disable=g-import-not-at-top
@@ -232,7 +223,7 @@ def tiny_dit_params():
     keys = jax.random.split(jax.random.key(1), len(leaves))
     return jax.tree.unflatten(treedef, [p + 0.05 * jax.random.normal(k, p.shape)
                                         for p, k in zip(leaves, keys)])
-  return fast_jit(init)
+  return jax.jit(init)()
 
 
 @functools.cache
@@ -246,7 +237,7 @@ def tiny_dit_loss_and_grads(remat, scan_layers):
                    for i in range(depth)})
   x, t, txt, mask = tiny_dit_inputs()
   loss = lambda p: jnp.mean((model.apply({'params': p}, x, t, txt, mask) - x)**2)
-  value, grads = fast_jit(jax.value_and_grad(loss), params)
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
   if not scan_layers:
     grads['blocks'] = jax.tree.map(lambda *g: jnp.stack(g),
                                    *(grads.pop(f'blocks_{i}') for i in range(depth)))
@@ -283,7 +274,7 @@ def test_bf16_compute_trains_fp32_weights_on_the_tiny_config():
            'text': rng.normal(size=(2, parts.encoder.max_length, parts.encoder.dim)).astype(
                np.float32),
            'text_mask': np.arange(parts.encoder.max_length)[None].repeat(2, 0) < 5}
-  state, metrics = fast_jit(train_step, fast_jit(lambda: nn.unbox(parts.init_fn())), batch)
+  state, metrics = jax.jit(train_step)(jax.jit(lambda: nn.unbox(parts.init_fn()))(), batch)
   step_lib.check_finite(metrics, 0)
   assert float(metrics['grad_norm']) > 0 and int(state.step) == 1
   dtypes = {leaf.dtype for leaf in jax.tree.leaves((state.params, state.ema_params))}

@@ -4,7 +4,6 @@ runlocal config ('tiny' preset, 5x16x16 world clips).
 Legend: b batch, t frames, h/w height/width, c channels.
 """
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -23,6 +22,8 @@ from videogen.models import autoencoder_chunks
 from videogen.train import checkpoint
 from videogen.train import loop
 from videogen.train import vae_loop
+
+import runner_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,6 +64,13 @@ def test_training_lowers_the_loss_and_resumes_exactly(trained, tmp_path):
   assert (workdir / 'samples' / '4' / 'reconstruction.mp4').stat().st_size > 0
   stats = json.loads((workdir / vae_loop.LATENT_STATS_FILE).read_text())
   assert stats['step'] == 4 and len(stats['std']) == 4 and min(stats['std']) > 0
+  # The logged loss is the sum of its logged terms at the config's weights.
+  w = tiny_config().loss
+  assert w.chroma_weight > 0
+  for r in rows:
+    terms = (r['l1'] + w.mse_weight * r['mse'] + w.chroma_weight * r['chroma']
+             + w.ssim_weight * (1 - r['ssim']) + w.kl_weight * r['kl'])
+    np.testing.assert_allclose(r['loss'], terms, rtol=1e-5)
 
   # Resume from a copy of the run's step-2 checkpoint: steps 3 and 4 must come out identical.
   shutil.copytree(workdir / 'checkpoints' / '2', tmp_path / 'checkpoints' / '2')
@@ -146,6 +154,10 @@ def test_metrics_of_identical_noisy_and_constant_videos():
   assert 15 < float(reconstruction.psnr(noisy, x).mean()) < 30
   assert float(reconstruction.ssim(noisy, x).max()) < 0.95
   assert float(reconstruction.flicker(noisy, x).min()) > 5
+  # Chroma (what the loss's chroma term compares): blind to brightness, 0 on grey.
+  np.testing.assert_allclose(reconstruction.chroma(x + 0.3), reconstruction.chroma(x), atol=1e-6)
+  np.testing.assert_allclose(reconstruction.chroma(jnp.repeat(x[..., :1], 3, -1)), 0.0, atol=1e-6)
+  assert float(jnp.abs(reconstruction.chroma(x)).mean()) > 0.1
   # Hue error: 0 for a brightness shift (PSNR drops), large for red <-> blue, NaN without colour.
   np.testing.assert_allclose(reconstruction.colour_error(x, x), 0.0, atol=1e-6)
   np.testing.assert_allclose(reconstruction.colour_error(x - 0.05, x), 0.0, atol=1e-5)
@@ -162,7 +174,7 @@ def test_metrics_of_identical_noisy_and_constant_videos():
 
 def test_eval_runner_writes_its_json(trained):
   workdir, _ = trained
-  env = {**os.environ, 'XLA_FLAGS': ''}
+  env = runner_env.one_device()
   result = subprocess.run(
       [sys.executable, 'experiments/eval_vae.py', f'--workdir={workdir}', '--num_clips=3',
        '--footage_shape=5x16x16', '--clips_per_file=1', '--lengths='],

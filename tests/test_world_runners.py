@@ -1,6 +1,5 @@
 """The world evaluation runner and the scaling study, end to end on tiny runs."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -13,11 +12,13 @@ from videogen.evals import world_eval
 from videogen.evals import world_scores
 from videogen.train import loop
 
+import runner_env
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _run(*args, check=True):
-  env = {**os.environ, 'XLA_FLAGS': ''}
+  env = runner_env.one_device()
   result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
   if check:

@@ -83,6 +83,12 @@ def motion(video_bthwc) -> jax.Array:
 COLOURED_SPREAD = 0.25
 
 
+def chroma(video_bthwc) -> jax.Array:
+  """Each pixel minus its grey level (the mean of its channels): hue and saturation, no
+  brightness."""
+  return video_bthwc - video_bthwc.mean(axis=-1, keepdims=True)
+
+
 def colour_error(recon_bthwc, target_bthwc) -> jax.Array:
   """Per-clip mean hue error [B] in 8-bit levels over the target's coloured pixels: the mean
   |chroma difference| per channel, where chroma is a pixel minus its grey level (channel mean).
@@ -90,7 +96,6 @@ def colour_error(recon_bthwc, target_bthwc) -> jax.Array:
   barely moves (a coloured object is a few percent of a frame). NaN for a clip with no
   coloured pixel."""
   recon_bthwc, target_bthwc = jnp.float32(recon_bthwc), jnp.float32(target_bthwc)
-  chroma = lambda x: x - x.mean(axis=-1, keepdims=True)
   error_bthw = jnp.abs(chroma(recon_bthwc) - chroma(target_bthwc)).mean(axis=-1)
   spread_bthw = target_bthwc.max(axis=-1) - target_bthwc.min(axis=-1)
   coloured_bthw = spread_bthw >= COLOURED_SPREAD * DATA_RANGE

@@ -120,16 +120,14 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
 
 def jit_train_step(train_step: StepFn, state_shardings: Any, batch_sharding: NamedSharding,
-                   mesh: jax.sharding.Mesh, *, rules: sharding.LogicalRules,
-                   compiler_options: dict | None = None) -> StepFn:
+                   mesh: jax.sharding.Mesh, *, rules: sharding.LogicalRules) -> StepFn:
   """jax.jit with explicit shardings, the state donated, traced under the mesh and rules.
 
-  Metrics come back replicated, so every process can read them. `compiler_options` go to XLA
-  (tests pass a low LLVM optimisation level to compile faster).
+  Metrics come back replicated, so every process can read them.
   """
   jitted = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding),
                    out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
-                   donate_argnums=0, compiler_options=compiler_options)
+                   donate_argnums=0)
 
   def sharded_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     with sharding.sharding_context(mesh, rules):

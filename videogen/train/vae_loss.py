@@ -1,10 +1,12 @@
-"""The autoencoder's training loss: L1 + MSE + SSIM reconstruction, plus a small KL to N(0, 1).
+"""The autoencoder's training loss: L1 + MSE + chroma + SSIM reconstruction, plus a small KL.
 
-loss = |x̂ − x|₁ + mse_weight · |x̂ − x|² + ssim_weight · (1 − SSIM(x̂, x))
-       + kl_weight · KL(q(z|x) ‖ N(0, 1)),
-each term a mean (L1 and MSE over pixels, SSIM over frames, KL over latent elements), where x̂
-decodes a sample of the posterior. L1 keeps colours exact; the squared term pulls hardest where
-the error is largest, which on the world's sparse objects is the objects; SSIM (the
+loss = |x̂ − x|₁ + mse_weight · |x̂ − x|² + chroma_weight · |chroma(x̂) − chroma(x)|²
+       + ssim_weight · (1 − SSIM(x̂, x)) + kl_weight · KL(q(z|x) ‖ N(0, 1)),
+each term a mean (L1, MSE and chroma over pixels, SSIM over frames, KL over latent elements),
+where x̂ decodes a sample of the posterior and chroma is a pixel minus its grey level. L1 keeps
+colours exact; the squared term pulls hardest where the error is largest, which on the world's
+sparse objects is the objects; the chroma term adds weight to hue alone, which an autoencoder
+otherwise learns last (brightness carries most of a video's variance); SSIM (the
 evaluation's own, evals/reconstruction.py) rewards edges and local contrast, which L1 alone
 blurs; the KL only keeps the posterior from collapsing to a point and its means bounded (see
 configs/vae_world.py for the weights chosen).
@@ -27,7 +29,8 @@ def kl_to_standard_normal(mean_bthwc, logvar_bthwc) -> jax.Array:
 
 def reconstruction_loss(model: autoencoder.AutoencoderKL, loss_cfg: ml_collections.ConfigDict,
                         params, video_bthwc, rng) -> tuple[jax.Array, dict, jax.Array]:
-  """(loss, {'l1', 'mse', 'ssim', 'kl', 'psnr'}, recon_bthwc) of one batch (module docstring).
+  """(loss, {'l1', 'mse', 'chroma', 'ssim', 'kl', 'psnr'}, recon_bthwc) of one batch (module
+  docstring).
 
   video_bthwc is float32 [B, 1 + r·k, H, W, 3] in [-1, 1] (images are 1-frame videos); 'psnr'
   (dB, of the clipped reconstruction, per frame) is reported, not optimised.
@@ -35,17 +38,20 @@ def reconstruction_loss(model: autoencoder.AutoencoderKL, loss_cfg: ml_collectio
   recon_bthwc, mean_bthwc, logvar_bthwc = model.apply({'params': params}, video_bthwc, rng)
   l1 = jnp.abs(recon_bthwc - video_bthwc).mean()
   mse = jnp.square(recon_bthwc - video_bthwc).mean()
+  chroma = jnp.square(reconstruction.chroma(recon_bthwc)
+                      - reconstruction.chroma(video_bthwc)).mean()
   ssim = reconstruction.ssim(recon_bthwc, video_bthwc).mean()
   kl = kl_to_standard_normal(mean_bthwc, logvar_bthwc).mean()
-  loss = (l1 + loss_cfg.mse_weight * mse + loss_cfg.ssim_weight * (1.0 - ssim)
-          + loss_cfg.kl_weight * kl)
+  loss = (l1 + loss_cfg.mse_weight * mse + loss_cfg.chroma_weight * chroma
+          + loss_cfg.ssim_weight * (1.0 - ssim) + loss_cfg.kl_weight * kl)
   psnr = reconstruction.psnr(jnp.clip(recon_bthwc, -1.0, 1.0), video_bthwc).mean()
-  return loss, {'l1': l1, 'mse': mse, 'ssim': ssim, 'kl': kl, 'psnr': psnr}, recon_bthwc
+  terms = {'l1': l1, 'mse': mse, 'chroma': chroma, 'ssim': ssim, 'kl': kl, 'psnr': psnr}
+  return loss, terms, recon_bthwc
 
 
 def check_weights(loss_cfg: ml_collections.ConfigDict) -> None:
-  """Fails on a negative mse_weight, ssim_weight or kl_weight."""
-  for name in ('mse_weight', 'ssim_weight', 'kl_weight'):
+  """Fails on a negative mse_weight, chroma_weight, ssim_weight or kl_weight."""
+  for name in ('mse_weight', 'chroma_weight', 'ssim_weight', 'kl_weight'):
     if loss_cfg[name] < 0:
       raise ValueError(f'loss.{name} {loss_cfg[name]} is negative: use 0 to switch the term '
                        'off, or a positive weight.')
@@ -53,8 +59,8 @@ def check_weights(loss_cfg: ml_collections.ConfigDict) -> None:
 
 def make_loss_fn(model: autoencoder.AutoencoderKL,
                  loss_cfg: ml_collections.ConfigDict) -> step_lib.LossFn:
-  """loss_fn(params, batch, rng) -> (loss, {'l1', 'mse', 'ssim', 'kl', 'psnr'}) for make_train_step;
-  batch['video'] as `reconstruction_loss` takes it."""
+  """loss_fn(params, batch, rng) -> (loss, {'l1', 'mse', 'chroma', 'ssim', 'kl', 'psnr'}) for
+  make_train_step; batch['video'] as `reconstruction_loss` takes it."""
   check_weights(loss_cfg)
 
   def loss_fn(params, batch, rng):
