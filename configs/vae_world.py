@@ -60,14 +60,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # pixel, so the ~3% of pixels an object covers are outweighed by the background's, and the
   # per-pixel median a decoder can draw without the latent is the background. A squared term
   # grows with the error: an object missing by ~1.7 gets 1 + 4·2·1.7 ≈ 15x a fitted pixel's pull.
-  # chroma_weight 16: the squared error of chroma (a pixel minus its grey level) on top of the
-  # MSE, so hue gets 1 + 16/4 = 5x brightness's pull. Without it the world VAE drew objects in
-  # the right place and brightness but in the palette's mean hue for 3,000 steps (hue error 62
-  # of 255 levels): brightness carries most of the variance, and an autoencoder learns the
-  # larger components first. On the tiny preset (MSE only, 600 steps), a chroma weight of 8
-  # brought the hue error of object colours from 43 to 27 levels; resuming that world run at
-  # step 3,011 with weight 16 took it from 19.2 to 26.3 dB train PSNR by step 5,000 (held-out
-  # hue error 62 -> 26).
+  # chroma_weight: the squared error of chroma (a pixel minus its grey level) on top of the MSE,
+  # weighing hue on its own. Without it the world VAE drew objects in the right place and
+  # brightness but in the palette's mean hue for 3,000 steps (hue error 62 of 255 levels):
+  # brightness carries most of the variance, and an autoencoder learns the larger components
+  # first. Resuming that run at step 3,011 with weight 16 (hue then pulled 1 + 16/4 = 5x as hard
+  # as brightness) took it from 19.2 to 26.3 dB train PSNR by step 5,000 (held-out hue error
+  # 62 -> 26). From step 0 it is not shown to help: a fresh run with weight 16 still drew only
+  # the background at step 610, where the run without it drew objects from step ~400 (one seed
+  # each). So it is 0 here, and the measured recipe is two runs: the default 3,000 steps, then
+  # the same workdir again with --config.loss.chroma_weight=16 --config.train.steps=5000
+  # --config.optim.total_steps=5000.
   # adversarial_weight (train/vae_adversarial.py: a 3D PatchGAN discriminator, hinge loss, fixed
   # weight): 0 (off) here, as in every CPU config. Not for its cost (a discriminator forward is
   # 0.09 GFLOP on a 9x32x32 clip against the VAE's 5.9, so its three forwards and two backwards
@@ -77,7 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # the discriminator cannot win at once and dominate the VAE's gradients; both players train
   # from this step on.
   config.loss = ml_collections.ConfigDict(dict(
-      kl_weight=1e-5, ssim_weight=0.2, mse_weight=4.0, chroma_weight=16.0,
+      kl_weight=1e-5, ssim_weight=0.2, mse_weight=4.0, chroma_weight=0.0,
       adversarial_weight=0.0, adversarial_start_step=2000))
   # The discriminator (videogen/models/discriminator.py) and its Adam, at a constant learning
   # rate; b1 0.5, b2 0.9 as GANs commonly use. Built only when adversarial_weight > 0.
