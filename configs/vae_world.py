@@ -67,7 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # first. Resuming that run at step 3,011 with weight 16 (hue then pulled 1 + 16/4 = 5x as hard
   # as brightness) took it from 19.2 to 26.3 dB train PSNR by step 5,000 (held-out hue error
   # 62 -> 26). From step 0 it is not shown to help: a fresh run with weight 16 still drew only
-  # the background at step 610, where the run without it drew objects from step ~400 (one seed
+  # the background at step 741, where the run without it drew objects from step ~400 (one seed
   # each). So it is 0 here, and the measured recipe is two runs: the default 3,000 steps, then
   # the same workdir again with --config.loss.chroma_weight=16 --config.train.steps=5000
   # --config.optim.total_steps=5000.
