@@ -91,12 +91,12 @@ def chroma(video_bthwc) -> jax.Array:
 
 def colour_error(recon_bthwc, target_bthwc) -> jax.Array:
   """Per-clip mean hue error [B] in 8-bit levels over the target's coloured pixels: the mean
-  |chroma difference| per channel, where chroma is a pixel minus its grey level (channel mean).
+  |chroma difference| per channel (`chroma`).
   A reconstruction with the right brightness but the wrong hue scores high here while its PSNR
   barely moves (a coloured object is a few percent of a frame). NaN for a clip with no
   coloured pixel."""
   recon_bthwc, target_bthwc = jnp.float32(recon_bthwc), jnp.float32(target_bthwc)
-  error_bthw = jnp.abs(chroma(recon_bthwc) - chroma(target_bthwc)).mean(axis=-1)
+  error_bthw = jnp.abs(chroma(recon_bthwc - target_bthwc)).mean(axis=-1)  # chroma is linear
   spread_bthw = target_bthwc.max(axis=-1) - target_bthwc.min(axis=-1)
   coloured_bthw = spread_bthw >= COLOURED_SPREAD * DATA_RANGE
   total_b = jnp.where(coloured_bthw, error_bthw, 0.0).sum(axis=(1, 2, 3))

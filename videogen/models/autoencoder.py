@@ -35,8 +35,8 @@ PRESETS = {
                 latent_channels=16, spatial_downsample=8, temporal_downsample=4),
     # What a CPU can train on 32x32 world clips. 8 latent channels, not Wan's 16: a 16-channel
     # run still drew only the background at step 991 (train PSNR 15 dB), where an 8-channel
-    # one drew objects from step ~400 (18 dB at 500). At 8 objects are drawn in the right place
-    # and brightness, but not in hue, through 3,011 steps (README: "Video autoencoder").
+    # one drew objects from step ~400 (18 dB at 500). Hue comes with the loss's chroma term
+    # (configs/vae_world.py loss.chroma_weight; README: "Video autoencoder").
     'world': dict(base_channels=32, channel_multipliers=(1, 2, 2, 4), num_res_blocks=1,
                   latent_channels=8, spatial_downsample=8, temporal_downsample=4),
     # Tests.

@@ -36,10 +36,10 @@ def reconstruction_loss(model: autoencoder.AutoencoderKL, loss_cfg: ml_collectio
   (dB, of the clipped reconstruction, per frame) is reported, not optimised.
   """
   recon_bthwc, mean_bthwc, logvar_bthwc = model.apply({'params': params}, video_bthwc, rng)
-  l1 = jnp.abs(recon_bthwc - video_bthwc).mean()
-  mse = jnp.square(recon_bthwc - video_bthwc).mean()
-  chroma = jnp.square(reconstruction.chroma(recon_bthwc)
-                      - reconstruction.chroma(video_bthwc)).mean()
+  error_bthwc = recon_bthwc - video_bthwc
+  l1 = jnp.abs(error_bthwc).mean()
+  mse = jnp.square(error_bthwc).mean()
+  chroma = jnp.square(reconstruction.chroma(error_bthwc)).mean()  # chroma is linear
   ssim = reconstruction.ssim(recon_bthwc, video_bthwc).mean()
   kl = kl_to_standard_normal(mean_bthwc, logvar_bthwc).mean()
   loss = (l1 + loss_cfg.mse_weight * mse + loss_cfg.chroma_weight * chroma
