@@ -115,3 +115,25 @@ def test_sigterm_sets_the_stop_flag_and_restores_the_handler():
     os.kill(os.getpid(), signal.SIGTERM)
     assert stop.should_stop()
   assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_replicated_arrays_save_from_one_replica_and_keys_round_trip(tmp_path, caplog):
+  """On CPU a replicated array is written from one replica: orbax's default splits the write
+  across the 8 devices and compiles a slice per array and device. A random key comes back a key."""
+  replicated = jax.sharding.NamedSharding(mesh_lib.make_mesh({'data': -1}),
+                                          jax.sharding.PartitionSpec())
+  tree = {'weights': np.arange(48.0, dtype=np.float32).reshape(8, 6),  # rows split over 8
+          'rng': jax.random.key(3)}
+  tree = jax.device_put(tree, replicated)
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path), async_save=False)
+  with caplog.at_level('WARNING'), jax.log_compiles():
+    checkpointer.save(1, tree)
+  assert not [r.getMessage() for r in caplog.records if r.getMessage().startswith('Compiling')]
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+  restored = checkpointer.restore(abstract)
+  checkpointer.close()
+  np.testing.assert_array_equal(restored['weights'], tree['weights'])
+  assert jax.dtypes.issubdtype(restored['rng'].dtype, jax.dtypes.prng_key)
+  np.testing.assert_array_equal(jax.random.key_data(restored['rng']),
+                                jax.random.key_data(tree['rng']))
