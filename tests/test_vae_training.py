@@ -142,6 +142,13 @@ def test_bad_input_gives_clear_errors(vae, tmp_path):
   config.world.num_frames = 8
   with pytest.raises(ValueError, match='8 frames do not fit'):
     vae_loop.train_vae(config, tmp_path / 'bad', progress=False)
+  config = tiny_config()
+  config.loss.ssim_weight = -0.2
+  with pytest.raises(ValueError, match=r'loss.ssim_weight -0.2 is negative: use 0 to switch'):
+    vae_loop.train_vae(config, tmp_path / 'bad', progress=False)
+  del config.loss['chroma_weight']  # a config written before the term
+  with pytest.raises(ValueError, match=r'loss.chroma_weight is missing from the config: add it'):
+    vae_loop.train_vae(config, tmp_path / 'bad', progress=False)
 
 
 def test_metrics_of_identical_noisy_and_constant_videos():

@@ -50,8 +50,11 @@ def reconstruction_loss(model: autoencoder.AutoencoderKL, loss_cfg: ml_collectio
 
 
 def check_weights(loss_cfg: ml_collections.ConfigDict) -> None:
-  """Fails on a negative mse_weight, chroma_weight, ssim_weight or kl_weight."""
+  """Fails on a missing or negative mse_weight, chroma_weight, ssim_weight or kl_weight."""
   for name in ('mse_weight', 'chroma_weight', 'ssim_weight', 'kl_weight'):
+    if name not in loss_cfg:
+      raise ValueError(f'loss.{name} is missing from the config: add it (0 switches the term '
+                       'off; configs/vae_world.py has the measured weights).')
     if loss_cfg[name] < 0:
       raise ValueError(f'loss.{name} {loss_cfg[name]} is negative: use 0 to switch the term '
                        'off, or a positive weight.')
