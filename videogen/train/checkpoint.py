@@ -7,6 +7,7 @@ runs every saved leaf must be a global jax.Array: put host-local scalars on a re
 before saving.
 """
 from collections.abc import Mapping, Sequence
+import functools
 import json
 from typing import Any
 
@@ -15,9 +16,11 @@ import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
-# Private, but the Store orbax's own default array handler uses (it records random-key arrays);
-# orbax-checkpoint is pinned in setup.cfg.
+# Private modules (orbax-checkpoint is pinned in setup.cfg): the Store orbax's default array
+# handler keeps (it records which arrays are random keys), and the registry, whose add() can
+# replace that handler without logging a warning in every process.
 from orbax.checkpoint._src.metadata import array_metadata_store
+from orbax.checkpoint._src.serialization import type_handler_registry
 
 from videogen.train.state import TrainState
 
@@ -105,6 +108,7 @@ class Checkpointer:
     return step
 
 
+@functools.cache
 def _save_cpu_arrays_from_one_replica() -> None:
   """On CPU, has orbax write each replicated array from one replica, not split across all.
 
@@ -116,7 +120,8 @@ def _save_cpu_arrays_from_one_replica() -> None:
   if jax.default_backend() == 'cpu':
     handler = ocp.type_handlers.ArrayHandler(
         use_replica_parallel=False, array_metadata_store=array_metadata_store.Store())
-    ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
+        jax.Array, handler, override=True, ignore_warnings=True)
 
 
 def _as_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
