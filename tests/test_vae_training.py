@@ -22,6 +22,7 @@ from videogen.models import autoencoder_chunks
 from videogen.train import checkpoint
 from videogen.train import loop
 from videogen.train import vae_loop
+from videogen.train import vae_loss
 
 import runner_env
 
@@ -192,3 +193,17 @@ def test_eval_runner_writes_its_json(trained):
   assert [r['data'] for r in rows[1:4]] == ['world held_out', 'world unseen seed', 'real footage']
   assert all(np.isfinite(r['psnr_db']) and -1 < r['ssim'] <= 1 for r in rows[1:4])
   assert len(rows) == 4  # no --lengths: no speed rows (test_codec_speed_rows covers them)
+
+
+def test_channel_permutations_reorder_each_clips_colours_and_repeat_per_rng():
+  seen = vae_loss.with_channel_permutations(lambda params, batch, rng: (0.0, batch['video']))
+  video_bthwc = jnp.broadcast_to(jnp.arange(3.0), (64, 2, 4, 4, 3))  # R=0, G=1, B=2 everywhere
+  rng = jax.random.key(0)
+  _, permuted_bthwc = seen(None, {'video': video_bthwc}, rng)
+  order_bc = np.asarray(permuted_bthwc[:, 0, 0, 0])
+  # One order per clip, the same at every pixel and frame, and a permutation of (0, 1, 2).
+  np.testing.assert_array_equal(permuted_bthwc, order_bc[:, None, None, None, :] + 0 * video_bthwc)
+  np.testing.assert_array_equal(np.sort(order_bc, axis=-1), np.broadcast_to(np.arange(3), (64, 3)))
+  assert len({tuple(order) for order in order_bc}) == 6  # all six orders among 64 clips
+  np.testing.assert_array_equal(seen(None, {'video': video_bthwc}, rng)[1], permuted_bthwc)
+

@@ -138,6 +138,8 @@ def make_sharded_train_step(parts: VaeParts) -> step_lib.StepFn:
     loss_fn = vae_loss.make_loss_fn(parts.model, cfg.loss)
   else:
     loss_fn = vae_adversarial.make_loss_fn(parts.model, parts.discriminator, cfg.loss)
+  if cfg.data.get('permute_channels', False):  # configs from before the option: off
+    loss_fn = vae_loss.with_channel_permutations(loss_fn)
   train_step = step_lib.make_train_step(
       loss_fn, parts.optimizer, ema_decay=cfg.optim.ema_decay, lr_schedule=parts.lr_schedule,
       grad_accum_steps=state_lib.grad_accum_steps(cfg.optim))

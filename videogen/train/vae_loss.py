@@ -71,3 +71,23 @@ def make_loss_fn(model: autoencoder.AutoencoderKL,
     return loss, aux
 
   return loss_fn
+
+
+def with_channel_permutations(loss_fn: step_lib.LossFn) -> step_lib.LossFn:
+  """loss_fn on batch['video'] with each clip's RGB channels in a random order.
+
+  The order is drawn per clip from the step's rng (split off before loss_fn sees it), so a
+  resumed run repeats it. It breaks the tie between a shape and its colours: the world's VAE
+  otherwise learns which colours each shape comes in, and gives a composition it never saw (a
+  held-out green triangle) a triangle's usual colour in the frame it encodes alone.
+  """
+
+  def permuted_loss_fn(params, batch, rng):
+    order_rng, rng = jax.random.split(rng)
+    video_bthwc = batch['video']
+    keys = jax.random.split(order_rng, video_bthwc.shape[0])
+    order_bc = jax.vmap(lambda key: jax.random.permutation(key, 3))(keys)
+    video_bthwc = jnp.take_along_axis(video_bthwc, order_bc[:, None, None, None, :], axis=-1)
+    return loss_fn(params, {**batch, 'video': video_bthwc}, rng)
+
+  return permuted_loss_fn
