@@ -41,7 +41,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Each clip's RGB channels in a random order, drawn inside the train step
       # (train/vae_loss.with_channel_permutations): shapes stop implying colours. Without it the
       # world VAE drew held-out green triangles lilac in the first frame (encoded alone), 17.4 dB
-      # there against ~28 in later frames at step 5,831. Off by default: not measured from step 0.
+      # there against ~28 in later frames at step 5,831; resumed with it, 29.5 dB there at step
+      # 7,971 (held out 26.6 -> 29.8 dB). Off by default: not measured from step 0.
       permute_channels=False,
   ))
 
@@ -73,9 +74,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # as brightness) took it from 19.2 to 26.3 dB train PSNR by step 5,000 (held-out hue error
   # 62 -> 26). From step 0 it is not shown to help: a fresh run with weight 16 still drew only
   # the background at step 741, where the run without it drew objects from step ~400 (one seed
-  # each). So it is 0 here, and the measured recipe is two runs: the default 3,000 steps, then
-  # the same workdir again with --config.loss.chroma_weight=16 --config.train.steps=5000
-  # --config.optim.total_steps=5000.
+  # each). So it is 0 here, and the measured recipe resumes the default 3,000-step run with it
+  # (README, Benchmarks -> Video autoencoder: four runs in one workdir, 29.8 dB held out).
   # adversarial_weight (train/vae_adversarial.py: a 3D PatchGAN discriminator, hinge loss, fixed
   # weight): 0 (off) here, as in every CPU config. Not for its cost (a discriminator forward is
   # 0.09 GFLOP on a 9x32x32 clip against the VAE's 5.9, so its three forwards and two backwards

@@ -206,4 +206,3 @@ def test_channel_permutations_reorder_each_clips_colours_and_repeat_per_rng():
   np.testing.assert_array_equal(np.sort(order_bc, axis=-1), np.broadcast_to(np.arange(3), (64, 3)))
   assert len({tuple(order) for order in order_bc}) == 6  # all six orders among 64 clips
   np.testing.assert_array_equal(seen(None, {'video': video_bthwc}, rng)[1], permuted_bthwc)
-
