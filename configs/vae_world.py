@@ -42,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # (train/vae_loss.with_channel_permutations): shapes stop implying colours. Without it the
       # world VAE drew held-out green triangles lilac in the first frame (encoded alone), 17.4 dB
       # there against ~28 in later frames at step 5,831; resumed with it, 29.5 dB there at step
-      # 7,971 (held out 26.6 -> 29.8 dB). Off by default: not measured from step 0.
+      # 7,971 (held out 26.6 -> 30.1 dB by step 8,751). Off by default: not measured from step 0.
       permute_channels=False,
   ))
 
@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # 62 -> 26). From step 0 it is not shown to help: a fresh run with weight 16 still drew only
   # the background at step 741, where the run without it drew objects from step ~400 (one seed
   # each). So it is 0 here, and the measured recipe resumes the default 3,000-step run with it
-  # (README, Benchmarks -> Video autoencoder: four runs in one workdir, 29.8 dB held out).
+  # (README, Benchmarks -> Video autoencoder: five runs in one workdir, 30.1 dB held out).
   # adversarial_weight (train/vae_adversarial.py: a 3D PatchGAN discriminator, hinge loss, fixed
   # weight): 0 (off) here, as in every CPU config. Not for its cost (a discriminator forward is
   # 0.09 GFLOP on a 9x32x32 clip against the VAE's 5.9, so its three forwards and two backwards
