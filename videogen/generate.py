@@ -131,9 +131,7 @@ class Generator:
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     (out / 'config.json').write_text(self.parts.config.to_json_best_effort(indent=1))
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(out / 'params', self.params, force=True)
-    checkpointer.wait_until_finished()
+    checkpoint.save_params(out / 'params', self.params)
     media.write_json(out / 'export.json', {'step': self.step, **info})
     return out
 

@@ -102,9 +102,7 @@ class Autoencoder:
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     media.write_json(out / autoencoder.EXPORT_CONFIG_FILE, dataclasses.asdict(self.config))
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(out / 'params', self.params, force=True)
-    checkpointer.wait_until_finished()
+    checkpoint.save_params(out / 'params', self.params)
     media.write_json(out / vae_loop.LATENT_STATS_FILE,
                      {key: np.asarray(value).tolist() for key, value in self.stats.items()})
     media.write_json(out / _EXPORT_INFO, {'step': self.step, **info})

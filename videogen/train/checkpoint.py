@@ -108,6 +108,15 @@ class Checkpointer:
     return step
 
 
+def save_params(directory, params) -> None:
+  """Writes a parameter pytree alone to `directory` (Orbax; returns once it is on disk): the
+  weights of an export, which `ocp.StandardCheckpointer().restore` reads back."""
+  _save_cpu_arrays_from_one_replica()
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(epath.Path(directory).absolute(), params, force=True)
+  checkpointer.wait_until_finished()
+
+
 @functools.cache
 def _save_cpu_arrays_from_one_replica() -> None:
   """On CPU, has orbax write each replicated array from one replica, not split across all.
