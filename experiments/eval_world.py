@@ -7,7 +7,8 @@ consistency, each measured from the pixels of its samples (videogen/evals/world_
 
 Writes OUT (default WORKDIR/eval_world/): report.md (scores per split and category, every video
 with why it failed), scores.json, grid.{png,mp4}, worst.{png,mp4} and samples/ (mp4 + JSON
-sidecar each). With --aspects, prompts of scenes drawn at each aspect's training frame size
+sidecar each), and the text-controls-motion probe (each of --direction_scenes scenes asked in all 8
+directions with one seed; videogen/evals/direction_probe.py). With --aspects, prompts of scenes drawn at each aspect's training frame size
 (config.data.sizes) are sampled at that size into OUT/aspect_<W>x<H>/, and OUT/aspects.{md,json} compare them, adherence
 in points against the square clips. The prompt set is fixed by the run's config and seed, so two checkpoints of a
 run are compared on the same prompts.
@@ -19,6 +20,7 @@ from absl import flags
 from absl import logging
 
 from videogen import generate
+from videogen.evals import direction_probe
 from videogen.evals import tables
 from videogen.evals import world_eval
 
@@ -31,6 +33,9 @@ _HELD_OUT = flags.DEFINE_integer('held_out', 8, 'Prompts of held-out combination
                                  'ignored when the run holds nothing out).')
 _PROBES = flags.DEFINE_integer('probes', 8, 'Probe prompts beyond the run\'s own world: '
                                'occluders, falls and pans.')
+_DIRECTION_SCENES = flags.DEFINE_integer(
+    'direction_scenes', 4, 'Scenes of the text-controls-motion probe, each sampled in all 8 '
+    'directions with one seed (0: skip it).')
 _STEPS = flags.DEFINE_integer('steps', None, 'Sampler steps (default: the config\'s).')
 _CFG = flags.DEFINE_float('cfg', None, 'Text guidance scale (default: the config\'s).')
 _ASPECTS = flags.DEFINE_list('aspects', [], 'Aspect ratios (width:height, e.g. 1:1,16:9,9:16) to '
@@ -56,8 +61,14 @@ def main(argv):
     return
   prompts = _prompts(config)
   scored, videos = world_eval.sample_and_score(gen, prompts, settings, out)
-  report = world_eval.write_report(out, gen, scored, videos, settings)
+  direction = None
+  if _DIRECTION_SCENES.value:
+    direction = direction_probe.run(gen, settings, _DIRECTION_SCENES.value)
+  report = world_eval.write_report(out, gen, scored, videos, settings, direction=direction)
   print(world_eval.summary_table(world_eval.summary(scored)))
+  if direction:
+    print(f'\ntext controls motion: {direction["text_controls_motion"]:.0%} '
+          f'(chance {direction["chance"]:.1%})')
   print(f'\n{len(scored)} videos at step {gen.step} on {tables.machine()["device"]}; '
         f'report: {report}')
 

@@ -4,13 +4,12 @@
 
 `experiments/sample.py --workdir OUT` and `Generator.from_workdir(OUT)` read the export.
 """
-import subprocess
-
 from absl import app
 from absl import flags
 from absl import logging
 
 from videogen import generate
+from videogen.evals import tables
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to export.', required=True)
 _OUT = flags.DEFINE_string('out', None, 'Folder to write.', required=True)
@@ -21,10 +20,8 @@ _NOTE = flags.DEFINE_string('note', '', 'Free text stored in export.json (e.g. t
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  revision = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                            check=False).stdout.strip() or 'unknown'
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
-  print('exported to', gen.export(_OUT.value, git_revision=revision, note=_NOTE.value))
+  print('exported to', gen.export(_OUT.value, git_revision=tables.revision(), note=_NOTE.value))
 
 
 if __name__ == '__main__':

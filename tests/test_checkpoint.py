@@ -108,6 +108,18 @@ def test_config_round_trip_and_compatibility(tmp_path):
     checkpoint_lib.check_compatible(saved, changed)
 
 
+def test_an_option_added_since_a_save_means_its_old_behaviour():
+  """A save without model.pos_embed trained with none: resuming with 'none' is no difference,
+  with 'sincos' is one (components.OLD_RUN_MODEL says what a missing field meant)."""
+  saved = {'model': {'width': 16}}
+  old = {'model.pos_embed': 'none'}
+  checkpoint_lib.check_compatible(saved, {'model': {'width': 16, 'pos_embed': 'none'}},
+                                  missing=old)
+  with pytest.raises(ValueError, match=r"model.pos_embed \(saved '<missing>', now 'sincos'\)"):
+    checkpoint_lib.check_compatible(saved, {'model': {'width': 16, 'pos_embed': 'sincos'}},
+                                    missing=old)
+
+
 def test_sigterm_sets_the_stop_flag_and_restores_the_handler():
   before = signal.getsignal(signal.SIGTERM)
   with preemption.stop_on_signal() as stop:

@@ -110,6 +110,22 @@ def test_padded_text_is_ignored_and_real_text_is_not():
   assert np.abs(apply(variables, x, t, changed_real, mask) - out)[0].max() > 1e-3
 
 
+@pytest.mark.parametrize('pos_embed', dit.POS_EMBEDS)
+def test_only_an_absolute_position_embedding_lets_a_token_know_where_it_is(pos_embed):
+  """Every token the same (as in pure noise, statistically): with RoPE alone attention sees only
+  offsets, and all tokens output the same; 'sincos' tells each token its (t, h, w)."""
+  config = tiny(pos_embed=pos_embed)
+  x, t, text, mask = inputs()
+  x = jnp.ones_like(x)
+  out = dit.DiT(config).apply(random_params(config), x, t, text, mask)
+  # Patch (1, 2, 2): the first pixel of every token, against the first token's.
+  spread = float(jnp.abs(out[:, :, 0::2, 0::2] - out[:, :1, :1, :1]).max())
+  if pos_embed == 'none':
+    assert spread < 1e-4
+  else:
+    assert spread > 1e-2
+
+
 def test_sizes_decode_and_wan_13b_has_its_parameter_count():
   assert dit.dit_config('S/2', in_channels=4, text_dim=8).heads == 6
   xl = dit.dit_config('XL/4', in_channels=4, text_dim=8)
@@ -173,8 +189,10 @@ def packed_inputs(rows=((0, 1, 2), (2, 0)), row_length=40, max_segments=4, text_
   return args, batch, alone
 
 
-def test_packed_clips_match_each_clip_run_alone():
-  config = tiny()
+@pytest.mark.parametrize('options', [{}, {'pos_embed': 'sincos', 'pooled_text': True}])
+def test_packed_clips_match_each_clip_run_alone(options):
+  """Also with absolute positions (each clip's own) and pooled text (each segment's caption)."""
+  config = tiny(**options)
   variables = random_params(config)
   args, batch, alone = packed_inputs()
   out_blp = jax.jit(functools.partial(dit.DiT(config).apply, method='packed'))(variables, *args)

@@ -10,7 +10,8 @@ Writes into `out_dir`:
                             SDEdit) on the world's renders of the same prompts, input beside output
   curve.png, report.md      the training curve, world scores (adherence, motion, physics,
                             permanence, consistency; evals/world_eval.py) per model, split and
-                            category, and the prompting tasks' scores
+                            category, the text-controls-motion probe (evals/direction_probe.py)
+                            per model, and the prompting tasks' scores
 Running it again resumes training from the newest checkpoint instead of starting over.
 """
 import pathlib
@@ -22,6 +23,7 @@ from videogen import generate
 from videogen import media
 from videogen.data import world
 from videogen.evals import curves
+from videogen.evals import direction_probe
 from videogen.evals import prompting_tasks
 from videogen.evals import world_eval
 from videogen.train import loop
@@ -30,9 +32,11 @@ REFERENCE = pathlib.Path(__file__).resolve().parents[1] / 'reference' / 'world_t
 
 
 def write_report(out: pathlib.Path, result: loop.TrainResult,
-                 settings: generate.SampleSettings, scored: dict, task_scores=None) -> pathlib.Path:
+                 settings: generate.SampleSettings, scored: dict, task_scores=None,
+                 directions: dict | None = None) -> pathlib.Path:
   """report.md: what ran, the curve, the world scores per model, split and category, the
-  prompting tasks, and every video's scores. `scored`: {model name: (generator, scored)}."""
+  text-controls-motion probe, the prompting tasks, and every video's scores. `scored`: {model
+  name: (generator, scored)}; `directions`: {model name: direction_probe.run's result}."""
   rows = loop.read_metrics(out / 'run')
   last = rows[-1] if rows else {}
   lines = [
@@ -54,6 +58,9 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
     lines += [world_eval.summary_table(rows, model=f'{name} (step {gen.step})'), '']
   lines += ['This run\'s samples: `grid.mp4` / `grid.png`; the reference\'s: '
             '`reference/grid.*`; the world\'s renders of the same scenes: `truth_grid.*`.']
+  for name, direction in (directions or {}).items():
+    lines += ['', f'## Does the text control the motion? {name}', '',
+              *direction_probe.report_lines(direction)]
   if task_scores:
     lines += ['', '## Prompting with images and videos (this run)', '',
               'Each task runs on the world\'s render of every prompt above (clips training never '
@@ -69,7 +76,7 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
 
 def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
         num_train_prompts: int = 8, num_held_out_prompts: int = 4,
-        progress: bool = True) -> pathlib.Path:
+        num_direction_scenes: int = 4, progress: bool = True) -> pathlib.Path:
   """Trains (or resumes), samples this run and the reference, scores, reports; returns the
   report's path. `reference=None` (or a missing folder) skips the reference."""
   out = pathlib.Path(out_dir)
@@ -86,6 +93,8 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
     ref = generate.Generator.from_workdir(reference)
     scored['reference'] = (ref, world_eval.sample_and_score(ref, prompts, settings,
                                                             out / 'reference')[0])
+  directions = {name: direction_probe.run(g, settings, num_direction_scenes)
+                for name, (g, _) in scored.items()} if num_direction_scenes else None
   w = config.world
   truth = [world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0] for p in prompts]
   media.write_grid(out / 'truth_grid', truth, [p.text for p in prompts], fps=w.fps)
@@ -93,4 +102,4 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   if gen.parts.frame_conditioning:
     task_scores = prompting_tasks.score_tasks(gen, prompts, truth, settings, out)
   curves.plot_loss(loop.read_metrics(out / 'run'), out / 'curve.png')
-  return write_report(out, result, settings, scored, task_scores)
+  return write_report(out, result, settings, scored, task_scores, directions)

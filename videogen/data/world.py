@@ -58,6 +58,7 @@ class WorldOptions:
   digits: tuple[int, ...] = tuple(range(10))
   motions: tuple[str, ...] = MOTIONS
   speeds: tuple[str, ...] = tuple(SPEEDS)
+  directions: tuple[str, ...] = tuple(DIRECTIONS)  # of moving objects
   sizes: tuple[str, ...] = tuple(SIZES)
   backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)
   background_styles: tuple[str, ...] = BACKGROUND_STYLES
@@ -77,8 +78,8 @@ class WorldOptions:
       raise ValueError(f'min_objects={self.min_objects}, max_objects={self.max_objects}: need '
                        f'1 <= min_objects <= max_objects <= {MAX_OBJECTS}.')
     allowed = {'kinds': KINDS, 'colours': tuple(PALETTE), 'digits': tuple(range(10)),
-               'motions': MOTIONS, 'speeds': tuple(SPEEDS), 'sizes': tuple(SIZES),
-               'backgrounds': tuple(BACKGROUNDS), 'background_styles': BACKGROUND_STYLES}
+               'motions': MOTIONS, 'speeds': tuple(SPEEDS), 'directions': tuple(DIRECTIONS),
+               'sizes': tuple(SIZES), 'backgrounds': tuple(BACKGROUNDS), 'background_styles': BACKGROUND_STYLES}
     for name, choices in allowed.items():
       values = getattr(self, name)
       unknown = [v for v in values if v not in choices]
@@ -322,13 +323,14 @@ def _trait_table(options: WorldOptions) -> _TraitTable:
   unique = lambda values: tuple(dict.fromkeys(values))  # noqa: E731
   colours, kinds, numbers = unique(options.colours), unique(options.kinds), unique(options.digits)
   motions, speeds, sizes = unique(options.motions), unique(options.speeds), unique(options.sizes)
+  directions = unique(options.directions)
   identities = [(k, None, 1 / len(kinds)) for k in kinds if k != 'digit']
   if 'digit' in kinds:
     identities += [('digit', d, 1 / len(kinds) / len(numbers)) for d in numbers]
   motions_weighted = [(m, None, None, 1 / len(motions)) for m in motions if m != 'move']
   if 'move' in motions:
-    motions_weighted += [('move', d, s, 1 / len(motions) / len(DIRECTIONS) / len(speeds))
-                         for d in DIRECTIONS for s in speeds]
+    motions_weighted += [('move', d, s, 1 / len(motions) / len(directions) / len(speeds))
+                         for d in directions for s in speeds]
   traits, weight = [], []
   for colour, (kind, digit, p_kind), size, (motion, direction, speed, p_motion) in (
       itertools.product(colours, identities, sizes, motions_weighted)):

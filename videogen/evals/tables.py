@@ -3,23 +3,45 @@ import json
 import os
 import pathlib
 import platform
+import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
 
+def cpu_name() -> str:
+  """The CPU's model name (e.g. 'AMD EPYC 9B45'), from /proc/cpuinfo where there is one."""
+  cpuinfo = pathlib.Path('/proc/cpuinfo')
+  if cpuinfo.exists():
+    for line in cpuinfo.read_text().splitlines():
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
   """Where a benchmark ran: processor, core count, accelerator, versions."""
   device = jax.devices()[0]
   return {
-      'processor': platform.processor() or platform.machine(),
+      'processor': cpu_name(),
       'cpu_count': os.cpu_count(),
       'device': f'{device.platform}:{getattr(device, "device_kind", "")}',
       'device_count': jax.device_count(),
       'jax': jax.__version__,
       'python': platform.python_version(),
   }
+
+
+def revision() -> str:
+  """The git commit of the code that ran ('unknown' outside a git checkout), with '+dirty'
+  when the working tree has uncommitted changes to tracked files."""
+  git = lambda *args: subprocess.run(['git', *args], capture_output=True, text=True, check=False,
+                                     cwd=pathlib.Path(__file__).parent).stdout.strip()
+  commit = git('rev-parse', '--short', 'HEAD')
+  if not commit:
+    return 'unknown'
+  return commit + ('+dirty' if git('status', '--porcelain', '--untracked-files=no') else '')
 
 
 def markdown_table(rows: list[dict],

@@ -18,6 +18,7 @@ from videogen import generate
 from videogen import media
 from videogen.data import sizes
 from videogen.data import world
+from videogen.evals import direction_probe
 from videogen.evals import prompts as prompts_lib
 from videogen.evals import tables
 from videogen.evals import world_scores
@@ -208,15 +209,18 @@ def write_worst(out, scored: list[ScoredVideo], videos: list[np.ndarray], fps: f
 
 def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
                  videos: list[np.ndarray], settings: generate.SampleSettings, *,
-                 title: str = 'World simulation scores') -> pathlib.Path:
-  """out/report.md and out/scores.json (summary rows plus every video), and out/worst.*."""
+                 title: str = 'World simulation scores',
+                 direction: dict | None = None) -> pathlib.Path:
+  """out/report.md and out/scores.json (summary rows plus every video), and out/worst.*;
+  `direction` (direction_probe.run's result) adds the text-controls-motion probe to both."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   rows = summary(scored)
   write_worst(out, scored, videos, gen.parts.config.world.fps)
   media.write_json(out / 'scores.json', {
       'step': gen.step, 'settings': dataclasses.asdict(settings), 'summary': rows,
-      'videos': [s.to_json() for s in scored]})
+      'videos': [s.to_json() for s in scored],
+      **({'direction_probe': direction} if direction else {})})
   lines = [f'# {title}', '',
            f'Model {gen.parts.config.model.variant} at step {gen.step}; {len(scored)} prompts '
            f'sampled with {settings.method}, {settings.steps} steps, guidance '
@@ -224,7 +228,11 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
            '(`videogen/evals/world_scores.py`); each is a mean over the videos where it applies.',
            '', summary_table(rows), '',
            'Samples: `grid.*` and `samples/`; the lowest-scoring videos: `worst.png` / '
-           '`worst.mp4`.', '', '## Per video', '', per_video_table(scored)]
+           '`worst.mp4`.', '']
+  if direction:
+    lines += ['## Does the text control the motion?', '',
+              *direction_probe.report_lines(direction), '']
+  lines += ['## Per video', '', per_video_table(scored)]
   path = out / 'report.md'
   path.write_text('\n'.join(lines) + '\n')
   return path

@@ -122,6 +122,15 @@ def score_video(frames_thwc: np.ndarray, scene: world.Scene, fps: float) -> Worl
   return WorldScores(**values, reasons=reasons)
 
 
+def asked_tracks(frames_thwc: np.ndarray, scene: world.Scene,
+                 fps: float) -> list[objects.Track | None]:
+  """Per asked object, the track that adherence finds for it in the frames: matched by colour,
+  kind and motion, and of its kind and digit (or unreadable); else None."""
+  video = _Video(frames_thwc, objects.analyse(frames_thwc), scene, fps)
+  return [track if track is not None and _identity_ok(obj, track) else None
+          for obj, track in zip(scene.objects, _match(video))]
+
+
 def summarize(scores: list[WorldScores]) -> dict[str, float]:
   """Mean of each score over the videos where it applies (NaN where it never does)."""
   means = {}

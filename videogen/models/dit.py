@@ -42,6 +42,7 @@ REMAT_POLICIES = {
     'full': jax.checkpoint_policies.nothing_saveable,
 }
 _LENGTH = ('batch', 'length', 'embed')
+POS_EMBEDS = ('none', 'sincos')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,15 @@ class DiTConfig:
   dtype: str = 'float32'  # compute dtype of matmuls
   param_dtype: str = 'float32'
   rope_theta: float = 10000.0
+  # 'sincos': add rope.sincos_embedding of each token's (t, h, w) position to the patch
+  # embedding, so a token knows where and when it is (see _tokens); 'none': RoPE only (Wan).
+  pos_embed: str = 'none'
+  # The cross-attention output starts at 'zero' (each block adds no text at init) or 'xavier'
+  # (Wan 2.1's init: the text reaches the tokens, and its projections get gradients, at once).
+  cross_attn_init: str = 'zero'
+  # Add a projection of the caption's mean token state to the time embedding, so the text also
+  # modulates every block and the head (adaLN, as SD3 adds its pooled text); see `_tokens`.
+  pooled_text: bool = False
 
   def __post_init__(self):
     if self.remat not in REMAT_POLICIES:
@@ -74,6 +84,10 @@ class DiTConfig:
       raise ValueError(f'width {self.dim} is not divisible by {self.heads} heads: use a width '
                        f'that is a multiple of {self.heads}.')
     rope.rope_split(self.dim // self.heads)
+    if self.pos_embed not in POS_EMBEDS:
+      raise ValueError(f'pos_embed {self.pos_embed!r} is unknown: use one of {POS_EMBEDS}.')
+    if self.cross_attn_init not in ('zero', 'xavier'):
+      raise ValueError(f'cross_attn_init {self.cross_attn_init!r} is unknown: use zero or xavier.')
     if len(self.patch_size) != 3 or min(self.patch_size) < 1:
       raise ValueError(f'patch_size {self.patch_size} must be three positive sizes (pt, ph, pw), '
                        'e.g. (1, 2, 2).')
@@ -147,7 +161,8 @@ class Block(nn.Module):
     h_ble = attention.SelfAttention(**attn_kw, name='self_attn')(h_ble, rope_lf, segment_ids_bl)
     x_ble = x_ble + gate_a * h_ble
     h_ble = _layer_norm('norm3', affine=True, param_dtype=param_dtype)(x_ble).astype(dtype)
-    x_ble = x_ble + attention.CrossAttention(**attn_kw, zero_init_output=True, name='cross_attn')(
+    x_ble = x_ble + attention.CrossAttention(
+        **attn_kw, zero_init_output=cfg.cross_attn_init == 'zero', name='cross_attn')(
         h_ble, context_bse, context_mask_bs, segment_ids_bl, context_segment_ids_bs)
     h_ble = _modulate(_layer_norm('norm2')(x_ble), shift_m, scale_m).astype(dtype)
     h_ble = attention.dense(cfg.mlp_dim, ('embed', 'mlp'), name='ffn_in', **kw)(h_ble)
@@ -204,12 +219,18 @@ class DiT(nn.Module):
 
     x_ble = attention.dense(cfg.dim, ('patch', 'embed'), name='patch_embedding', **kw)(
         patches_blp.astype(dtype)).astype(jnp.float32)
+    if cfg.pos_embed == 'sincos':  # RoPE alone leaves a token blind to where it is
+      x_ble = x_ble + rope.sincos_embedding(positions_i3, cfg.dim, cfg.rope_theta)
     x_ble = nn.with_logical_constraint(x_ble, _LENGTH)
 
     temb_bie = attention.dense(cfg.dim, (None, 'mlp'), name='time_in', kernel_init=small, **f32)(
         timestep_embedding(1000.0 * t_bi, cfg.freq_dim))
     temb_bie = attention.dense(cfg.dim, ('mlp', 'embed'), name='time_out', kernel_init=small,
                                **f32)(nn.silu(temb_bie))
+    if cfg.pooled_text:
+      pooled_bid = pooled_text(text_bsd, text_mask_bs, text_segment_ids_bs, t_bi.shape[1])
+      temb_bie = temb_bie + attention.dense(cfg.dim, ('text_embed', 'embed'), name='text_pooled',
+                                            kernel_init=small, **f32)(pooled_bid)
     modulation_bie = attention.dense(
         6 * cfg.dim, ('embed', 'modulation'), name='time_projection',
         kernel_init=nn.initializers.zeros, **f32)(nn.silu(temb_bie))
@@ -295,6 +316,19 @@ class DiT(nn.Module):
     if text_mask_bs.shape != text_bsd.shape[:2]:
       raise ValueError(f'text mask shape {text_mask_bs.shape} must be {text_bsd.shape[:2]}: '
                        'pass one bool per text token.')
+
+
+def pooled_text(text_bsd, text_mask_bs, text_segment_ids_bs, segments: int):
+  """The mean of each caption's real token states, float32 [B, M, D]: one caption per sample
+  (M = 1, no segment ids) or per segment of a packed row (id k -> row k - 1)."""
+  if text_segment_ids_bs is None:
+    weights_bsm = text_mask_bs[..., None]
+  else:
+    weights_bsm = (text_segment_ids_bs[..., None] == jnp.arange(1, segments + 1)) & (
+        text_mask_bs[..., None])
+  weights_bsm = weights_bsm.astype(jnp.float32)
+  total_bmd = jnp.einsum('bsm,bsd->bmd', weights_bsm, text_bsd.astype(jnp.float32))
+  return total_bmd / jnp.maximum(weights_bsm.sum(1), 1.0)[..., None]
 
 
 def segment_values(values_bm, segment_ids_bl):

@@ -35,6 +35,20 @@ def rope_tables(positions_n3, head_dim: int, theta: float = 10000.0):
   return jnp.cos(angles_nf), jnp.sin(angles_nf)
 
 
+def sincos_embedding(positions_n3, dim: int, theta: float = 10000.0):
+  """float32 [..., dim]: each token's (t, h, w) position as sines and cosines, the width cut into
+  the three parts `rope_split` cuts a head into, each axis on its own frequency ladder. Added to
+  the tokens, it tells every token where it is in absolute terms (RoPE gives attention only
+  offsets between tokens), for any T, H, W."""
+  positions_n3 = jnp.asarray(positions_n3, jnp.float32)
+  features = []
+  for axis, part in enumerate(rope_split(dim)):
+    freqs_f = theta ** (-np.arange(0, part, 2, dtype=np.float32) / part)
+    angles = positions_n3[..., axis, None] * freqs_f
+    features += [jnp.sin(angles), jnp.cos(angles)]
+  return jnp.concatenate(features, axis=-1)
+
+
 def apply_rope(x_blhd, cos_lf, sin_lf):
   """Rotates each adjacent pair of `x_blhd` by its token's angle (computed in float32); the
   tables are [L, F] (shared by the batch) or [B, L, F] (one per packed row)."""

@@ -30,6 +30,9 @@ from videogen.parallel import sharding
 from videogen.train import state as state_lib
 
 PIXEL_CHANNELS = 3
+# Model options added since runs were first saved, and the value a config without them means:
+# the behaviour before them, so older runs and exports restore and resume as they trained.
+OLD_RUN_MODEL = {'pos_embed': 'none', 'cross_attn_init': 'zero', 'pooled_text': False}
 
 
 @dataclasses.dataclass
@@ -175,7 +178,8 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
       m.variant, in_channels=in_channels, out_channels=channels, text_dim=encoder.dim,
       patch_size=m.patch_size,
       remat=m.remat, scan_layers=m.scan_layers, attention_backend=m.attention_backend,
-      dtype=m.dtype, param_dtype=m.param_dtype)
+      dtype=m.dtype, param_dtype=m.param_dtype,
+      **{field: m.get(field, old) for field, old in OLD_RUN_MODEL.items()})
   model = dit.DiT(model_config)
   patch = model_config.patch_size
   if vae_config is not None and any(p > 0 and n % p for n, p in zip(shape, patch)):

@@ -151,7 +151,8 @@ def restore_or_init(parts, ckpt: checkpoint.Checkpointer, make_data_iter,
   saved = ckpt.restore_config()
   if check_saved is not None:
     check_saved(saved, parts.config)
-  checkpoint.check_compatible(saved, parts.config, keys)
+  checkpoint.check_compatible(saved, parts.config, keys, missing={
+      f'model.{field}': old for field, old in components.OLD_RUN_MODEL.items()})
   saved_layout = saved.get('data', {}).get('layout', 'fixed')  # runs before layouts: 'fixed'
   if saved_layout != pipeline.layout(parts.config):
     raise ValueError(f'the checkpoint holds a data position of data.layout {saved_layout!r}, not '

@@ -1,0 +1,44 @@
+"""Equal-budget ablations: variants of one config (videogen/ablation.py), a row each.
+
+  python experiments/ablate.py --variants recipe,before --steps 1200 --out outputs/ablation
+  # the smallest failing case: one red circle at fast speed, 8 directions
+  python experiments/ablate.py --variants recipe,before --steps 1200 --out outputs/ablation_min \
+      --config.world.colours="('red',)" --config.world.kinds="('circle',)" \
+      --config.world.speeds="('fast',)" --config.world.held_out="()" --config.data.layout=fixed
+
+Each variant trains into OUT/<variant>/run (run again to resume), is scored (text-controls-motion
+probe, world scores of training prompts, temporal influence) into OUT/<variant>/row.json; then
+OUT/ablation.{json,md} gather every variant's row in OUT, so variants run in parallel processes
+into one OUT add up to one table.
+"""
+import shlex
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from videogen import ablation
+from videogen.evals import tables
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config.',
+                                          lock_config=True)
+_VARIANTS = flags.DEFINE_list('variants', ['base'], f'Variants to run, of {list(ablation.VARIANTS)}.')
+_STEPS = flags.DEFINE_integer('steps', 1000, 'Training steps of every variant (equal budget).')
+_OUT = flags.DEFINE_string('out', 'outputs/ablation', 'Output folder.')
+_PROMPTS = flags.DEFINE_integer('prompts', 16, 'Training-distribution prompts scored per variant.')
+_SCENES = flags.DEFINE_integer('probe_scenes', 4, 'Scenes of the direction probe (x 8 videos).')
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  for variant in _VARIANTS.value:
+    ablation.run_variant(_CONFIG.value, variant, _OUT.value, steps=_STEPS.value,
+                         num_prompts=_PROMPTS.value, probe_scenes=_SCENES.value)
+  print(ablation.table(_OUT.value, shlex.join(['python', *sys.argv]), tables.revision()))
+
+
+if __name__ == '__main__':
+  app.run(main)
