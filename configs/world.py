@@ -153,7 +153,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if arg.runlocal:
     config.world.update(height=16, width=16, num_frames=2)
-    config.data.update(batch_size=8, num_threads=1, prefetch=1, row_length=16,
+    # Packed rows, so the smoke runs (tests) cross the packing path the default skips.
+    config.data.update(layout='packed', batch_size=8, num_threads=1, prefetch=1, row_length=16,
                        max_segments=4, buffer_size=16,
                        text_row_length=96)  # 4 world captions of up to 24 tokens
     config.data.sizes.update(side=16, durations=(2, 1), duration_weights=(0.5, 0.5))  # 1: image

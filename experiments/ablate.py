@@ -20,11 +20,11 @@ from absl import logging
 from ml_collections import config_flags
 
 from videogen import ablation
-from videogen.evals import tables
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config.',
                                           lock_config=True)
-_VARIANTS = flags.DEFINE_list('variants', ['base'], f'Variants to run, of {list(ablation.VARIANTS)}.')
+_VARIANTS = flags.DEFINE_list('variants', ['recipe'],
+                              f'Variants to run, of {list(ablation.VARIANTS)}.')
 _STEPS = flags.DEFINE_integer('steps', 1000, 'Training steps of every variant (equal budget).')
 _OUT = flags.DEFINE_string('out', 'outputs/ablation', 'Output folder.')
 _PROMPTS = flags.DEFINE_integer('prompts', 16, 'Training-distribution prompts scored per variant.')
@@ -37,7 +37,7 @@ def main(argv):
   for variant in _VARIANTS.value:
     ablation.run_variant(_CONFIG.value, variant, _OUT.value, steps=_STEPS.value,
                          num_prompts=_PROMPTS.value, probe_scenes=_SCENES.value)
-  print(ablation.table(_OUT.value, shlex.join(['python', *sys.argv]), tables.revision()))
+  print(ablation.table(_OUT.value, shlex.join(['python', *sys.argv])))
 
 
 if __name__ == '__main__':

@@ -7,11 +7,13 @@ consistency, each measured from the pixels of its samples (videogen/evals/world_
 
 Writes OUT (default WORKDIR/eval_world/): report.md (scores per split and category, every video
 with why it failed), scores.json, grid.{png,mp4}, worst.{png,mp4} and samples/ (mp4 + JSON
-sidecar each), and the text-controls-motion probe (each of --direction_scenes scenes asked in all 8
-directions with one seed; videogen/evals/direction_probe.py). With --aspects, prompts of scenes drawn at each aspect's training frame size
-(config.data.sizes) are sampled at that size into OUT/aspect_<W>x<H>/, and OUT/aspects.{md,json} compare them, adherence
-in points against the square clips. The prompt set is fixed by the run's config and seed, so two checkpoints of a
-run are compared on the same prompts.
+sidecar each), the text-controls-motion probe (each of --direction_scenes scenes asked in every
+direction with one seed; videogen/evals/direction_probe.py) and, for pixel runs, how far the
+first frames reach the last ones inside the model (videogen/evals/influence.py). With --aspects,
+prompts of scenes drawn at each aspect's training frame size (config.data.sizes) are sampled at
+that size into OUT/aspect_<W>x<H>/, and OUT/aspects.{md,json} compare them, adherence in points
+against the square clips. The prompt set is fixed by the run's config and seed, so two
+checkpoints of a run are compared on the same prompts.
 """
 import pathlib
 
@@ -21,6 +23,7 @@ from absl import logging
 
 from videogen import generate
 from videogen.evals import direction_probe
+from videogen.evals import influence
 from videogen.evals import tables
 from videogen.evals import world_eval
 
@@ -64,7 +67,10 @@ def main(argv):
   direction = None
   if _DIRECTION_SCENES.value:
     direction = direction_probe.run(gen, settings, _DIRECTION_SCENES.value)
-  report = world_eval.write_report(out, gen, scored, videos, settings, direction=direction)
+  spread = None if gen.parts.vae_config else influence.on_world_prompts(
+      gen, [p for p in prompts if p.split == 'train'] or prompts)
+  report = world_eval.write_report(out, gen, scored, videos, settings, direction=direction,
+                                   spread=spread)
   print(world_eval.summary_table(world_eval.summary(scored)))
   if direction:
     print(f'\ntext controls motion: {direction["text_controls_motion"]:.0%} '

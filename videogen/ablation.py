@@ -12,13 +12,11 @@ import json
 import pathlib
 import time
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from videogen import generate
 from videogen import media
-from videogen.data import world
 from videogen.evals import direction_probe
 from videogen.evals import influence
 from videogen.evals import tables
@@ -36,6 +34,7 @@ VARIANTS = {
     'no_sincos': _NO_SINCOS,
     'no_shift': _NO_SHIFT,
     'no_text_path': _NO_TEXT_PATH,
+    'sincos_only': {**_NO_SHIFT, **_NO_TEXT_PATH},
     'before': {**_NO_SINCOS, **_NO_SHIFT, **_NO_TEXT_PATH},
 }
 ROW_FILE = 'row.json'
@@ -68,7 +67,7 @@ def run_variant(config: ml_collections.ConfigDict, variant: str, out, *, steps: 
   means = world_scores.summarize([v.scores for v in scored])
   probe = direction_probe.run(gen, settings, probe_scenes)
   media.write_json(folder / 'direction_probe.json', probe)
-  spread = temporal_spread(gen, prompts)
+  spread = influence.on_world_prompts(gen, prompts, times=(0.9,))[0]
   metrics = loop.read_metrics(folder / 'run')
   row = {'variant': variant, 'overrides': VARIANTS[variant], 'steps': result.last_step,
          'train_minutes': round(minutes, 1) if result.first_step == 0 else None,
@@ -82,20 +81,7 @@ def run_variant(config: ml_collections.ConfigDict, variant: str, out, *, steps: 
   return row
 
 
-def temporal_spread(gen: generate.Generator, prompts) -> dict:
-  """evals/influence.py at t = 0.9 on the world's renders of `prompts` (pixel runs), the first
-  and last quarter of the frames (at least one)."""
-  w = gen.parts.config.world
-  clips = np.stack([world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
-                    for p in prompts])
-  text, mask = gen.parts.encoder.encode([p.text for p in prompts])
-  return influence.temporal_influence(gen.parts.apply, gen.params,
-                                      jnp.asarray(clips, jnp.float32) * (2 / 255) - 1,
-                                      text, mask, frames=max(1, w.num_frames // 4),
-                                      times=(0.9,))[0]
-
-
-def table(out, command: str, revision: str) -> str:
+def table(out, command: str) -> str:
   """Gathers out/*/row.json into out/ablation.json (+ command, revision, machine) and returns
   (and writes to out/ablation.md) the markdown table."""
   out = pathlib.Path(out)
@@ -104,15 +90,14 @@ def table(out, command: str, revision: str) -> str:
     raise FileNotFoundError(f'no variant rows in {str(out)!r}: run a variant first.')
   order = list(VARIANTS)
   rows.sort(key=lambda r: order.index(r['variant']) if r['variant'] in order else len(order))
-  path = tables.write_results(out / 'ablation.json', 'ablation', rows)
-  data = json.loads(path.read_text())
-  path.write_text(json.dumps({**data, 'command': command, 'revision': revision}, indent=1))
+  tables.write_results(out / 'ablation.json', 'ablation', rows, command=command)
   shown = [{k: v for k, v in r.items() if k != 'overrides'} for r in rows]
   percent = world_eval.percent
   formats = {k: percent for k in ('text_controls_motion', *world_scores.CATEGORIES)}
   text = tables.markdown_table(shown, formats)
   (out / 'ablation.md').write_text(
-      f'# Ablation\n\n`{command}` at `{revision}` on {tables.machine()["processor"]}\n\n'
+      f'# Ablation\n\n`{command}` at `{tables.revision()}` on '
+      f'{tables.machine()["processor"]}\n\n'
       f'{text}\n\nOverrides:\n\n'
       + '\n'.join(f'- {r["variant"]}: `{r["overrides"]}`' for r in rows) + '\n')
   return text

@@ -54,3 +54,27 @@ def temporal_influence(apply_fn, params, clips_bthwc, text, mask, *, frames: int
                  'ratio': float(far / near), 'space_near': float(space_near),
                  'space_far': float(space_far), 'space_ratio': float(space_far / space_near)})
   return rows
+
+
+def on_world_prompts(gen, prompts, times=TIMES) -> list[dict]:
+  """`temporal_influence` of a pixel run's generate.Generator on the world's renders of eval
+  prompts (evals/prompts.py), re-noising the first quarter of the frames (at least one)."""
+  from videogen.data import world  # pylint: disable=g-import-not-at-top
+  w = gen.parts.config.world
+  clips = np.stack([world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
+                    for p in prompts])
+  text, mask = gen.parts.encoder.encode([p.text for p in prompts])
+  return temporal_influence(gen.parts.apply, gen.params,
+                            jnp.asarray(clips, jnp.float32) * (2 / 255) - 1, text, mask,
+                            frames=max(1, w.num_frames // 4), times=times)
+
+
+def report_lines(rows: list[dict]) -> list[str]:
+  """Markdown: the influence of the first frames on the last ones (and, for comparison, of the
+  left half on the right half) per flow time."""
+  lines = ['| t | first frames (near) | last frames (far) | far / near | left half | right half '
+           '| right / left |', '|' + ' --- |' * 7]
+  for r in rows:
+    lines.append(f'| {r["t"]:g} | {r["near"]:.4f} | {r["far"]:.4f} | {r["ratio"]:.2f} | '
+                 f'{r["space_near"]:.4f} | {r["space_far"]:.4f} | {r["space_ratio"]:.2f} |')
+  return lines

@@ -56,9 +56,13 @@ def markdown_table(rows: list[dict],
   return '\n'.join(lines)
 
 
-def write_results(path, name: str, rows: list[dict]) -> pathlib.Path:
-  """Writes {'benchmark', 'machine', 'rows'} as JSON and returns the path."""
+def write_results(path, name: str, rows: list[dict], command: str | None = None) -> pathlib.Path:
+  """Writes {'benchmark', 'machine', 'rows'} (+ 'command' and the code's 'revision' when a
+  command is given) as JSON and returns the path."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps({'benchmark': name, 'machine': machine(), 'rows': rows}, indent=1))
+  record = {'benchmark': name, 'machine': machine(), 'rows': rows}
+  if command is not None:
+    record.update(command=command, revision=revision())
+  path.write_text(json.dumps(record, indent=1))
   return path

@@ -19,6 +19,7 @@ from videogen import media
 from videogen.data import sizes
 from videogen.data import world
 from videogen.evals import direction_probe
+from videogen.evals import influence
 from videogen.evals import prompts as prompts_lib
 from videogen.evals import tables
 from videogen.evals import world_scores
@@ -209,10 +210,11 @@ def write_worst(out, scored: list[ScoredVideo], videos: list[np.ndarray], fps: f
 
 def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
                  videos: list[np.ndarray], settings: generate.SampleSettings, *,
-                 title: str = 'World simulation scores',
-                 direction: dict | None = None) -> pathlib.Path:
+                 title: str = 'World simulation scores', direction: dict | None = None,
+                 spread: list[dict] | None = None) -> pathlib.Path:
   """out/report.md and out/scores.json (summary rows plus every video), and out/worst.*;
-  `direction` (direction_probe.run's result) adds the text-controls-motion probe to both."""
+  `direction` (direction_probe.run's result) adds the text-controls-motion probe to both, and
+  `spread` (influence.on_world_prompts') how far the first frames reach the last ones."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   rows = summary(scored)
@@ -220,7 +222,8 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
   media.write_json(out / 'scores.json', {
       'step': gen.step, 'settings': dataclasses.asdict(settings), 'summary': rows,
       'videos': [s.to_json() for s in scored],
-      **({'direction_probe': direction} if direction else {})})
+      **({'direction_probe': direction} if direction else {}),
+      **({'temporal_influence': spread} if spread else {})})
   lines = [f'# {title}', '',
            f'Model {gen.parts.config.model.variant} at step {gen.step}; {len(scored)} prompts '
            f'sampled with {settings.method}, {settings.steps} steps, guidance '
@@ -232,6 +235,12 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
   if direction:
     lines += ['## Does the text control the motion?', '',
               *direction_probe.report_lines(direction), '']
+  if spread:
+    lines += ['## How far the first frames reach the last ones', '',
+              'Mean |change| of the clean-data prediction when the first quarter of the frames '
+              'is re-noised, at those frames and at as many last ones; the same for the left '
+              'half of every frame against the right half (`videogen/evals/influence.py`).', '',
+              *influence.report_lines(spread), '']
   lines += ['## Per video', '', per_video_table(scored)]
   path = out / 'report.md'
   path.write_text('\n'.join(lines) + '\n')
