@@ -8,6 +8,9 @@ Writes outputs/demo/: samples (mp4 + JSON sidecar per prompt), grid.mp4/png, tru
 curve.png and report.md with the world scores (adherence, motion, physics, permanence,
 consistency) on train and held-out prompts, and the prompting tasks' scores.
 """
+import shlex
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -30,7 +33,7 @@ def main(argv):
   distributed.initialize_from_flags()  # before anything touches a device
   config = _CONFIG.value
   config.train.max_minutes = _MINUTES.value
-  print('report:', demo.run(config, _OUT.value))
+  print('report:', demo.run(config, _OUT.value, command=shlex.join(['python', *sys.argv])))
 
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ from videogen.data import world
 from videogen.evals import curves
 from videogen.evals import direction_probe
 from videogen.evals import prompting_tasks
+from videogen.evals import tables
 from videogen.evals import world_eval
 from videogen.train import loop
 
@@ -33,14 +34,17 @@ REFERENCE = pathlib.Path(__file__).resolve().parents[1] / 'reference' / 'world_t
 
 def write_report(out: pathlib.Path, result: loop.TrainResult,
                  settings: generate.SampleSettings, scored: dict, task_scores=None,
-                 directions: dict | None = None) -> pathlib.Path:
+                 directions: dict | None = None, command: str | None = None) -> pathlib.Path:
   """report.md: what ran, the curve, the world scores per model, split and category, the
   text-controls-motion probe, the prompting tasks, and every video's scores. `scored`: {model
   name: (generator, scored)}; `directions`: {model name: direction_probe.run's result}."""
   rows = loop.read_metrics(out / 'run')
   last = rows[-1] if rows else {}
+  machine = tables.machine()
   lines = [
       '# videogen demo report', '',
+      f'Made by `{command or "videogen.demo.run"}` at revision `{tables.revision()}` on '
+      f'{machine["processor"]} ({machine["cpu_count"]} cores, {machine["device"]}).', '',
       f'**This run**: model {result.parts.config.model.variant} trained to step '
       f'{result.last_step} (this invocation: steps {result.first_step} → {result.last_step}'
       f'{", stopped by the time budget" if result.stopped_early else ""}). Samples use the EMA '
@@ -76,7 +80,8 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
 
 def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
         num_train_prompts: int = 8, num_held_out_prompts: int = 4,
-        num_direction_scenes: int = 4, progress: bool = True) -> pathlib.Path:
+        num_direction_scenes: int = 4, progress: bool = True,
+        command: str | None = None) -> pathlib.Path:
   """Trains (or resumes), samples this run and the reference, scores, reports; returns the
   report's path. `reference=None` (or a missing folder) skips the reference."""
   out = pathlib.Path(out_dir)
@@ -102,4 +107,4 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   if gen.parts.frame_conditioning:
     task_scores = prompting_tasks.score_tasks(gen, prompts, truth, settings, out)
   curves.plot_loss(loop.read_metrics(out / 'run'), out / 'curve.png')
-  return write_report(out, result, settings, scored, task_scores, directions)
+  return write_report(out, result, settings, scored, task_scores, directions, command)
