@@ -79,7 +79,8 @@ class WorldOptions:
                        f'1 <= min_objects <= max_objects <= {MAX_OBJECTS}.')
     allowed = {'kinds': KINDS, 'colours': tuple(PALETTE), 'digits': tuple(range(10)),
                'motions': MOTIONS, 'speeds': tuple(SPEEDS), 'directions': tuple(DIRECTIONS),
-               'sizes': tuple(SIZES), 'backgrounds': tuple(BACKGROUNDS), 'background_styles': BACKGROUND_STYLES}
+               'sizes': tuple(SIZES), 'backgrounds': tuple(BACKGROUNDS),
+               'background_styles': BACKGROUND_STYLES}
     for name, choices in allowed.items():
       values = getattr(self, name)
       unknown = [v for v in values if v not in choices]

@@ -84,7 +84,8 @@ def score(groups: list[list[prompts_lib.Prompt]], videos: list[np.ndarray]) -> d
               'measured': measured_direction(v, p)} for p, v in zip(prompts, videos)]
   hits = [r['asked'] == r['measured'] for r in records]
   per_scene = [records[i:i + per_group] for i in range(0, len(records), per_group)]
-  distinct = [len({r['measured'] for r in scene if r['measured'] != 'still'}) for scene in per_scene]
+  distinct = [len({r['measured'] for r in scene if r['measured'] != 'still'})
+              for scene in per_scene]
   return {'text_controls_motion': float(np.mean(hits)), 'chance': 1 / per_group,
           'distinct': float(np.mean(distinct)), 'videos': records}
 

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from videogen.data import world
+
 TIMES = (0.9, 0.6, 0.3)
 
 
@@ -59,7 +61,6 @@ def temporal_influence(apply_fn, params, clips_bthwc, text, mask, *, frames: int
 def on_world_prompts(gen, prompts, times=TIMES) -> list[dict]:
   """`temporal_influence` of a pixel run's generate.Generator on the world's renders of eval
   prompts (evals/prompts.py), re-noising the first quarter of the frames (at least one)."""
-  from videogen.data import world  # pylint: disable=g-import-not-at-top
   w = gen.parts.config.world
   clips = np.stack([world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
                     for p in prompts])
