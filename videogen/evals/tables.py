@@ -38,7 +38,10 @@ def revision() -> str:
   when the working tree has uncommitted changes to tracked files."""
   git = lambda *args: subprocess.run(['git', *args], capture_output=True, text=True, check=False,
                                      cwd=pathlib.Path(__file__).parent).stdout.strip()
-  commit = git('rev-parse', '--short', 'HEAD')
+  try:
+    commit = git('rev-parse', '--short', 'HEAD')
+  except OSError:  # no git on this machine
+    return 'unknown'
   if not commit:
     return 'unknown'
   return commit + ('+dirty' if git('status', '--porcelain', '--untracked-files=no') else '')
