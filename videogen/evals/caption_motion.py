@@ -9,6 +9,7 @@ Legend: B batch, M segments of a packed row, T frames, H height, W width.
 """
 import numpy as np
 
+from videogen import media
 from videogen.data import packing
 from videogen.data import world
 from videogen.evals import motion_classes
@@ -25,8 +26,7 @@ def batch_clips(batch: dict, patch_size) -> list[tuple[np.ndarray, str]]:
                 if s[0]]
   else:
     clips, captions = list(np.asarray(batch['video'])), [str(c) for c in batch['caption']]
-  to_uint8 = lambda v: np.clip((np.asarray(v) + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-  return [(to_uint8(clip), caption) for clip, caption in zip(clips, captions)]
+  return [(media.to_uint8(clip), caption) for clip, caption in zip(clips, captions)]
 
 
 def check(pairs: list[tuple[np.ndarray, str]]) -> dict:
