@@ -13,7 +13,7 @@ import pathlib
 
 import ml_collections
 
-from videogen import config_args
+from videogen.core import config_args
 
 
 def _dit_world() -> ml_collections.ConfigDict:

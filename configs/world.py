@@ -10,7 +10,7 @@ Any field can be overridden from the command line: `--config.train.steps=100`.
 """
 import ml_collections
 
-from videogen import config_args
+from videogen.core import config_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""Equal-budget ablations: variants of one config (videogen/ablation.py), a row each.
+"""Equal-budget ablations: variants of one config (videogen/jobs/ablation.py), a row each.
 
   python experiments/ablate.py --variants recipe,before --steps 1200 --out outputs/ablation
   # the smallest failing case: one red circle at fast speed, 8 directions
@@ -19,7 +19,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from videogen import ablation
+from videogen.jobs import ablation
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config.',
                                           lock_config=True)

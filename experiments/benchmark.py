@@ -13,8 +13,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from videogen.evals import tables
-from videogen.evals import throughput
+from videogen.core import tables
+from videogen.bench import throughput
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config.',
                                           lock_config=True)

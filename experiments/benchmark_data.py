@@ -8,8 +8,8 @@ from absl import app
 from absl import flags
 
 from videogen.data import world
-from videogen.evals import tables
-from videogen.evals import throughput
+from videogen.core import tables
+from videogen.bench import throughput
 
 _OUT = flags.DEFINE_string('out', 'outputs/bench/data.json', 'Where the JSON results go.')
 _SHAPES = flags.DEFINE_list('shapes', ['32x32x8', '64x64x17', '256x256x33'], 'Clip sizes HxWxT.')

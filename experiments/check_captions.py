@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 from videogen.data import pipeline
 from videogen.evals import caption_motion
-from videogen.evals import tables
+from videogen.core import tables
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Config file.',
                                           lock_config=False)

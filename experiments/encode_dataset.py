@@ -23,7 +23,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from videogen import vae as vae_lib
+from videogen.inference import vae as vae_lib
 from videogen.data import latent_cache
 from videogen.models import text
 

@@ -11,10 +11,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from videogen import generate
-from videogen import vae as vae_lib
+from videogen.inference import generate
+from videogen.inference import vae as vae_lib
 from videogen.evals import reconstruction
-from videogen.evals import tables
+from videogen.core import tables
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'VAE training run to evaluate.',
                                required=True)

@@ -21,10 +21,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from videogen import generate
+from videogen.inference import generate
 from videogen.evals import direction_probe
 from videogen.evals import influence
-from videogen.evals import tables
+from videogen.core import tables
 from videogen.evals import world_eval
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run or export to evaluate.',
@@ -67,7 +67,7 @@ def main(argv):
   direction = None
   if _DIRECTION_SCENES.value:
     direction = direction_probe.run(gen, settings, _DIRECTION_SCENES.value)
-  spread = None if gen.parts.vae_config else influence.on_world_prompts(
+  spread = None if gen.run.vae_config else influence.on_world_prompts(
       gen, [p for p in prompts if p.split == 'train'] or prompts)
   report = world_eval.write_report(out, gen, scored, videos, settings, direction=direction,
                                    spread=spread)

@@ -8,8 +8,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from videogen import generate
-from videogen.evals import tables
+from videogen.inference import generate
+from videogen.core import tables
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to export.', required=True)
 _OUT = flags.DEFINE_string('out', None, 'Folder to write.', required=True)

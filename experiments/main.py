@@ -16,7 +16,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from videogen import demo
+from videogen.jobs import main_job
 from videogen.parallel import distributed
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Config file.',
@@ -33,7 +33,7 @@ def main(argv):
   distributed.initialize_from_flags()  # before anything touches a device
   config = _CONFIG.value
   config.train.max_minutes = _MINUTES.value
-  print('report:', demo.run(config, _OUT.value, command=shlex.join(['python', *sys.argv])))
+  print('report:', main_job.run(config, _OUT.value, command=shlex.join(['python', *sys.argv])))
 
 
 if __name__ == '__main__':

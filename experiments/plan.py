@@ -6,7 +6,7 @@
   python experiments/plan.py --validate --config configs/world.py   # planner vs the compiler
 
 Planning builds nothing: shapes come from jax.eval_shape and shardings from the logical rules on
-an abstract mesh (videogen/parallel/planner.py), so it needs no accelerator and takes seconds.
+an abstract mesh (videogen/bench/planner.py), so it needs no accelerator and takes seconds.
 --validate AOT-compiles the config's real sharded train step on this machine's devices (8 fake
 CPU devices unless XLA_FLAGS or JAX_PLATFORMS say otherwise) and compares per-device bytes.
 """
@@ -23,8 +23,8 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from videogen.evals import tables  # noqa: E402
-from videogen.parallel import planner  # noqa: E402
+from videogen.core import tables  # noqa: E402
+from videogen.bench import planner  # noqa: E402
 from videogen.parallel import sharding  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py',

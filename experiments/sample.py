@@ -11,7 +11,7 @@
   python experiments/sample.py --workdir RUN --task edit --video in.mp4 --strength 0.6 ...
   python experiments/sample.py --workdir RUN --task loop --prompt "..."   # or with --video
 
-Tasks (videogen/prompting.py): text, image (animate a still), extend (forward or backward, any
+Tasks (videogen/inference/prompting.py): text, image (animate a still), extend (forward or backward, any
 length, window by window), loop (a clip that plays seamlessly on repeat), connect (a transition
 from the end of --video to the start of --video_b), keyframes (frames at given indices), edit
 (SDEdit at --strength). Each prompt runs the task with seed + i. Uses the EMA weights of the
@@ -25,9 +25,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from videogen import generate
-from videogen import media
-from videogen import prompting
+from videogen.core import grids
+from videogen.core import media
+from videogen.inference import generate
+from videogen.inference import prompting
 from videogen.parallel import distributed
 
 TASKS = ('text', 'image', 'extend', 'loop', 'connect', 'keyframes', 'edit')
@@ -134,7 +135,7 @@ def main(argv):
   if not distributed.is_main_process():
     return  # every process sampled the same videos on its own device; process 0 writes them
   if len(prompts) > 1 and len({v.shape for v in videos}) == 1:
-    paths += media.write_grid(f'{out}/grid', videos, prompts, fps=gen.parts.config.world.fps)
+    paths += grids.write_grid(f'{out}/grid', videos, prompts, fps=gen.run.config.world.fps)
   print('\n'.join(str(p) for p in paths))
 
 

@@ -6,14 +6,14 @@
 Writes OUT (default outputs/scaling_<study>/): scaling.md and scaling.json (a row per size and
 budget: parameters, steps, training FLOPs, loss, the five world scores), scaling.png (each
 against compute), evals/<size>_<budget>x/ (a world_eval report per checkpoint) and runs/. Run it
-again to resume where it stopped. See videogen/scaling.py for how budgets are counted.
+again to resume where it stopped. See videogen/jobs/scaling.py for how budgets are counted.
 """
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from videogen import scaling
+from videogen.jobs import scaling
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config (the '
                                           'study sets the world and the DiT size).',

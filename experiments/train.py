@@ -4,7 +4,8 @@
   python experiments/train.py --config configs/world.py:variant=S/2 --workdir outputs/s2 \
       --config.train.steps=20000 --config.data.batch_size=64
 
-Writes WORKDIR/{config.json, checkpoints/<step>/, tb/, metrics.jsonl}. SIGTERM saves a
+Writes WORKDIR/{config.json, checkpoints/<step>/, tb/, metrics.jsonl, samples/<step>/ every
+config.train.sample_every steps}. SIGTERM saves a
 checkpoint before exiting; running the same command again continues exactly.
 """
 from absl import app
@@ -13,6 +14,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from videogen.parallel import distributed
+from videogen.runtime import dit_run
+from videogen.train import hooks
 from videogen.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -26,7 +29,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   distributed.initialize_from_flags()  # before anything touches a device
-  result = loop.train(_CONFIG.value, _WORKDIR.value)
+  run = dit_run.build(_CONFIG.value)
+  result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value))
   if distributed.is_main_process():
     print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints')
 

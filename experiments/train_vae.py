@@ -14,7 +14,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from videogen.parallel import distributed
-from videogen.train import vae_loop
+from videogen.runtime import vae_run
+from videogen.train import hooks
+from videogen.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/vae_world.py', 'Config file (`path:arg` passes arg to its get_config).',
@@ -32,10 +34,11 @@ def main(argv):
   config = _CONFIG.value
   if _MINUTES.value is not None:
     config.train.max_minutes = _MINUTES.value
-  result = vae_loop.train_vae(config, _WORKDIR.value)
+  run = vae_run.build(config)
+  result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value))
   if distributed.is_main_process():
     print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints, '
-          f'latent stats in {_WORKDIR.value}/{vae_loop.LATENT_STATS_FILE}')
+          f'latent stats in {_WORKDIR.value}/{vae_run.LATENT_STATS_FILE}')
 
 
 if __name__ == '__main__':

@@ -28,12 +28,12 @@ def golden_table(name: str) -> dict:
   needs 8 devices (fake CPU ones: XLA_FLAGS=--xla_force_host_platform_device_count=8)."""
   import jax  # pylint: disable=g-import-not-at-top
   from configs import world  # pylint: disable=g-import-not-at-top
-  from videogen.train import components  # pylint: disable=g-import-not-at-top
+  from videogen.runtime import dit_run  # pylint: disable=g-import-not-at-top
   config = world.get_config(GOLDEN_CONFIGS[name])
   config.mesh.update(GOLDEN_MESH)
-  parts = components.build(config, devices=jax.devices()[:8])
+  parts = dit_run.build(config, devices=jax.devices()[:8])
   return {'config': f'configs/world.py:{GOLDEN_CONFIGS[name]}', 'mesh': GOLDEN_MESH,
-          'params': components.parameter_layout(parts)}
+          'params': dit_run.parameter_layout(parts)}
 
 
 def dumps(table: dict) -> str:

@@ -31,11 +31,13 @@ import pytest  # noqa: E402
 def trained_run(tmp_path_factory):
   """A workdir trained 2 steps on the runlocal config (frame-conditioned), with a sample grid."""
   from configs import world as world_config  # pylint: disable=g-import-not-at-top
-  from videogen.train import loop  # pylint: disable=g-import-not-at-top
+  from videogen.runtime import dit_run  # pylint: disable=g-import-not-at-top
+  from videogen.train import hooks, loop  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('run')
   config = world_config.get_config('runlocal=True')
   config.train.update(steps=2, checkpoint_every=2, sample_every=2)
-  loop.train(config, workdir, progress=False)
+  run = dit_run.build(config)
+  loop.train(run, workdir, hooks=hooks.defaults(run, workdir), progress=False)
   return workdir
 
 
@@ -62,11 +64,11 @@ def tiny_vae():
   """The runlocal VAE ('tiny': 4x4x4 compression, 4 channels), untrained, with latent stats
   measured as the trainer measures them; caches and latent runs do not need trained weights."""
   from configs import vae_world  # pylint: disable=g-import-not-at-top
-  from videogen import vae as vae_lib  # pylint: disable=g-import-not-at-top
+  from videogen.inference import vae as vae_lib  # pylint: disable=g-import-not-at-top
   from videogen.models import autoencoder  # pylint: disable=g-import-not-at-top
-  from videogen.train import vae_loop  # pylint: disable=g-import-not-at-top
+  from videogen.runtime import vae_run  # pylint: disable=g-import-not-at-top
   config = vae_world.get_config('runlocal=True')
-  model = autoencoder.AutoencoderKL(vae_loop.model_config(config))
+  model = autoencoder.AutoencoderKL(vae_run.model_config(config))
   params = fresh_params(model)
-  stats = vae_loop.measure_latent_stats(config, model, params)
+  stats = vae_run.measure_latent_stats(config, model, params)
   return vae_lib.Autoencoder(model.config, params, stats, step=0)

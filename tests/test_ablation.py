@@ -5,7 +5,7 @@ import json
 import pytest
 
 from configs import world as world_config
-from videogen import ablation
+from videogen.jobs import ablation
 
 
 def test_variants_override_the_config_at_one_budget():

@@ -11,7 +11,7 @@ import pytest
 from test_train_step import BATCH, build_run, make_example
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
-from videogen.train import checkpoint as checkpoint_lib
+from videogen.runtime import checkpoint as checkpoint_lib
 from videogen.train import preemption
 from videogen.train import step as step_lib
 

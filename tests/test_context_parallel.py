@@ -15,7 +15,7 @@ from videogen.models import dit
 from videogen.parallel import context_attention
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
-from videogen.train import components
+from videogen.runtime import dit_run
 
 RULES = sharding.rules_from_config(world_config.get_config())  # the DiT run's rules
 
@@ -110,4 +110,4 @@ def test_build_rejects_a_mesh_the_model_does_not_fit(change, mesh, message):
   config.mesh = ml_collections.ConfigDict({'data': 1, 'fsdp': 1, 'context': 1, 'tensor': 1,
                                            **mesh})
   with pytest.raises(ValueError, match=message):
-    components.build(config)
+    dit_run.build(config)

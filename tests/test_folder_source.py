@@ -6,7 +6,7 @@ import grain
 import numpy as np
 import pytest
 
-from videogen import media
+from videogen.core import media
 from videogen.data import clips
 from videogen.data import folder_source
 from videogen.data import footage

@@ -20,7 +20,7 @@ from configs import world
 from videogen.models import bert
 from videogen.models import t5
 from videogen.parallel import sharding
-from videogen.train import vae_loop
+from videogen.runtime import vae_run
 
 _SCRIPT = pathlib.Path(__file__).resolve().parent.parent / 'scripts' / 'update_golden_shardings.py'
 _spec = importlib.util.spec_from_file_location('update_golden_shardings', _SCRIPT)
@@ -57,10 +57,10 @@ def test_parameter_shardings_match_golden(name):
 
 def test_optimizer_state_and_ema_follow_the_parameters():
   """The 1.3B state's Adam moments and EMA copy get the parameters' shardings."""
-  from videogen.train import components  # pylint: disable=g-import-not-at-top
+  from videogen.runtime import dit_run  # pylint: disable=g-import-not-at-top
   config = world.get_config(golden.GOLDEN_CONFIGS['1p3b'])
   config.mesh.update(golden.GOLDEN_MESH)
-  parts = components.build(config)
+  parts = dit_run.build(config)
   shardings = parts.state_shardings
   adam = shardings.opt_state[1][0]
   for tree in (shardings.ema_params, adam.mu, adam.nu):
@@ -78,7 +78,7 @@ def _names(boxed) -> set:
 def test_vae_parameters_name_axes_its_rules_cover():
   config = vae_world.get_config()  # the 'world' preset
   config.mesh.update(data=2, fsdp=2, tensor=2)
-  parts = vae_loop.build(config)
+  parts = vae_run.build(config)
   with sharding.sharding_context(parts.mesh, parts.rules):
     boxed = jax.eval_shape(parts.init_fn).params
   assert _names(boxed) <= {name for name, _ in parts.rules}

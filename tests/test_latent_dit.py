@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from configs import world as world_config
-from videogen import generate
-from videogen import media
-from videogen import prompting
+from videogen.inference import generate
+from videogen.core import media
+from videogen.inference import prompting
 from videogen.data import latent_cache
 from videogen.models import autoencoder
 from videogen.models import text
-from videogen.train import components
+from videogen.runtime import dit_run
 from videogen.train import loop
 
 NUM_RECORDS = 24  # 3 batches of 8: 4 steps cross an epoch
@@ -48,15 +48,15 @@ def latent_config(vae_export, cache, steps=4):
 def trained(tmp_path_factory, vae_export, cache):
   """A 4-step run, and the same run resumed from a copy of its step-2 checkpoint."""
   root = tmp_path_factory.mktemp('latent_runs')
-  straight = loop.train(latent_config(vae_export, cache), root / 'straight', progress=False)
+  straight = loop.train(dit_run.build(latent_config(vae_export, cache)), root / 'straight', progress=False)
   shutil.copytree(root / 'straight' / 'checkpoints' / '2', root / 'resumed' / 'checkpoints' / '2')
-  resumed = loop.train(latent_config(vae_export, cache), root / 'resumed', progress=False)
+  resumed = loop.train(dit_run.build(latent_config(vae_export, cache)), root / 'resumed', progress=False)
   return straight, resumed, root / 'straight'
 
 
 def test_trains_on_latents_and_resumes_exactly(trained):
   straight, resumed, workdir = trained
-  assert straight.parts.shape == (2, 4, 4, 4)  # the latent, not the 2x16x16x3 clip
+  assert straight.run.shape == (2, 4, 4, 4)  # the latent, not the 2x16x16x3 clip
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                 if p.name.isdigit()) == [2, 4]
   assert (resumed.first_step, resumed.last_step) == (2, 4)  # data position restored too
@@ -80,7 +80,7 @@ def test_prompting_tasks_on_latents(trained):
   """A latent model is given a clip's first frames (through its VAE) and edits by SDEdit on
   the input's latents; frames after a missing one are refused."""
   gen = generate.Generator.from_workdir(trained[2])
-  assert gen.parts.frame_conditioning
+  assert gen.run.frame_conditioning
   settings = generate.SampleSettings(steps=2, method='euler', cfg_scale=2.0)
   clip = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
   animated = prompting.image_to_video(gen, clip[0], 'a red circle', settings=settings)
@@ -108,36 +108,36 @@ def test_mismatched_settings_are_clear_errors(vae_export, cache, tmp_path):
   config.autoencoder = str(other_vae)
   with pytest.raises(ValueError, match=r'made with VAE compression \(4, 4, 4\) but the model '
                                        r'expects \(4, 8, 8\).* rebuild it'):
-    loop.train(config, tmp_path / 'run', progress=False)
+    loop.train(dit_run.build(config), tmp_path / 'run', progress=False)
   config = latent_config(vae_export, cache)
   config.world.num_frames = 3  # the same 2x4x4x4 latent (5 frames), but not the cached clips
   with pytest.raises(ValueError, match=r'holds latents \(2, 4, 4, 4\) of 2-frame clips .* '
                                        r'expects \(2, 4, 4, 4\) of 3x16x16 clips'):
-    loop.train(config, tmp_path / 'run', progress=False)
+    loop.train(dit_run.build(config), tmp_path / 'run', progress=False)
   config = latent_config(vae_export, cache)
   config.data.cache_dir = None
   with pytest.raises(ValueError, match='needs data.cache_dir: pass --config.data.cache_dir'):
-    loop.train(config, tmp_path / 'run', progress=False)
+    loop.train(dit_run.build(config), tmp_path / 'run', progress=False)
   config = latent_config(vae_export, cache)
   config.data.layout = 'packed'
   with pytest.raises(ValueError, match="data.layout 'packed' is not available on latents.*"
                                        'layout=fixed'):
-    loop.train(config, tmp_path / 'run', progress=False)
+    loop.train(dit_run.build(config), tmp_path / 'run', progress=False)
   config = latent_config(vae_export, cache)
   config.model.patch_size = (1, 8, 8)
   with pytest.raises(ValueError, match=r'patch_size \(1, 8, 8\) does not divide the latent '
                                        r'\(2, 4, 4\)'):
-    components.build(config)
+    dit_run.build(config)
   config = latent_config(vae_export, cache)
   config.autoencoder = 'none'
   with pytest.raises(ValueError, match='needs the VAE its cache was made with'):
-    components.build(config)
+    dit_run.build(config)
   config = latent_config(vae_export, cache)
   config.conditioning.tasks.last_k = 0.1
   with pytest.raises(ValueError, match=r"conditioning tasks \['last_k'\] give frames after a "
                                        'missing one.*set the others to 0'):
-    components.build(config)
+    dit_run.build(config)
   config = world_config.get_config('runlocal=True')
   config.autoencoder = str(vae_export)
   with pytest.raises(ValueError, match="data.source 'world' does not give"):
-    components.build(config)
+    dit_run.build(config)

@@ -1,4 +1,4 @@
-"""Tests for videogen.media: file round trips, errors, atomic writes, grids and names."""
+"""Tests for videogen.core.media: file round trips, errors, atomic writes, grids and names."""
 import base64
 import os
 
@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from videogen import media
+from videogen.core import grids
+from videogen.core import media
 
 
 def _smooth_clip(t, h, w):
@@ -154,7 +155,7 @@ def _upscale(clip, scale):
 def test_caption_grid_layout_holds_last_frames_and_draws_captions():
   clips = [_smooth_clip(5, 32, 32), _smooth_clip(3, 16, 24), _smooth_clip(1, 32, 32)]
   captions = ['a long caption that needs wrapping over more than one line', 'short 🎬', '']
-  grid = media.caption_grid(clips, captions, pad=4)
+  grid = grids.caption_grid(clips, captions, pad=4)
   cell = 128  # Default scale 4 brings the long side 32 to 128 px; 2 columns, 2 rows.
   assert grid.dtype == np.uint8 and grid.shape[0] == 5 and grid.shape[2] == 2 * cell + 3 * 4
   caption_h = (grid.shape[1] - 3 * 4) // 2 - cell
@@ -172,18 +173,18 @@ def test_caption_grid_layout_holds_last_frames_and_draws_captions():
   assert ink_rows[2] == 0  # Empty caption, empty strip.
   assert (grid[:, row2:, 136:] == 0).all()  # No fourth clip.
   with pytest.raises(ValueError, match='2 videos and 1 captions'):
-    media.caption_grid(clips[:2], ['one'])
+    grids.caption_grid(clips[:2], ['one'])
 
 
 def test_caption_grid_explicit_columns_and_scale():
   clips = [_smooth_clip(2, 8, 10)] * 3
-  grid = media.caption_grid(clips, ['a', 'b', 'c'], columns=3, scale=2, caption_lines=0, pad=1)
+  grid = grids.caption_grid(clips, ['a', 'b', 'c'], columns=3, scale=2, caption_lines=0, pad=1)
   assert grid.shape == (2, 1 + 16 + 1, 1 + 3 * (20 + 1), 3)
 
 
 def test_write_grid_writes_mp4_and_contact_sheet(tmp_path):
   clips = [_smooth_clip(7, 16, 16), _smooth_clip(3, 16, 16)]
-  paths = media.write_grid(tmp_path / 'grid.mp4', clips, ['first', 'second'], fps=4)
+  paths = grids.write_grid(tmp_path / 'grid.mp4', clips, ['first', 'second'], fps=4)
   assert paths == [tmp_path / 'grid.mp4', tmp_path / 'grid.png']
   video = media.read_video(paths[0])
   assert video.shape[0] == 7 and media.video_fps(paths[0]) == 4
@@ -192,10 +193,10 @@ def test_write_grid_writes_mp4_and_contact_sheet(tmp_path):
   assert sheet.shape[1] > 4 * 128 and sheet.shape[0] > 2 * 128
   tile = _upscale(clips[0][6:], 8)[0]  # The last time step, scale 8.
   np.testing.assert_array_equal(sheet[4:132, -132:-4], tile)
-  assert media.write_grid(tmp_path / 'a.cat', clips, ['x', 'y'], formats=('gif',)) == [
+  assert grids.write_grid(tmp_path / 'a.cat', clips, ['x', 'y'], formats=('gif',)) == [
       tmp_path / 'a.cat.gif']  # Only media suffixes are replaced.
   with pytest.raises(ValueError, match='subset of mp4, webm, gif, png'):
-    media.write_grid(tmp_path / 'x', clips, ['a', 'b'], formats=('avi',))
+    grids.write_grid(tmp_path / 'x', clips, ['a', 'b'], formats=('avi',))
 
 
 @pytest.mark.parametrize('text, expected', [

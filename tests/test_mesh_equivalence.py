@@ -17,7 +17,7 @@ import pytest
 from configs import world as world_config
 from videogen.data import packing
 from videogen.parallel import sharding
-from videogen.train import components
+from videogen.runtime import dit_run
 from videogen.train import objective
 from videogen.train import step as step_lib
 
@@ -40,8 +40,8 @@ def tiny_config(**mesh) -> ml_collections.ConfigDict:
   return config
 
 
-def host_batches(parts: components.Components) -> list[dict]:
-  """STEPS model batches of packed rows (components.encode_batch's), the same for every mesh."""
+def host_batches(parts: dit_run.DitRun) -> list[dict]:
+  """STEPS model batches of packed rows (dit_run.encode_batch's), the same for every mesh."""
   rng = np.random.default_rng(0)
   d, batches = parts.config.data, []
   for step in range(STEPS):
@@ -51,12 +51,12 @@ def host_batches(parts: components.Components) -> list[dict]:
          for i, shape in enumerate(ROW_SHAPES[row % len(ROW_SHAPES)])],
         d.row_length, parts.config.model.patch_size, d.max_segments)
             for row in range(d.batch_size)]
-    batches.append(components.encode_batch(
+    batches.append(dit_run.encode_batch(
         parts, {key: np.stack([row[key] for row in rows]) for key in rows[0]}))
   return batches
 
 
-def train_losses(parts: components.Components, state, batches) -> np.ndarray:
+def train_losses(parts: dit_run.DitRun, state, batches) -> np.ndarray:
   """Losses of STEPS steps from host `state` through step.jit_train_step."""
   train_step = step_lib.make_train_step(
       objective.make_loss_fn(parts), parts.optimizer, ema_decay=parts.config.optim.ema_decay,
@@ -74,7 +74,7 @@ def train_losses(parts: components.Components, state, batches) -> np.ndarray:
 @functools.cache
 def reference():
   """(host batches, host initial state, 1-device losses), shared by the cases."""
-  parts = components.build(tiny_config(), devices=jax.devices()[:1])
+  parts = dit_run.build(tiny_config(), devices=jax.devices()[:1])
   with sharding.sharding_context(parts.mesh, parts.rules):
     state = jax.device_get(jax.jit(lambda: nn.unbox(parts.init_fn()))())
   batches = host_batches(parts)
@@ -86,5 +86,5 @@ def reference():
 @pytest.mark.parametrize('mesh', LAYOUTS, ids=lambda m: '×'.join(f'{k}={v}' for k, v in m.items()))
 def test_same_losses_as_one_device(mesh):
   batches, state, single = reference()
-  losses = train_losses(components.build(tiny_config(**mesh)), state, batches)
+  losses = train_losses(dit_run.build(tiny_config(**mesh)), state, batches)
   np.testing.assert_allclose(losses, single, rtol=1e-5, err_msg=str(mesh))

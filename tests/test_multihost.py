@@ -16,8 +16,8 @@ import pytest
 from configs import world as world_config
 from videogen.data import pipeline
 from videogen.parallel import distributed
-from videogen.train import checkpoint
-from videogen.train import components
+from videogen.runtime import checkpoint
+from videogen.runtime import dit_run
 from videogen.train import loop
 
 import runner_env
@@ -139,7 +139,7 @@ def test_two_process_cluster_trains_checkpoints_resumes_and_matches_one_process(
 
   monkeypatch.setattr(pipeline, 'world_dataset_from_config', concatenated)
   devices = jax.devices()[:PROCESSES * LOCAL_DEVICES]
-  reference = loop.train(config, tmp_path / 'one_process', devices=devices, progress=False)
+  reference = loop.train(dit_run.build(config, devices=devices), tmp_path / 'one_process', progress=False)
   reference_rows = loop.read_metrics(tmp_path / 'one_process')
   cluster_loss = np.array([r['loss'] for r in rows])
   reference_loss = np.array([r['loss'] for r in reference_rows])
@@ -148,7 +148,7 @@ def test_two_process_cluster_trains_checkpoints_resumes_and_matches_one_process(
   np.testing.assert_allclose(cluster_loss, reference_loss, rtol=1e-5)
 
   # The cluster's final state restores on one device of this process, finite and as trained.
-  single = components.build(config, devices=jax.devices()[:1])
+  single = dit_run.build(config, devices=jax.devices()[:1])
   restored = ckpt.restore(single.abstract_state)
   ckpt.close()
   assert int(restored.step) == LAST_STEP

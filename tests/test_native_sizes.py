@@ -13,8 +13,8 @@ from videogen.data import packing
 from videogen.data import sizes
 from videogen.diffusion import conditioning
 from videogen.diffusion import flow
-from videogen.models import patches
-from videogen.train import components
+from videogen.core import patches
+from videogen.runtime import dit_run
 from videogen.train import loop
 from videogen.train import objective
 
@@ -83,12 +83,12 @@ def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss():
   config = world_config.get_config('runlocal=True')
   config.model.patch_size = (2, 8, 8)  # a token holds 2 frames: the task mask is per frame
   config.world.num_frames = 4
-  parts = components.build(config)
+  parts = dit_run.build(config)
   params = perturbed_params(parts)
   rng = np.random.default_rng(0)
   video = rng.uniform(-1, 1, (2, 4, 16, 16, 3)).astype(np.float32)
   captions = ['a red circle moves left', 'a blue square falls']
-  batch = components.encode_batch(parts, {'video': video, 'caption': np.array(captions)})
+  batch = dit_run.encode_batch(parts, {'video': video, 'caption': np.array(captions)})
   given_bt = jnp.array([[True, False, False, False], [False, False, True, True]])
   flow_rng = jax.random.key(3)
   unpacked, aux = jax.jit(lambda p: flow.flow_matching_loss(
@@ -99,7 +99,7 @@ def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss():
   row_length, tokens = 12, 8  # one clip of 8 tokens, then 4 padding tokens
   rows = [packing.pack_row([{'video': v, 'caption': c}], row_length, (2, 8, 8), max_segments=2)
           for v, c in zip(video, captions)]
-  rows = components.encode_batch(parts, {k: np.stack([r[k] for r in rows]) for k in rows[0]})
+  rows = dit_run.encode_batch(parts, {k: np.stack([r[k] for r in rows]) for k in rows[0]})
   eps = jax.random.normal(jax.random.split(flow_rng)[1], video.shape)
   eps_blp = np.array(rng.normal(size=rows['patches'].shape), np.float32)
   eps_blp[:, :tokens] = patches.patchify(eps, (2, 8, 8))
@@ -117,10 +117,10 @@ def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss():
 
 
 def test_a_dropped_caption_in_a_packed_row_reads_as_the_empty_prompt():
-  parts = components.build(world_config.get_config('runlocal=True'))
+  parts = dit_run.build(world_config.get_config('runlocal=True'))
   clips = [{'video': np.zeros((1, 16, 16, 3), np.float32), 'caption': c}
            for c in ('a red circle moves left', 'a blue square falls')]
-  encode = lambda captions: components.encode_batch(parts, {k: v[None] for k, v in packing.pack_row(
+  encode = lambda captions: dit_run.encode_batch(parts, {k: v[None] for k, v in packing.pack_row(
       [dict(c, caption=t) for c, t in zip(clips, captions)], 8, (1, 8, 8), 4).items()})
   rows = encode([c['caption'] for c in clips])
   null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
@@ -143,21 +143,21 @@ def layout_config(layout, steps):
 
 
 def test_buckets_train_and_resume_bit_identically(tmp_path):
-  straight = loop.train(layout_config('buckets', 4), tmp_path / 'straight', progress=False)
+  straight = loop.train(dit_run.build(layout_config('buckets', 4)), tmp_path / 'straight', progress=False)
   shutil.copytree(tmp_path / 'straight' / 'checkpoints' / '2',
                   tmp_path / 'resumed' / 'checkpoints' / '2')  # as if stopped after step 2
-  resumed = loop.train(layout_config('buckets', 4), tmp_path / 'resumed', progress=False)
+  resumed = loop.train(dit_run.build(layout_config('buckets', 4)), tmp_path / 'resumed', progress=False)
   assert (resumed.first_step, resumed.last_step) == (2, 4)
   for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert all(np.isfinite(r['loss']) for r in loop.read_metrics(tmp_path / 'resumed'))
   with pytest.raises(ValueError, match="data.layout 'buckets', not 'packed'.*layout=buckets"):
-    loop.train(layout_config('packed', 6), tmp_path / 'resumed', progress=False)
+    loop.train(dit_run.build(layout_config('packed', 6)), tmp_path / 'resumed', progress=False)
 
 
 def test_packed_rows_train_and_log_their_fill(tmp_path):
   # Resuming packed rows exactly: tests/test_train_loop.py (runlocal's layout is 'packed').
   assert world_config.get_config('runlocal=True').data.layout == 'packed'
-  loop.train(layout_config('packed', 2), tmp_path, progress=False)
+  loop.train(dit_run.build(layout_config('packed', 2)), tmp_path, progress=False)
   rows = loop.read_metrics(tmp_path)
   assert len(rows) == 2 and all(np.isfinite(r['loss']) and 0.5 < r['fill'] <= 1 for r in rows)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from videogen.data import packing
-from videogen.models import patches
+from videogen.core import patches
 
 PATCH = (1, 8, 8)
 # Clip sizes (height, width) for the aspect ratios 9:16, 1:1, 16:9 and 4:3, at most 28 tokens a

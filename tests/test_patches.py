@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from videogen.models import attention
-from videogen.models import patches
+from videogen.core import patches
 from videogen.models import rope
 
 

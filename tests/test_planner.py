@@ -7,7 +7,7 @@ import pytest
 
 from configs import world as world_config
 from videogen.models import dit
-from videogen.parallel import planner
+from videogen.bench import planner
 from videogen.parallel import sharding
 
 RULES = sharding.rules_from_config(world_config.get_config())

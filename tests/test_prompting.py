@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from configs import world as world_config
-from videogen import generate
-from videogen import media
-from videogen import prompting
-from videogen.train import components
+from videogen.inference import generate
+from videogen.core import media
+from videogen.inference import prompting
+from videogen.runtime import dit_run
 
 SETTINGS = generate.SampleSettings(steps=2, method='euler', cfg_scale=2.0, frame_cfg_scale=1.5)
 PROMPT = 'A red circle moves to the right.'
@@ -107,7 +107,7 @@ def test_inputs_of_another_aspect_are_cropped_with_a_warning_or_refused_when_str
 def test_a_text_only_model_refuses_frames_with_a_clear_error():
   config = world_config.get_config('runlocal=True')
   config.conditioning.enabled = False
-  parts = components.build(config, devices=jax.devices()[:1])
+  parts = dit_run.build(config, devices=jax.devices()[:1])
   text_only = generate.Generator(parts, parts.init_fn().ema_params, step=0)
   assert parts.model.config.in_channels == 3
   with pytest.raises(ValueError, match='trained without frame conditioning'):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from videogen import media
+from videogen.core import media
 from videogen.data import preview
 from videogen.data import world
 from videogen.data import world_source

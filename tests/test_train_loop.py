@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from configs import world as world_config
-from videogen import demo
-from videogen import generate
-from videogen import media
+from videogen.core import media
+from videogen.inference import generate
+from videogen.jobs import main_job
+from videogen.runtime import dit_run
 from videogen.train import loop
 
 import runner_env
@@ -28,10 +29,10 @@ def tiny_config(steps=4):
 
 
 def test_resume_is_bit_identical(tmp_path):
-  straight = loop.train(tiny_config(steps=4), tmp_path / 'straight', progress=False)
-  first = loop.train(tiny_config(steps=2), tmp_path / 'resumed', progress=False)
+  straight = loop.train(dit_run.build(tiny_config(steps=4)), tmp_path / 'straight', progress=False)
+  first = loop.train(dit_run.build(tiny_config(steps=2)), tmp_path / 'resumed', progress=False)
   assert first.last_step == 2
-  second = loop.train(tiny_config(steps=4), tmp_path / 'resumed', progress=False)
+  second = loop.train(dit_run.build(tiny_config(steps=4)), tmp_path / 'resumed', progress=False)
   assert (second.first_step, second.last_step) == (2, 4)
   for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -69,7 +70,7 @@ def test_missing_run_and_incompatible_config_are_clear_errors(trained_run, tmp_p
   changed = tiny_config(steps=4)
   changed.model.patch_size = (1, 4, 4)
   with pytest.raises(ValueError, match='model.patch_size'):
-    loop.train(changed, trained_run, progress=False)
+    loop.train(dit_run.build(changed), trained_run, progress=False)
   assert generate.load_config(trained_run).model.patch_size == [1, 8, 8]  # left untouched
 
 
@@ -108,7 +109,7 @@ def test_export_holds_the_sampling_weights(trained_run, tmp_path):
 
 
 def test_main_job_writes_samples_grids_and_report(tmp_path):
-  report = demo.run(tiny_config(steps=2), tmp_path, reference=None, num_train_prompts=2,
+  report = main_job.run(tiny_config(steps=2), tmp_path, reference=None, num_train_prompts=2,
                     num_held_out_prompts=1, progress=False)
   text = report.read_text()
   assert 'held_out' in text and '| physics | permanence |' in text

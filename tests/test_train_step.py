@@ -18,7 +18,7 @@ import pytest
 from configs import world as world_config
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
-from videogen.train import state as state_lib
+from videogen.runtime import state as state_lib
 from videogen.train import step as step_lib
 
 RULES = sharding.rules_from_config(world_config.get_config())  # the DiT run's rules
@@ -259,12 +259,12 @@ def test_bf16_compute_trains_fp32_weights_on_the_tiny_config():
   """One step of the runlocal config's model and objective with bf16 matmuls over float32
   weights, accumulating over 2 micro-batches (each draws its own noise and tasks)."""
   from configs import world  # pylint: disable=g-import-not-at-top
-  from videogen.train import components  # pylint: disable=g-import-not-at-top
+  from videogen.runtime import dit_run  # pylint: disable=g-import-not-at-top
   from videogen.train import objective  # pylint: disable=g-import-not-at-top
   config = world.get_config('runlocal=True')
   config.model.update(dtype='bfloat16', param_dtype='float32')
   config.optim.grad_accum_steps = 2
-  parts = components.build(config, devices=jax.devices()[:1])
+  parts = dit_run.build(config, devices=jax.devices()[:1])
   train_step = step_lib.make_train_step(
       objective.make_loss_fn(parts), parts.optimizer, ema_decay=config.optim.ema_decay,
       lr_schedule=parts.lr_schedule,

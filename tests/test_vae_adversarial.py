@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from configs import vae_world
-from videogen import vae as vae_lib
+from videogen.inference import vae as vae_lib
 from videogen.models import discriminator as discriminator_lib
-from videogen.train import checkpoint
+from videogen.runtime import checkpoint
+from videogen.runtime import vae_run
+from videogen.train import hooks
 from videogen.train import loop
 from videogen.train import vae_adversarial
-from videogen.train import vae_loop
 
 
 START_STEP = 2
@@ -31,12 +32,17 @@ def adversarial_config(steps=4, weight=0.1):
   config.loss.update(adversarial_weight=weight, adversarial_start_step=START_STEP)
   return config
 
+def train_vae(config, workdir):
+  """The runner's training: the VAE's run and its usual hooks (reconstructions, latent stats)."""
+  run = vae_run.build(config)
+  return loop.train(run, workdir, hooks=hooks.defaults(run, workdir), progress=False)
+
 
 @pytest.fixture(scope='module')
 def adversarial_run(tmp_path_factory):
   """4 runlocal steps, the adversarial loss on for updates 3 and 4 (checkpoints at 2 and 4)."""
   workdir = tmp_path_factory.mktemp('vae_gan')
-  return workdir, vae_loop.train_vae(adversarial_config(), workdir, progress=False)
+  return workdir, train_vae(adversarial_config(), workdir)
 
 
 def _restore(workdir, parts, step):
@@ -73,20 +79,20 @@ def test_both_players_train_from_the_start_step_and_resume_exactly(adversarial_r
   on = [(r['disc_loss'] > 0, r['gen_adv'] != 0) for r in rows]
   assert on == [(False, False)] * START_STEP + [(True, True)] * (4 - START_STEP)
   d_2, d_4 = (s.params[vae_adversarial.DISCRIMINATOR]
-              for s in (_restore(workdir, straight.parts, 2), straight.state))
+              for s in (_restore(workdir, straight.run, 2), straight.state))
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(d_2), jax.tree.leaves(d_4)))
 
   # Resume from a copy of the step-2 checkpoint, across the switch: both players' state, the
   # optimizer moments included, must come out identical.
   shutil.copytree(workdir / 'checkpoints' / '2', tmp_path / 'checkpoints' / '2')
-  resumed = vae_loop.train_vae(adversarial_config(), tmp_path, progress=False)
+  resumed = train_vae(adversarial_config(), tmp_path)
   assert (resumed.first_step, resumed.last_step) == (2, 4)
   _assert_trees_equal(straight.state, resumed.state)
 
   # Resuming it with the loss off (another state layout) is refused before reading the state.
   with pytest.raises(ValueError, match=r'saved with loss.adversarial_weight 0.1, which switches '
                                        r'the adversarial loss on, but this run has 0.0'):
-    vae_loop.train_vae(adversarial_config(weight=0.0), tmp_path, progress=False)
+    train_vae(adversarial_config(weight=0.0), tmp_path)
 
   # A restored run hands out the VAE's own weights.
   restored = vae_lib.Autoencoder.from_workdir(workdir)
@@ -95,10 +101,9 @@ def test_both_players_train_from_the_start_step_and_resume_exactly(adversarial_r
 
 def test_before_the_start_step_the_vae_trains_as_without_it(adversarial_run, tmp_path):
   workdir, straight = adversarial_run
-  waiting = _restore(workdir, straight.parts, START_STEP)
-  plain = vae_loop.train_vae(adversarial_config(steps=START_STEP, weight=0.0), tmp_path,
-                             progress=False)
-  assert plain.parts.discriminator is None
+  waiting = _restore(workdir, straight.run, START_STEP)
+  plain = train_vae(adversarial_config(steps=START_STEP, weight=0.0), tmp_path)
+  assert plain.run.discriminator is None
   # The same updates from two programs that XLA fuses differently: equal up to float rounding.
   for tree in ('params', 'ema_params'):
     _assert_trees_equal(getattr(plain.state, tree),
@@ -120,4 +125,4 @@ def test_bad_adversarial_settings_give_clear_errors(field, value, message):
   section, name = field.split('.')
   config[section][name] = value
   with pytest.raises(ValueError, match=message):
-    vae_loop.build(config)
+    vae_run.build(config)

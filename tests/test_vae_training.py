@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 
 from configs import vae_world
-from videogen import vae as vae_lib
+from videogen.core import image_metrics
 from videogen.evals import reconstruction
+from videogen.inference import vae as vae_lib
 from videogen.models import autoencoder
 from videogen.models import autoencoder_chunks
-from videogen.train import checkpoint
+from videogen.runtime import checkpoint
+from videogen.runtime import vae_run
+from videogen.train import hooks
 from videogen.train import loop
-from videogen.train import vae_loop
 from videogen.train import vae_loss
 
 import runner_env
@@ -35,12 +37,17 @@ def tiny_config(steps=4):
   config.loss.chroma_weight = 16.0  # on (the world recipe's second run), so every term is used
   return config
 
+def train_vae(config, workdir):
+  """The runner's training: the VAE's run and its usual hooks (reconstructions, latent stats)."""
+  run = vae_run.build(config)
+  return loop.train(run, workdir, hooks=hooks.defaults(run, workdir), progress=False)
+
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   """A 4-step runlocal VAE run (updates 2 and 4 on images, checkpoints at 2 and 4)."""
   workdir = tmp_path_factory.mktemp('vae')
-  return workdir, vae_loop.train_vae(tiny_config(), workdir, progress=False)
+  return workdir, train_vae(tiny_config(), workdir)
 
 
 @pytest.fixture(scope='module')
@@ -64,7 +71,7 @@ def test_training_lowers_the_loss_and_resumes_exactly(trained, tmp_path):
   assert [(r['step'], r['images']) for r in rows] == [(1, 0), (2, 1), (3, 0), (4, 1)]
   assert rows[2]['l1'] < 0.9 * rows[0]['l1'] and rows[2]['psnr'] > rows[0]['psnr'], rows
   assert (workdir / 'samples' / '4' / 'reconstruction.mp4').stat().st_size > 0
-  stats = json.loads((workdir / vae_loop.LATENT_STATS_FILE).read_text())
+  stats = json.loads((workdir / vae_run.LATENT_STATS_FILE).read_text())
   assert stats['step'] == 4 and len(stats['std']) == 4 and min(stats['std']) > 0
   # The logged loss is the sum of its logged terms at the config's weights.
   w = tiny_config().loss
@@ -75,11 +82,12 @@ def test_training_lowers_the_loss_and_resumes_exactly(trained, tmp_path):
 
   # Resume from a copy of the run's step-2 checkpoint: steps 3 and 4 must come out identical.
   shutil.copytree(workdir / 'checkpoints' / '2', tmp_path / 'checkpoints' / '2')
-  second = vae_loop.train_vae(tiny_config(steps=4), tmp_path, progress=False)
+  second = train_vae(tiny_config(steps=4), tmp_path)
   assert (second.first_step, second.last_step) == (2, 4)
   for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert second.latent_stats == straight.latent_stats
+  assert ((tmp_path / vae_run.LATENT_STATS_FILE).read_text()
+          == (workdir / vae_run.LATENT_STATS_FILE).read_text())
 
 
 def test_autoencoder_round_trips_and_chunks_exactly(trained, vae, tmp_path):
@@ -105,16 +113,16 @@ def test_autoencoder_round_trips_and_chunks_exactly(trained, vae, tmp_path):
 def test_model_overrides_reach_the_model_and_old_runs_still_resume(tmp_path):
   config = tiny_config()
   config.model.latent_channels = 6
-  assert vae_loop.model_config(config).latent_channels == 6
-  loop.write_config(config, tmp_path)  # what a latent DiT run and eval_vae read back
+  assert vae_run.model_config(config).latent_channels == 6
+  vae_run.build(config).write_config(tmp_path)  # what a latent DiT run and eval_vae read back
   assert autoencoder.config_from_workdir(tmp_path).latent_channels == 6
   wrong = tiny_config()
   wrong.model.num_blocks = 2
   with pytest.raises(ValueError, match=r"\['num_blocks'\] are not autoencoder settings"):
-    vae_loop.model_config(wrong)
+    vae_run.model_config(wrong)
   # A run saved before these fields existed ({'preset': 'tiny'}) resumes while they are unset.
   unset = tiny_config()
-  checkpoint.check_compatible({'model': {'preset': 'tiny'}}, unset, vae_loop.COMPATIBLE_KEYS)
+  checkpoint.check_compatible({'model': {'preset': 'tiny'}}, unset, vae_run.COMPATIBLE_KEYS)
   with pytest.raises(ValueError, match=r"model.latent_channels \(saved '<missing>', now 6\)"):
     checkpoint.check_compatible({'model': {'preset': 'tiny'}}, config)
 
@@ -142,42 +150,42 @@ def test_bad_input_gives_clear_errors(vae, tmp_path):
   config = tiny_config()
   config.world.num_frames = 8
   with pytest.raises(ValueError, match='8 frames do not fit'):
-    vae_loop.train_vae(config, tmp_path / 'bad', progress=False)
+    train_vae(config, tmp_path / 'bad')
   config = tiny_config()
   config.loss.ssim_weight = -0.2
   with pytest.raises(ValueError, match=r'loss.ssim_weight -0.2 is negative: use 0 to switch'):
-    vae_loop.train_vae(config, tmp_path / 'bad', progress=False)
+    train_vae(config, tmp_path / 'bad')
   del config.loss['chroma_weight']  # a config written before the term
   with pytest.raises(ValueError, match=r'loss.chroma_weight is missing from the config: add it'):
-    vae_loop.train_vae(config, tmp_path / 'bad', progress=False)
+    train_vae(config, tmp_path / 'bad')
 
 
 def test_metrics_of_identical_noisy_and_constant_videos():
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(-1, 1, (2, 3, 16, 16, 3)), jnp.float32)
-  assert np.isinf(reconstruction.psnr(x, x)).all()
-  np.testing.assert_allclose(reconstruction.ssim(x, x), 1.0, atol=1e-6)
-  np.testing.assert_allclose(reconstruction.flicker(x, x), 0.0, atol=1e-6)
+  assert np.isinf(image_metrics.psnr(x, x)).all()
+  np.testing.assert_allclose(image_metrics.ssim(x, x), 1.0, atol=1e-6)
+  np.testing.assert_allclose(image_metrics.flicker(x, x), 0.0, atol=1e-6)
   noisy = jnp.clip(x + 0.1 * jnp.asarray(rng.normal(size=x.shape), jnp.float32), -1, 1)
-  assert 15 < float(reconstruction.psnr(noisy, x).mean()) < 30
-  assert float(reconstruction.ssim(noisy, x).max()) < 0.95
-  assert float(reconstruction.flicker(noisy, x).min()) > 5
+  assert 15 < float(image_metrics.psnr(noisy, x).mean()) < 30
+  assert float(image_metrics.ssim(noisy, x).max()) < 0.95
+  assert float(image_metrics.flicker(noisy, x).min()) > 5
   # Chroma (what the loss's chroma term compares): blind to brightness, 0 on grey.
-  np.testing.assert_allclose(reconstruction.chroma(x + 0.3), reconstruction.chroma(x), atol=1e-6)
-  np.testing.assert_allclose(reconstruction.chroma(jnp.repeat(x[..., :1], 3, -1)), 0.0, atol=1e-6)
-  assert float(jnp.abs(reconstruction.chroma(x)).mean()) > 0.1
+  np.testing.assert_allclose(image_metrics.chroma(x + 0.3), image_metrics.chroma(x), atol=1e-6)
+  np.testing.assert_allclose(image_metrics.chroma(jnp.repeat(x[..., :1], 3, -1)), 0.0, atol=1e-6)
+  assert float(jnp.abs(image_metrics.chroma(x)).mean()) > 0.1
   # Hue error: 0 for a brightness shift (PSNR drops), large for red <-> blue, NaN without colour.
-  np.testing.assert_allclose(reconstruction.colour_error(x, x), 0.0, atol=1e-6)
-  np.testing.assert_allclose(reconstruction.colour_error(x - 0.05, x), 0.0, atol=1e-5)
-  assert float(reconstruction.colour_error(x[..., ::-1], x).min()) > 20
+  np.testing.assert_allclose(image_metrics.colour_error(x, x), 0.0, atol=1e-6)
+  np.testing.assert_allclose(image_metrics.colour_error(x - 0.05, x), 0.0, atol=1e-5)
+  assert float(image_metrics.colour_error(x[..., ::-1], x).min()) > 20
   grey = jnp.repeat(x[..., :1], 3, axis=-1)
-  assert np.isnan(reconstruction.colour_error(x, grey)).all()
+  assert np.isnan(image_metrics.colour_error(x, grey)).all()
   # Constant frames a and b: SSIM reduces to the luminance term (2ab + c1) / (a² + b² + c1).
   a, b, c1 = 0.5, -0.25, (0.01 * 2) ** 2
-  ssim = reconstruction.ssim(jnp.full((1, 1, 12, 12, 3), a), jnp.full((1, 1, 12, 12, 3), b))
+  ssim = image_metrics.ssim(jnp.full((1, 1, 12, 12, 3), a), jnp.full((1, 1, 12, 12, 3), b))
   np.testing.assert_allclose(ssim, (2 * a * b + c1) / (a * a + b * b + c1), rtol=1e-5)
   with pytest.raises(ValueError, match='frame side 8 is smaller than the SSIM window 11'):
-    reconstruction.ssim(x[:, :, :8], x[:, :, :8])
+    image_metrics.ssim(x[:, :, :8], x[:, :, :8])
 
 
 def test_eval_runner_writes_its_json(trained):

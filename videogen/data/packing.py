@@ -19,7 +19,7 @@ import einops
 import grain
 import numpy as np
 
-from videogen.models import patches
+from videogen.core import patches
 
 
 def check_fits(shape_thw: Sequence[int], row_length: int, patch_size: Sequence[int]) -> int:

@@ -11,6 +11,7 @@ import dataclasses
 import grain
 import numpy as np
 
+from videogen.core import media
 from videogen.data import packing
 from videogen.data import sizes as sizes_lib
 from videogen.data import world
@@ -28,7 +29,7 @@ class ToTrainRecord(grain.transforms.Map):
   """Keeps what training reads and maps uint8 pixels to float32 in [-1, 1]."""
 
   def map(self, record):
-    video = record['video'].astype(np.float32) * (2.0 / 255.0) - 1.0
+    video = media.from_uint8(record['video'])
     return {'video': video, 'caption': record['caption']}
 
 
@@ -148,3 +149,11 @@ def world_dataset_from_config(config, *, shard_index: int = 0,
       options, sizes_lib.ClipSizes(table, config.seed), rows_per_batch=local_batch,
       row_length=d.row_length, patch_size=config.model.patch_size,
       max_segments=d.max_segments, buffer_size=d.buffer_size, **common)
+
+
+def world_clips(world_cfg, *, seed: int, split: str, num_clips: int) -> np.ndarray:
+  """`num_clips` world clips float32 [N, T, H, W, 3] in [-1, 1] of the config's world section."""
+  dataset = world_dataset(world.WorldOptions.from_config(world_cfg), seed=seed,
+                          batch_size=num_clips, split=split, num_threads=1, prefetch=1,
+                          num_records=num_clips)
+  return next(iter(dataset))['video']

@@ -5,7 +5,8 @@ import tempfile
 
 import tqdm
 
-from videogen import media
+from videogen.core import grids
+from videogen.core import media
 from videogen.data import world
 
 
@@ -45,5 +46,5 @@ def render_clips(options: world.WorldOptions, out_dir, *, seed: int, num_clips: 
         'caption': text, 'seed': seed, 'index': index, 'split': split, 'truth': truth}))
     videos.append(frames)
     captions.append(text)
-  written += media.write_grid(out / 'grid', videos, captions, fps=options.fps)
+  written += grids.write_grid(out / 'grid', videos, captions, fps=options.fps)
   return written

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from videogen.data import buckets
-from videogen.models import patches
+from videogen.core import patches
 
 _STREAM = 6  # keeps size draws apart from the scene's and the caption's draws of (seed, index)
 

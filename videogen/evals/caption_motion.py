@@ -9,7 +9,7 @@ Legend: B batch, M segments of a packed row, T frames, H height, W width.
 """
 import numpy as np
 
-from videogen import media
+from videogen.core import media
 from videogen.data import packing
 from videogen.data import world
 from videogen.evals import motion_classes

@@ -17,7 +17,7 @@ import numpy as np
 
 from videogen.data import world
 from videogen.evals import motion_classes
-from videogen.evals import prompts as prompts_lib
+from videogen.data import prompts as prompts_lib
 from videogen.evals import tracking
 
 SEED_OFFSET = 30_000  # probe scenes are drawn apart from training, eval prompts and probes
@@ -110,7 +110,7 @@ def sample_groups(gen, groups: list[list[prompts_lib.Prompt]], settings) -> list
 
 def run(gen, settings, num_scenes: int) -> dict:
   """Samples and scores the probe on a generate.Generator's run (`score`'s result)."""
-  groups = probe_prompts(gen.parts.config, num_scenes)
+  groups = probe_prompts(gen.run.config, num_scenes)
   return score(groups, sample_groups(gen, groups, settings))
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from videogen.core import media
 from videogen.data import world
 
 TIMES = (0.9, 0.6, 0.3)
@@ -61,12 +62,12 @@ def temporal_influence(apply_fn, params, clips_bthwc, text, mask, *, frames: int
 def on_world_prompts(gen, prompts, times=TIMES) -> list[dict]:
   """`temporal_influence` of a pixel run's generate.Generator on the world's renders of eval
   prompts (evals/prompts.py), re-noising the first quarter of the frames (at least one)."""
-  w = gen.parts.config.world
+  w = gen.run.config.world
   clips = np.stack([world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
                     for p in prompts])
-  text, mask = gen.parts.encoder.encode([p.text for p in prompts])
-  return temporal_influence(gen.parts.apply, gen.params,
-                            jnp.asarray(clips, jnp.float32) * (2 / 255) - 1, text, mask,
+  text, mask = gen.run.encoder.encode([p.text for p in prompts])
+  return temporal_influence(gen.run.apply, gen.params,
+                            jnp.asarray(media.from_uint8(clips)), text, mask,
                             frames=max(1, w.num_frames // 4), times=times)
 
 

@@ -30,13 +30,14 @@ import pathlib
 
 import numpy as np
 
-from videogen import generate
-from videogen import media
-from videogen import prompting
+from videogen.core import grids
+from videogen.core import media
 from videogen.data import world
 from videogen.evals import motion_classes
 from videogen.evals import tracking
 from videogen.evals import world_scores
+from videogen.inference import generate
+from videogen.inference import prompting
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TASKS = ('image_to_video', 'extend_forward', 'extend_backward', 'connect', 'keyframes', 'loop')
@@ -112,7 +113,7 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
   """Runs every task on each (prompt, truth clip) (a latent model: prompting.LATENT_TASKS) and
   scores the outputs (score_task); writes per-task grids into `out`/tasks."""
   t = truths[0].shape[0]
-  latent = gen.parts.vae_config is not None
+  latent = gen.run.vae_config is not None
   half, bridge = t // 2, max(t - 2, 1)  # bridge: new frames of connect and loop
   keys = sorted({0, half, t - 1})
   samplers = {
@@ -130,7 +131,7 @@ def score_tasks(gen: generate.Generator, prompts, truths, settings: generate.Sam
           gen, {k: truth[k] for k in keys}, p.text, seed=p.seed, settings=settings),
       'loop': lambda p, truth: prompting.loop(
           gen, truth, p.text, frames=bridge, seed=p.seed, settings=settings)}
-  scenes, fps = [p.scene for p in prompts], gen.parts.config.world.fps
+  scenes, fps = [p.scene for p in prompts], gen.run.config.world.fps
   outputs, scores = {}, []
   for task in TASKS:
     if latent and task not in prompting.LATENT_TASKS:
@@ -219,7 +220,7 @@ def _write_grids(out: pathlib.Path, prompts, truths, outputs, fps) -> None:
     for p, truth, video in list(zip(prompts, truths, videos))[:4]:
       clips += [truth, video]
       captions += [f'input: {p.text}', f'{task}']
-    media.write_grid(out / task, clips, captions, fps=fps)
+    grids.write_grid(out / task, clips, captions, fps=fps)
 
 
 def table(scores: list[TaskScore]) -> str:

@@ -14,15 +14,16 @@ import pathlib
 import ml_collections
 import numpy as np
 
-from videogen import generate
-from videogen import media
+from videogen.core import grids
+from videogen.core import media
+from videogen.core import tables
+from videogen.data import prompts as prompts_lib
 from videogen.data import sizes
 from videogen.data import world
 from videogen.evals import direction_probe
 from videogen.evals import influence
-from videogen.evals import prompts as prompts_lib
-from videogen.evals import tables
 from videogen.evals import world_scores
+from videogen.inference import generate
 
 CATEGORY_ORDER = ('all', 'move', 'still', 'fall', 'occluder', 'pan', 'objects>1', 'digit')
 # Probes widen the run's own world to every motion and size (occluders need small objects: a
@@ -97,7 +98,7 @@ def sample_and_score(gen: generate.Generator, prompts: list[prompts_lib.Prompt],
   sidecars to out/samples and the captioned grid to out/grid.*. Returns (scored, videos)."""
   if not prompts:
     raise ValueError('no prompts to sample: pass a non-empty prompt set.')
-  fps = gen.parts.config.world.fps
+  fps = gen.run.config.world.fps
   videos = []
   for start in range(0, len(prompts), batch_size):
     chunk = prompts[start:start + batch_size]
@@ -108,7 +109,7 @@ def sample_and_score(gen: generate.Generator, prompts: list[prompts_lib.Prompt],
                 start=start)
     videos += list(batch)
   if out is not None:
-    media.write_grid(pathlib.Path(out) / 'grid', videos, [p.text for p in prompts], fps=fps)
+    grids.write_grid(pathlib.Path(out) / 'grid', videos, [p.text for p in prompts], fps=fps)
   scored = [ScoredVideo(p, world_scores.score_video(v, p.scene, fps))
             for p, v in zip(prompts, videos)]
   return scored, videos
@@ -204,7 +205,7 @@ def write_worst(out, scored: list[ScoredVideo], videos: list[np.ndarray], fps: f
     first = next(iter(reasons.items()), None)
     why = f' [{first[0]}: {first[1]}]' if first else ''
     captions.append(f'#{i} {scored[i].mean:.0%}: {scored[i].prompt.text}{why}')
-  return media.write_grid(pathlib.Path(out) / 'worst', [videos[i] for i in order], captions,
+  return grids.write_grid(pathlib.Path(out) / 'worst', [videos[i] for i in order], captions,
                           fps=fps)
 
 
@@ -218,14 +219,14 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   rows = summary(scored)
-  write_worst(out, scored, videos, gen.parts.config.world.fps)
+  write_worst(out, scored, videos, gen.run.config.world.fps)
   media.write_json(out / 'scores.json', {
       'step': gen.step, 'settings': dataclasses.asdict(settings), 'summary': rows,
       'videos': [s.to_json() for s in scored],
       **({'direction_probe': direction} if direction else {}),
       **({'temporal_influence': spread} if spread else {})})
   lines = [f'# {title}', '',
-           f'Model {gen.parts.config.model.variant} at step {gen.step}; {len(scored)} prompts '
+           f'Model {gen.run.config.model.variant} at step {gen.step}; {len(scored)} prompts '
            f'sampled with {settings.method}, {settings.steps} steps, guidance '
            f'{settings.cfg_scale}. Scores are measured from the pixels '
            '(`videogen/evals/world_scores.py`); each is a mean over the videos where it applies.',

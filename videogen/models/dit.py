@@ -33,7 +33,7 @@ import numpy as np
 
 from videogen.models import attention
 from videogen.models import dit_sizes
-from videogen.models import patches
+from videogen.core import patches
 from videogen.models import rope
 
 REMAT_POLICIES = {

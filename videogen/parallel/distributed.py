@@ -27,6 +27,7 @@ import os
 
 from absl import flags
 import jax
+from jax.experimental import multihost_utils
 
 ENV_COORDINATOR = 'VIDEOGEN_COORDINATOR'
 ENV_NUM_PROCESSES = 'VIDEOGEN_NUM_PROCESSES'
@@ -128,3 +129,11 @@ def initialize_from_flags() -> bool:
 def is_main_process() -> bool:
   """Whether this is process 0, the one that writes logs, metrics, configs and samples."""
   return jax.process_index() == 0
+
+
+def gather(tree):
+  """Whole arrays of a sharded pytree on this process: the tree itself on one process; on several
+  (a collective: every process must call it) numpy copies, each host holding all of it."""
+  if jax.process_count() == 1:
+    return tree
+  return multihost_utils.process_allgather(tree, tiled=True)

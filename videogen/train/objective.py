@@ -12,10 +12,12 @@ from videogen.data import sizes
 from videogen.diffusion import conditioning
 from videogen.diffusion import flow
 from videogen.models import dit
-from videogen.train import components
+from videogen.runtime import dit_run
+from videogen.runtime import state as state_lib
+from videogen.train import step as step_lib
 
 
-def make_loss_fn(parts: components.Components):
+def make_loss_fn(parts: dit_run.DitRun):
   """loss_fn(params, batch, rng) for the train step: flow matching with text dropout for CFG
   and, for a frame-conditioned model, one random task per clip whose given frames the loss
   leaves out (diffusion/conditioning.py). A batch of packed rows (it has 'patches') trains each
@@ -93,8 +95,8 @@ def segment_frame_masks(rng, frames_bm, durations, probabilities):
   return given_bmt
 
 
-def packed_loss(parts: components.Components, params, rows, t_bm, eps_blp, given_bmt=None):
-  """The flow-matching loss of packed rows (components.encode_batch's) for drawn times per
+def packed_loss(parts: dit_run.DitRun, params, rows, t_bm, eps_blp, given_bmt=None):
+  """The flow-matching loss of packed rows (dit_run.encode_batch's) for drawn times per
   segment t [B, M], noise per token eps [B, L, P] and, for a frame-conditioned model, each
   segment's given frames [B, M, T >= its frames]. The mean leaves out padding tokens and given
   frames, so a row of one clip gives the loss the unpacked path gives that clip."""
@@ -115,3 +117,10 @@ def packed_loss(parts: components.Components, params, rows, t_bm, eps_blp, given
   by_frame = lambda a: a.reshape(batch, length, pt, -1)
   return flow.loss(by_frame(pred_blp), by_frame(flow.velocity_target(x0_blp, eps_blp)),
                    counted_blk[..., None])
+
+
+def make_train_step(run: dit_run.DitRun) -> step_lib.StepFn:
+  """The (unjitted) train step of `run`: this objective, AdamW, clipping, EMA, accumulation."""
+  return step_lib.make_train_step(
+      make_loss_fn(run), run.optimizer, ema_decay=run.config.optim.ema_decay,
+      lr_schedule=run.lr_schedule, grad_accum_steps=state_lib.grad_accum_steps(run.config.optim))

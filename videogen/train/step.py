@@ -10,7 +10,7 @@ import optax
 
 from videogen.parallel import sharding
 from videogen.train import metrics as metrics_lib
-from videogen.train.state import TrainState
+from videogen.runtime.state import TrainState
 
 # loss_fn(params, batch, rng) -> (scalar loss, dict of scalar aux metrics)
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]

@@ -1,7 +1,7 @@
 """The VAE's optional adversarial loss: a 3D PatchGAN discriminator trained with hinge losses.
 
 On (config.loss.adversarial_weight > 0), the train state's params are {'autoencoder': ...,
-'discriminator': ...}, with one optimizer per part (`make_optimizer`), and one loss whose
+'discriminator': ...}, with one optimizer per part (runtime/vae_run.py), and one loss whose
 gradient is each player's own:
 
   loss = reconstruction + weight · gen_adv + disc_loss,
@@ -27,69 +27,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from videogen.models import autoencoder
 from videogen.models import discriminator as discriminator_lib
+from videogen.runtime import vae_run
 from videogen.train import step as step_lib
 from videogen.train import vae_loss
 
-AUTOENCODER, DISCRIMINATOR = 'autoencoder', 'discriminator'
+AUTOENCODER, DISCRIMINATOR = vae_run.AUTOENCODER, vae_run.DISCRIMINATOR
 # batch key of the per-example switch (1 from adversarial_start_step on, else 0).
 SWITCH_KEY = 'adversarial_on_b'
-
-
-def enabled(config: ml_collections.ConfigDict) -> bool:
-  """Whether config.loss.adversarial_weight > 0 (configs from before it: off); fails on bad
-  values."""
-  weight = config.loss.get('adversarial_weight', 0.0)
-  start = config.loss.get('adversarial_start_step', 0)
-  if weight < 0:
-    raise ValueError(f'loss.adversarial_weight {weight} is negative: use 0 to switch the '
-                     'adversarial loss off, or a positive weight.')
-  if start < 0:
-    raise ValueError(f'loss.adversarial_start_step {start} is negative: use 0 to start at the '
-                     'first update, or the step after the reconstruction warm-up.')
-  if weight == 0:
-    return False
-  d = config.discriminator
-  if d.base_channels < 1 or d.num_layers < 1 or d.learning_rate <= 0:
-    raise ValueError(f'discriminator.base_channels {d.base_channels}, num_layers {d.num_layers} '
-                     f'and learning_rate {d.learning_rate} must all be positive.')
-  return True
-
-
-def check_resumable(saved_config: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
-  """Raises when a checkpoint saved with the adversarial loss on is resumed with it off, or the
-  other way round: the two states hold different params. The weight itself may change."""
-  saved_weight = saved_config.get('loss', {}).get('adversarial_weight', 0.0)
-  saved_on = saved_weight > 0
-  if saved_on != enabled(config):
-    effect, fix = ('switches the adversarial loss on', 'a positive weight') if saved_on else (
-        'leaves it off', '0')
-    raise ValueError(f'the checkpoint was saved with loss.adversarial_weight {saved_weight}, '
-                     f'which {effect}, but this run has {config.loss.adversarial_weight}: '
-                     f'resume with {fix} or start a new workdir.')
-
-
-def make_discriminator(config: ml_collections.ConfigDict) -> discriminator_lib.PatchDiscriminator:
-  d = config.discriminator
-  return discriminator_lib.PatchDiscriminator(base_channels=d.base_channels,
-                                              num_layers=d.num_layers)
-
-
-def make_optimizer(autoencoder_optimizer: optax.GradientTransformation,
-                   config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The VAE's optimizer on params['autoencoder']; on params['discriminator'] clipping and Adam
-  at a constant discriminator.learning_rate (it starts late, so the VAE's warm-up and cosine
-  schedule, counted from step 0, would mean nothing to it). Clipping is per part."""
-  d = config.discriminator
-  discriminator_optimizer = optax.chain(
-      optax.clip_by_global_norm(config.optim.grad_clip),
-      optax.adam(d.learning_rate, b1=d.b1, b2=d.b2))
-  return optax.multi_transform(
-      {AUTOENCODER: autoencoder_optimizer, DISCRIMINATOR: discriminator_optimizer},
-      {AUTOENCODER: AUTOENCODER, DISCRIMINATOR: DISCRIMINATOR})
 
 
 def _per_example(x) -> jax.Array:

@@ -7,7 +7,7 @@ where x̂ decodes a sample of the posterior and chroma is a pixel minus its grey
 colours exact; the squared term pulls hardest where the error is largest, which on the world's
 sparse objects is the objects; the chroma term adds weight to hue alone, which an autoencoder
 otherwise learns last (brightness carries most of a video's variance); SSIM (the
-evaluation's own, evals/reconstruction.py) rewards edges and local contrast, which L1 alone
+evaluation's own, core/image_metrics.py) rewards edges and local contrast, which L1 alone
 blurs; the KL only keeps the posterior from collapsing to a point and its means bounded (see
 configs/vae_world.py for the weights chosen).
 
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from videogen.evals import reconstruction
+from videogen.core import image_metrics
 from videogen.models import autoencoder
 from videogen.train import step as step_lib
 
@@ -39,12 +39,12 @@ def reconstruction_loss(model: autoencoder.AutoencoderKL, loss_cfg: ml_collectio
   error_bthwc = recon_bthwc - video_bthwc
   l1 = jnp.abs(error_bthwc).mean()
   mse = jnp.square(error_bthwc).mean()
-  chroma = jnp.square(reconstruction.chroma(error_bthwc)).mean()  # chroma is linear
-  ssim = reconstruction.ssim(recon_bthwc, video_bthwc).mean()
+  chroma = jnp.square(image_metrics.chroma(error_bthwc)).mean()  # chroma is linear
+  ssim = image_metrics.ssim(recon_bthwc, video_bthwc).mean()
   kl = kl_to_standard_normal(mean_bthwc, logvar_bthwc).mean()
   loss = (l1 + loss_cfg.mse_weight * mse + loss_cfg.chroma_weight * chroma
           + loss_cfg.ssim_weight * (1.0 - ssim) + loss_cfg.kl_weight * kl)
-  psnr = reconstruction.psnr(jnp.clip(recon_bthwc, -1.0, 1.0), video_bthwc).mean()
+  psnr = image_metrics.psnr(jnp.clip(recon_bthwc, -1.0, 1.0), video_bthwc).mean()
   terms = {'l1': l1, 'mse': mse, 'chroma': chroma, 'ssim': ssim, 'kl': kl, 'psnr': psnr}
   return loss, terms, recon_bthwc
 

@@ -23,11 +23,11 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from videogen import media
+from videogen.core import media
 from videogen.models import autoencoder
 from videogen.models import autoencoder_chunks
-from videogen.train import checkpoint
-from videogen.train import vae_loop
+from videogen.runtime import checkpoint
+from videogen.runtime import vae_run
 
 _EXPORT_INFO = 'export.json'
 
@@ -45,7 +45,7 @@ class Autoencoder:
     if any(np.shape(stats.get(key)) != (channels,) for key in ('mean', 'std')):
       raise ValueError(f'stats must hold a mean and a std of {channels} values, one per latent '
                        f'channel; got {sorted(stats)}: measure them with '
-                       'videogen.train.vae_loop.measure_latent_stats.')
+                       'videogen.runtime.vae_run.measure_latent_stats.')
     self.config, self.params, self.step = config, params, step
     self.model = autoencoder.AutoencoderKL(config)
     self.stats = {key: jnp.asarray(stats[key], jnp.float32) for key in ('mean', 'std')}
@@ -66,20 +66,20 @@ class Autoencoder:
                               f'first with experiments/train_vae.py --workdir {workdir}')
     config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
     config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
-    parts = vae_loop.build(config, devices=jax.devices()[:1])
+    run = vae_run.build(config, devices=jax.devices()[:1])
     ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'))
     step = ckpt.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
                               f'experiments/train_vae.py --workdir {workdir}')
-    state = ckpt.restore(parts.abstract_state, step=step)
+    state = ckpt.restore(run.abstract_state, step=step)
     ckpt.close()
-    params = vae_loop.autoencoder_params(parts, state.ema_params if use_ema else state.params)
-    stats_path = workdir / vae_loop.LATENT_STATS_FILE
+    params = run.autoencoder_params(state.ema_params if use_ema else state.params)
+    stats_path = workdir / vae_run.LATENT_STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     if (stats.get('step'), stats.get('use_ema')) != (step, use_ema):
-      stats = vae_loop.measure_latent_stats(config, parts.model, params)
-    return cls(parts.model.config, params, stats, step=step)
+      stats = vae_run.measure_latent_stats(config, run.model, params)
+    return cls(run.model.config, params, stats, step=step)
 
   @classmethod
   def _from_export(cls, folder: pathlib.Path) -> 'Autoencoder':
@@ -91,7 +91,7 @@ class Autoencoder:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                             nn.unbox(shapes))
     params = ocp.StandardCheckpointer().restore((folder / 'params').absolute(), abstract)
-    stats = json.loads((folder / vae_loop.LATENT_STATS_FILE).read_text())
+    stats = json.loads((folder / vae_run.LATENT_STATS_FILE).read_text())
     info = json.loads((folder / _EXPORT_INFO).read_text())
     return cls(config, params, stats, step=info['step'])
 
@@ -103,7 +103,7 @@ class Autoencoder:
     out.mkdir(parents=True, exist_ok=True)
     media.write_json(out / autoencoder.EXPORT_CONFIG_FILE, dataclasses.asdict(self.config))
     checkpoint.save_params(out / 'params', self.params)
-    media.write_json(out / vae_loop.LATENT_STATS_FILE,
+    media.write_json(out / vae_run.LATENT_STATS_FILE,
                      {key: np.asarray(value).tolist() for key, value in self.stats.items()})
     media.write_json(out / _EXPORT_INFO, {'step': self.step, **info})
     return out

@@ -19,14 +19,16 @@ import pathlib
 import jax
 import ml_collections
 
-from videogen import generate
-from videogen import media
+from videogen.core import grids
+from videogen.core import media
+from videogen.core import tables
 from videogen.data import world
 from videogen.evals import curves
 from videogen.evals import direction_probe
 from videogen.evals import prompting_tasks
-from videogen.evals import tables
 from videogen.evals import world_eval
+from videogen.inference import generate
+from videogen.runtime import dit_run
 from videogen.train import loop
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[1] / 'reference' / 'world_t2'
@@ -43,9 +45,9 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
   machine = tables.machine()
   lines = [
       '# videogen demo report', '',
-      f'Made by `{command or "videogen.demo.run"}` at revision `{tables.revision()}` on '
+      f'Made by `{command or "videogen.jobs.main_job.run"}` at revision `{tables.revision()}` on '
       f'{machine["processor"]} ({machine["cpu_count"]} cores, {machine["device"]}).', '',
-      f'**This run**: model {result.parts.config.model.variant} trained to step '
+      f'**This run**: model {result.run.config.model.variant} trained to step '
       f'{result.last_step} (this invocation: steps {result.first_step} → {result.last_step}'
       f'{", stopped by the time budget" if result.stopped_early else ""}). Samples use the EMA '
       f'weights, {settings.method} with {settings.steps} steps, guidance {settings.cfg_scale}.',
@@ -85,7 +87,7 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   """Trains (or resumes), samples this run and the reference, scores, reports; returns the
   report's path. `reference=None` (or a missing folder) skips the reference."""
   out = pathlib.Path(out_dir)
-  result = loop.train(config, out / 'run', progress=progress)
+  result = loop.train(dit_run.build(config), out / 'run', progress=progress)
   s = config.sample
   settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
   prompts = world_eval.prompt_set(config, num_train=num_train_prompts,
@@ -102,9 +104,9 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
                 for name, (g, _) in scored.items()} if num_direction_scenes else None
   w = config.world
   truth = [world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0] for p in prompts]
-  media.write_grid(out / 'truth_grid', truth, [p.text for p in prompts], fps=w.fps)
+  grids.write_grid(out / 'truth_grid', truth, [p.text for p in prompts], fps=w.fps)
   task_scores = None
-  if gen.parts.frame_conditioning:
+  if gen.run.frame_conditioning:
     task_scores = prompting_tasks.score_tasks(gen, prompts, truth, settings, out)
   curves.plot_loss(loop.read_metrics(out / 'run'), out / 'curve.png')
   return write_report(out, result, settings, scored, task_scores, directions, command)

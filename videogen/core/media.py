@@ -1,4 +1,4 @@
-"""Video and image files: read, write (atomically), captioned grids, safe names, notebook tags.
+"""Video and image files: read, write (atomically), safe names, notebook tags.
 
 Frames are uint8 RGB arrays: a video is `frames_thwc` [T, H, W, 3], an image `frame_hwc`
 [H, W, 3]. mp4 (H.264) and webm (VP9) go through PyAV, gif and png/jpg through Pillow.
@@ -6,7 +6,6 @@ Frames are uint8 RGB arrays: a video is `frames_thwc` [T, H, W, 3], an image `fr
 import base64
 import contextlib
 import fractions
-import functools
 import io
 import json
 import math
@@ -18,9 +17,8 @@ import unicodedata
 
 import av
 from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
-import einops
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageSequence
+from PIL import Image, ImageSequence
 
 _CODECS = {'.mp4': ('mp4', 'libx264', {'crf': '18', 'preset': 'medium'}),
            '.webm': ('webm', 'libvpx-vp9', {'crf': '30', 'b:v': '0', 'deadline': 'good'})}
@@ -30,7 +28,6 @@ _IMAGE_WRITES = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG'}
 _GIF_MAX_FPS = 50.0  # GIF delays are whole centiseconds; browsers slow 10 ms delays to 100 ms.
 _RESERVED_NAMES = {'CON', 'PRN', 'AUX', 'NUL',
                    *(f'{port}{i}' for port in ('COM', 'LPT') for i in range(1, 10))}
-_BACKGROUND, _TEXT = 0, 235  # Grid background and caption grey levels.
 
 
 def to_uint8(frames_float, value_range=(-1.0, 1.0)) -> np.ndarray:
@@ -45,6 +42,11 @@ def to_uint8(frames_float, value_range=(-1.0, 1.0)) -> np.ndarray:
   return np.rint(np.clip((x - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def from_uint8(frames_uint8) -> np.ndarray:
+  """uint8 [0, 255] -> float32 in [-1, 1], the range models train on (to_uint8's inverse)."""
+  return np.asarray(frames_uint8).astype(np.float32) * (2.0 / 255.0) - 1.0
+
+
 def write_video(path, frames_thwc_uint8, fps: float = 8.0) -> pathlib.Path:
   """Writes a clip by suffix: .mp4 (H.264, crf 18), .webm (VP9), .gif (loops), .png (1 frame).
 
@@ -53,7 +55,7 @@ def write_video(path, frames_thwc_uint8, fps: float = 8.0) -> pathlib.Path:
   256 colours in the whole clip is lossless; more colours share one 256-colour palette.
   """
   path = pathlib.Path(path)
-  frames = _check_video(frames_thwc_uint8)
+  frames = check_video(frames_thwc_uint8)
   suffix = path.suffix.lower()
   if not (fps > 0 and math.isfinite(fps)):
     raise ValueError(f'fps={fps} must be a positive finite number, e.g. 8.0.')
@@ -80,7 +82,7 @@ def write_image(path, frame_hwc_uint8) -> pathlib.Path:
   if image_format is None:
     raise ValueError(f'Cannot write image {path}: suffix {path.suffix!r} is not one of '
                      f'{", ".join(_IMAGE_WRITES)}; change the suffix.')
-  frame = _check_video(frame_hwc_uint8, what='frame_hwc_uint8', ndim=3)
+  frame = check_video(frame_hwc_uint8, what='frame_hwc_uint8', ndim=3)
   with _atomic_path(path) as tmp:
     Image.fromarray(frame).save(tmp, format=image_format, quality=95)
   return path
@@ -112,73 +114,6 @@ def video_fps(path) -> float:
   if path.suffix.lower() in _PYAV_READS:
     return _read_pyav(path, decode=False)[1]
   return 1000.0 / min(_read_pillow(path)[1])
-
-
-def caption_grid(videos, captions, *, columns=None, scale=None, caption_lines=3,
-                 pad=4) -> np.ndarray:
-  """Tiles clips in rows x columns with each caption wrapped under its clip: [T_max, GH, GW, 3].
-
-  Every clip is upscaled by one integer `scale` (nearest; default: the largest clip's long side
-  becomes at least 128 px) and centred in a cell of the largest scaled size. Shorter clips hold
-  their last frame. Captions longer than `caption_lines` lines end in '...'.
-  """
-  clips = [_check_video(v, what=f'videos[{i}]') for i, v in enumerate(videos)]
-  if not clips or len(captions) != len(clips):
-    raise ValueError(f'Got {len(clips)} videos and {len(captions)} captions; pass one caption '
-                     'per video and at least one video.')
-  scale = _default_scale(clips) if scale is None else scale
-  columns = math.ceil(math.sqrt(len(clips))) if columns is None else columns
-  if scale < 1 or columns < 1 or caption_lines < 0 or pad < 0:
-    raise ValueError(f'scale={scale} and columns={columns} must be >= 1, caption_lines='
-                     f'{caption_lines} and pad={pad} >= 0.')
-  rows = math.ceil(len(clips) / columns)
-  tile_h = max(c.shape[1] for c in clips) * scale
-  cell_w = max(c.shape[2] for c in clips) * scale
-  font = _font(int(np.clip(cell_w // 10, 10, 24)))
-  line_h = font.getbbox('Agy')[3] + 2
-  cell_h = tile_h + (pad + caption_lines * line_h if caption_lines else 0)
-  canvas = Image.new('L', (columns * cell_w + (columns + 1) * pad,
-                           rows * cell_h + (rows + 1) * pad), _BACKGROUND)
-  draw = ImageDraw.Draw(canvas)
-  origins = [(pad + (i // columns) * (cell_h + pad), pad + (i % columns) * (cell_w + pad))
-             for i in range(len(clips))]
-  for (top, left), caption in zip(origins, captions):
-    for k, line in enumerate(_wrap(str(caption), font, cell_w, caption_lines)):
-      x = left + (cell_w - font.getlength(line)) / 2
-      draw.text((x, top + tile_h + pad + k * line_h), line, font=font, fill=_TEXT)
-  t_max = max(len(c) for c in clips)
-  grid = np.repeat(np.asarray(canvas)[None, :, :, None], 3, axis=3).repeat(t_max, axis=0)
-  for (top, left), clip in zip(origins, clips):
-    tile = einops.repeat(clip, 't h w c -> t (h sh) (w sw) c', sh=scale, sw=scale)
-    y = top + (tile_h - tile.shape[1]) // 2
-    x = left + (cell_w - tile.shape[2]) // 2
-    grid[:, y:y + tile.shape[1], x:x + tile.shape[2]] = tile[np.minimum(np.arange(t_max),
-                                                                        len(clip) - 1)]
-  return grid
-
-
-def write_grid(path, videos, captions, fps=8.0, formats=('mp4', 'png')) -> list[pathlib.Path]:
-  """Writes a captioned grid as `<path>.<format>` for each format; returns the paths.
-
-  'mp4', 'webm' and 'gif' hold the animated grid. 'png' is a contact sheet: each clip becomes a
-  filmstrip of (up to) 4 evenly spaced time steps, left to right, captioned once.
-  """
-  path = pathlib.Path(path)
-  if path.suffix.lower() in ('.mp4', '.webm', '.gif', '.png'):
-    path = path.with_suffix('')
-  unknown = set(formats) - {'mp4', 'webm', 'gif', 'png'}
-  if unknown or not formats:
-    raise ValueError(f'formats={formats} must be a non-empty subset of mp4, webm, gif, png.')
-  clips = [_check_video(v, what=f'videos[{i}]') for i, v in enumerate(videos)]
-  written = []
-  for fmt in formats:
-    out = path.with_name(f'{path.name}.{fmt}')
-    if fmt == 'png':
-      write_image(out, _contact_sheet(clips, captions))
-    else:
-      write_video(out, caption_grid(clips, captions), fps)
-    written.append(out)
-  return written
 
 
 def write_json(path, data) -> pathlib.Path:
@@ -216,7 +151,7 @@ def html_video(path_or_frames, fps=8.0) -> str:
     fps = fps if path.suffix.lower() in _IMAGE_WRITES else video_fps(path)
     mp4 = path.read_bytes() if path.suffix.lower() == '.mp4' else _encode_bytes(frames, fps, '.mp4')
   else:
-    frames = _check_video(path_or_frames, what='path_or_frames')
+    frames = check_video(path_or_frames, what='path_or_frames')
     mp4 = _encode_bytes(frames, fps, '.mp4')
   gif = _encode_bytes(frames, min(fps, _GIF_MAX_FPS), '.gif')
   width = frames.shape[2] * _default_scale([frames])
@@ -228,7 +163,7 @@ def html_video(path_or_frames, fps=8.0) -> str:
           '</video>')
 
 
-def _check_video(frames, what='frames_thwc_uint8', ndim=4) -> np.ndarray:
+def check_video(frames, what='frames_thwc_uint8', ndim=4) -> np.ndarray:
   frames = np.asarray(frames)
   if frames.dtype != np.uint8 or frames.ndim != ndim or frames.shape[-1] != 3 or not frames.size:
     shape = '[T, H, W, 3]' if ndim == 4 else '[H, W, 3]'
@@ -245,11 +180,6 @@ def _check_readable(path) -> pathlib.Path:
   if not path.is_file():
     raise FileNotFoundError(f'No media file at {path}; check the path.')
   return path
-
-
-def _default_scale(clips, target_side=128) -> int:
-  """The integer upscale that brings the largest clip's long side to at least `target_side`."""
-  return max(1, math.ceil(target_side / max(max(c.shape[1:3]) for c in clips)))
 
 
 @contextlib.contextmanager
@@ -363,53 +293,3 @@ def _read_pillow(path):
     raise ValueError(f'Cannot decode {path} ({reason}); the file is corrupt or not an image, '
                      're-export it.') from None
   return frames, durations
-
-
-@functools.lru_cache(maxsize=8)
-def _font(size: int):
-  """Pillow's bundled scalable font (no system fonts needed), else its fixed bitmap font."""
-  try:
-    return ImageFont.load_default(size=size)
-  except TypeError:  # Pillow < 10.1 has no size argument.
-    return ImageFont.load_default()
-
-
-def _wrap(text, font, width, max_lines) -> list[str]:
-  """Greedy word wrap to `width` pixels; over-long words break, overflow ends in '...'."""
-  lines, line = [], ''
-  for word in text.split():
-    candidate = f'{line} {word}'.strip()
-    if font.getlength(candidate) <= width:
-      line = candidate
-      continue
-    if line:
-      lines.append(line)
-    while len(word) > 1 and font.getlength(word) > width:
-      cut = 1
-      while font.getlength(word[:cut + 1]) <= width:
-        cut += 1
-      lines.append(word[:cut])
-      word = word[cut:]
-    line = word
-  lines += [line] if line else []
-  if len(lines) > max_lines and max_lines:
-    last = lines[max_lines - 1]
-    while last and font.getlength(last + '...') > width:
-      last = last[:-1]
-    lines = lines[:max_lines - 1] + [last.rstrip() + '...']
-  return lines[:max_lines]
-
-
-def _contact_sheet(clips, captions, steps=4) -> np.ndarray:
-  """One image: each clip as a filmstrip of `steps` evenly spaced times (shorter clips hold)."""
-  t_max = max(len(c) for c in clips)
-  times = np.unique(np.linspace(0, t_max - 1, min(steps, t_max)).round().astype(int))
-  scale = _default_scale(clips)
-  gap = math.ceil(8 / scale)  # About 8 px between frames after upscaling.
-  strips = []
-  for clip in clips:
-    held = clip[np.minimum(times, len(clip) - 1)]
-    held = np.pad(held, ((0, 0), (0, 0), (0, gap), (0, 0)), constant_values=_BACKGROUND)
-    strips.append(einops.rearrange(held, 't h w c -> 1 h (t w) c')[:, :, :-gap])
-  columns = max(1, round(math.sqrt(len(clips) / len(times))))
-  return caption_grid(strips, captions, columns=columns, scale=scale)[0]

@@ -24,14 +24,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from videogen import generate
+from videogen.inference import generate
 from videogen.evals import curves
-from videogen.evals import tables
+from videogen.core import tables
 from videogen.evals import world_eval
 from videogen.evals import world_scores
 from videogen.models import dit
-from videogen.models import patches
-from videogen.train import components
+from videogen.core import patches
+from videogen.runtime import dit_run
 from videogen.train import loop
 
 # The study's world: the default CPU world (one object on black, 32x32x8) plus falls, small
@@ -70,7 +70,7 @@ def study_config(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
 def cost(config: ml_collections.ConfigDict) -> tuple[float, int]:
   """(training FLOPs of one step: 3 x the forward FLOPs of the config's batch of clips, the
   DiT's parameter count)."""
-  parts = components.build(config)
+  parts = dit_run.build(config)
   w = config.world
   tokens = patches.num_tokens((w.num_frames, w.height, w.width), parts.model.config.patch_size)
   flops = 3 * config.data.batch_size * dit.flops_per_sample(parts.model.config, tokens,
@@ -123,7 +123,7 @@ def run(config: ml_collections.ConfigDict, study: Study, out, *,
       if progress:
         print(f'{size}: {multiplier}x budget = {cfg.train.steps} steps '
               f'({cfg.train.steps * per_step:.3g} FLOPs)', flush=True)
-      loop.train(cfg, workdir, progress=progress)
+      loop.train(dit_run.build(cfg), workdir, progress=progress)
       gen = generate.Generator.from_workdir(workdir)
       scored, videos = world_eval.sample_and_score(gen, prompts, settings)
       eval_dir = out / 'evals' / f'{size.replace("/", "_")}_{multiplier}x'

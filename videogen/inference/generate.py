@@ -24,14 +24,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from videogen import media
-from videogen import vae as vae_lib
+from videogen.core import media
+from videogen.core import patches
 from videogen.data import latent_cache
 from videogen.diffusion import conditioning
 from videogen.diffusion import samplers
-from videogen.models import patches
-from videogen.train import checkpoint
-from videogen.train import components
+from videogen.inference import vae as vae_lib
+from videogen.runtime import checkpoint
+from videogen.runtime import dit_run
 
 _BYTES_PER_GIB = 2 ** 30
 
@@ -71,8 +71,8 @@ def _as_model_video(video, shape, name: str):
   video = np.asarray(video)
   if video.shape != tuple(shape) or video.dtype != np.uint8:
     raise ValueError(f'{name} of shape {video.shape} and dtype {video.dtype} must be uint8 '
-                     f'{tuple(shape)}: resize them with videogen.prompting.load_video.')
-  return jnp.asarray(video, jnp.float32) * (2.0 / 255.0) - 1.0
+                     f'{tuple(shape)}: resize them with videogen.inference.prompting.load_video.')
+  return jnp.asarray(media.from_uint8(video))
 
 
 def _check_mask(mask, shape):
@@ -83,20 +83,20 @@ def _check_mask(mask, shape):
   return jnp.asarray(mask, bool)
 
 
-def sampling_parts(config: ml_collections.ConfigDict, devices=None) -> components.Components:
-  """The run's Components on `devices` (default: this process's first device), whatever mesh
+def sampling_run(config: ml_collections.ConfigDict, devices=None) -> dit_run.DitRun:
+  """The run's DitRun on `devices` (default: this process's first device), whatever mesh
   and batch it trained with."""
   config = ml_collections.ConfigDict(config.to_dict())  # an unlocked copy
   config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
   config.data.batch_size = 1
-  return components.build(config, devices=devices or jax.local_devices()[:1])
+  return dit_run.build(config, devices=devices or jax.local_devices()[:1])
 
 
 class Generator:
   """A restored model plus its text encoder; see the module docstring."""
 
-  def __init__(self, parts: components.Components, params, step: int):
-    self.parts, self.params, self.step = parts, params, step
+  def __init__(self, run: dit_run.DitRun, params, step: int):
+    self.run, self.params, self.step = run, params, step
     self._samplers = {}
 
   @classmethod
@@ -108,21 +108,21 @@ class Generator:
     `workdir` is a training run (config.json + checkpoints/) or a folder written by `export`
     (config.json + params/ + export.json), which holds only the sampling weights.
     """
-    parts = sampling_parts(load_config(workdir), devices)
+    run = sampling_run(load_config(workdir), devices)
     exported = pathlib.Path(workdir) / 'params'
     if exported.is_dir():
-      abstract = parts.abstract_state.ema_params
+      abstract = run.abstract_state.ema_params
       params = ocp.StandardCheckpointer().restore(exported.absolute(), abstract)
       info = json.loads((pathlib.Path(workdir) / 'export.json').read_text())
-      return cls(parts, params, info['step'])
+      return cls(run, params, info['step'])
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
     step = step if step is not None else ckpt.latest_step()
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
                               f'experiments/train.py --workdir {workdir}')
-    state = ckpt.restore(parts.abstract_state, step=step)
+    state = ckpt.restore(run.abstract_state, step=step)
     ckpt.close()
-    return cls(parts, state.ema_params if use_ema else state.params, step)
+    return cls(run, state.ema_params if use_ema else state.params, step)
 
   def export(self, out_dir, **info) -> pathlib.Path:
     """Writes the sampling weights alone (no optimizer state): config.json, params/ (Orbax) and
@@ -130,16 +130,16 @@ class Generator:
     it back."""
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'config.json').write_text(self.parts.config.to_json_best_effort(indent=1))
+    (out / 'config.json').write_text(self.run.config.to_json_best_effort(indent=1))
     checkpoint.save_params(out / 'params', self.params)
     media.write_json(out / 'export.json', {'step': self.step, **info})
     return out
 
   @functools.cached_property
-  def vae(self) -> 'vae_lib.Autoencoder':  # quoted: vae imports this module through loop
+  def vae(self) -> vae_lib.Autoencoder:
     """A latent run's VAE (config.autoencoder), which decodes the samples: at the step that
     encoded its latent cache when the cache is on this machine, else its newest."""
-    config, step = self.parts.config, None
+    config, step = self.run.config, None
     if config.data.get('cache_dir'):
       if (pathlib.Path(config.data.cache_dir) / latent_cache.METADATA_FILE).is_file():
         step = latent_cache.read_metadata(config.data.cache_dir)['vae']['step']
@@ -147,15 +147,15 @@ class Generator:
 
   def clip_size(self, settings: SampleSettings) -> tuple[int, int, int]:
     """(frames, height, width) of the videos: the settings', else the training clip's."""
-    w = self.parts.config.world
+    w = self.run.config.world
     return (settings.num_frames or w.num_frames, settings.height or w.height,
             settings.width or w.width)
 
   def shape(self, settings: SampleSettings) -> tuple[int, int, int, int]:
     """(T, H, W, C) to sample (pixels, or a latent run's latents); checks the patch size
     divides it."""
-    shape = self.parts.model_shape(*self.clip_size(settings))
-    patches.check_divisible(shape[:3], self.parts.model.config.patch_size)
+    shape = self.run.model_shape(*self.clip_size(settings))
+    patches.check_divisible(shape[:3], self.run.model.config.patch_size)
     return shape
 
   def generate(self, prompts: list[str], *, seeds: list[int] | None = None,
@@ -166,7 +166,7 @@ class Generator:
     frames (uint8 [B, T, H, W, 3]) with frame_mask (bool [B, T]) give frames the video must
     contain (a frame-conditioned model; a latent one takes a clip's first frames only); init
     (uint8 [B, T, H, W, 3]) is the video SDEdit starts from at settings.strength. See
-    videogen/prompting.py for the tasks built on these.
+    videogen/inference/prompting.py for the tasks built on these.
     """
     if not prompts:
       raise ValueError('no prompts given: pass at least one prompt (an empty string is the '
@@ -177,11 +177,11 @@ class Generator:
     if not 0 <= settings.strength <= 1:
       raise ValueError(f'strength {settings.strength} is outside [0, 1]: 0 returns the input, '
                        '1 ignores it; use e.g. 0.6.')
-    latent = self.parts.vae_config is not None
+    latent = self.run.vae_config is not None
     shape = self.shape(settings)
     video_shape = (len(prompts), *self.clip_size(settings), 3)
-    text_bld, mask_bl = self.parts.encoder.encode(prompts)
-    null_ld, null_mask_l = (a[None] for a in self.parts.encoder.unconditional())
+    text_bld, mask_bl = self.run.encoder.encode(prompts)
+    null_ld, null_mask_l = (a[None] for a in self.run.encoder.unconditional())
     noise = jnp.stack([jax.random.normal(jax.random.key(s), shape) for s in seeds])
     given = pixels_given = None
     if frames is not None:
@@ -199,9 +199,9 @@ class Generator:
       kwargs.update(frames=given[0], frame_mask=given[1])
     if init is not None:
       kwargs.update(init=init, strength=jnp.float32(settings.strength))
-    run = self._sampler(settings, weights, noise, branches, kwargs)
-    with jax.set_mesh(self.parts.mesh):
-      x0 = run(self.params, noise, branches, **kwargs)
+    sampler = self._sampler(settings, weights, noise, branches, kwargs)
+    with jax.set_mesh(self.run.mesh):
+      x0 = sampler(self.params, noise, branches, **kwargs)
     if latent:
       x0 = self.vae.decode(x0)[:, :video_shape[1]]
       if pixels_given:  # the given frames come back exactly, not as the VAE reconstructs them
@@ -231,24 +231,25 @@ class Generator:
                              (noise, branches, kwargs))
     key = (settings.steps, settings.method, weights, str(signature))
     if key not in self._samplers:
-      run = samplers.make_sampler(self.parts.apply, steps=settings.steps, method=settings.method,
-                                  shift=self.parts.shift(noise.shape[1:]), weights=weights)
-      self._check_memory(run, noise, branches, kwargs)
-      self._samplers[key] = run
+      sampler = samplers.make_sampler(self.run.apply, steps=settings.steps,
+                                      method=settings.method,
+                                      shift=self.run.shift(noise.shape[1:]), weights=weights)
+      self._check_memory(sampler, noise, branches, kwargs)
+      self._samplers[key] = sampler
     return self._samplers[key]
 
-  def _check_memory(self, run, noise, branches, kwargs) -> None:
+  def _check_memory(self, sampler, noise, branches, kwargs) -> None:
     """Compiles ahead of time and fails with the bytes needed when the device lacks them."""
     spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
-    with jax.set_mesh(self.parts.mesh):
-      compiled = run.lower(self.params, *jax.tree.map(spec, (noise, branches)),
-                           **jax.tree.map(spec, kwargs)).compile()
+    with jax.set_mesh(self.run.mesh):
+      compiled = sampler.lower(self.params, *jax.tree.map(spec, (noise, branches)),
+                               **jax.tree.map(spec, kwargs)).compile()
     analysis = compiled.memory_analysis()
     if analysis is None:
       return
     need = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
             + analysis.output_size_in_bytes)
-    have = available_bytes(self.parts.mesh.devices.flat[0])
+    have = available_bytes(self.run.mesh.devices.flat[0])
     batch = noise.shape[0]
     if need > have:
       raise MemoryError(
@@ -263,7 +264,7 @@ class Generator:
     each with a JSON sidecar recording the prompt, seed, task and settings. In a multi-process
     job only process 0 writes; every process gets the paths."""
     out = pathlib.Path(out_dir)
-    fps = fps or self.parts.config.world.fps
+    fps = fps or self.run.config.world.fps
     paths = []
     for i, (video, prompt, seed) in enumerate(zip(videos, prompts, seeds), start):
       stem = f'{i:03d}_{media.safe_filename(prompt, max_length=60)}'

@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint._src.metadata import array_metadata_store
 from orbax.checkpoint._src.serialization import type_handler_registry
 
-from videogen.train.state import TrainState
+from videogen.runtime.state import TrainState
 
 _ITEMS = ('state', 'data_iter', 'config')
 

@@ -21,8 +21,8 @@ import warnings
 
 import numpy as np
 
-from videogen import generate
-from videogen import media
+from videogen.inference import generate
+from videogen.core import media
 from videogen.data import clips
 
 Settings = generate.SampleSettings

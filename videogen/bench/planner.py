@@ -11,7 +11,7 @@ Decisions, recorded here:
   sizes: `NamedSharding(abstract_mesh, spec).shard_shape` applies JAX's own shard arithmetic and
   divisibility checks for any device count (a 256-device concrete mesh cannot be built from 8
   fake CPU devices). The state's shapes come from `jax.eval_shape` of a fresh TrainState, as
-  `train/components.build` makes it (a tiny input: parameter shapes do not depend on it).
+  `train/dit_run.build` makes it (a tiny input: parameter shapes do not depend on it).
 - Pod-scale plans run on the latent of a Wan-style VAE (4x8x8 time x height x width
   compression, 16 channels, 1 + (F - 1) / 4 latent frames) with the DiT's (1, 2, 2) patch, and
   umT5 text (512 tokens x 4096). No VAE or text encoder is built or needed; their own memory
@@ -58,10 +58,10 @@ import numpy as np
 import optax
 
 from videogen.models import dit
-from videogen.models import patches
+from videogen.core import patches
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
-from videogen.train import state as state_lib
+from videogen.runtime import state as state_lib
 
 GB = 1e9
 
@@ -413,7 +413,7 @@ def summary(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def compiled_memory(parts, batch_size: int) -> dict[str, float]:
   """memory_analysis() of the AOT-compiled sharded train step of `parts`
-  (train/components.build) on a batch of `batch_size` clips, per device; empty where the backend
+  (train/dit_run.build) on a batch of `batch_size` clips, per device; empty where the backend
   reports none. The jit mirrors train/step.jit_train_step (same shardings, donated state)."""
   from videogen.train import objective  # pylint: disable=g-import-not-at-top
   from videogen.train import step as step_lib  # pylint: disable=g-import-not-at-top
@@ -440,7 +440,7 @@ def compiled_memory(parts, batch_size: int) -> dict[str, float]:
 
 
 def config_workload(parts, batch_size: int, attention: str = 'xla') -> Workload:
-  """The Workload of a built run (train/components.Components) on pixels, as it trains."""
+  """The Workload of a built run (train/dit_run.DitRun) on pixels, as it trains."""
   w = parts.config.world
   return Workload(model=parts.model.config, clip_thwc=(w.num_frames, w.height, w.width, 3),
                   text_length=parts.encoder.max_length, batch=batch_size, attention=attention)
@@ -450,7 +450,7 @@ def validate(config: ml_collections.ConfigDict, meshes: Sequence[str], batch_siz
              devices=None) -> list[dict]:
   """Planner vs compiler on the local devices (8 fake CPU devices in tests) for each mesh:
   argument bytes (state + batch) and temporary bytes, per device."""
-  from videogen.train import components  # pylint: disable=g-import-not-at-top
+  from videogen.runtime import dit_run  # pylint: disable=g-import-not-at-top
   devices = jax.devices() if devices is None else devices
   local = Slice('local', len(devices), 1.0, float('inf'), 'this machine')
   rows = []
@@ -458,7 +458,7 @@ def validate(config: ml_collections.ConfigDict, meshes: Sequence[str], batch_siz
     config = ml_collections.ConfigDict(config.to_dict())
     config.mesh = ml_collections.ConfigDict(parse_mesh(mesh_text))
     config.data.batch_size = batch_size
-    parts = components.build(config, devices=devices)
+    parts = dit_run.build(config, devices=devices)
     predicted = plan(config_workload(parts, batch_size), config.mesh.to_dict(), local,
                      rules=parts.rules, optimizer=parts.optimizer)
     compiled = compiled_memory(parts, batch_size)

@@ -15,13 +15,14 @@ import time
 import ml_collections
 import numpy as np
 
-from videogen import generate
-from videogen import media
+from videogen.core import media
+from videogen.core import tables
 from videogen.evals import direction_probe
 from videogen.evals import influence
-from videogen.evals import tables
 from videogen.evals import world_eval
 from videogen.evals import world_scores
+from videogen.inference import generate
+from videogen.runtime import dit_run
 from videogen.train import loop
 
 # What each variant changes (dotted config fields) in the config as given (configs/world.py:
@@ -57,7 +58,7 @@ def run_variant(config: ml_collections.ConfigDict, variant: str, out, *, steps: 
   folder = pathlib.Path(out) / variant
   config = variant_config(config, variant, steps)
   start = time.perf_counter()
-  result = loop.train(config, folder / 'run', progress=progress)
+  result = loop.train(dit_run.build(config), folder / 'run', progress=progress)
   minutes = (time.perf_counter() - start) / 60
   gen = generate.Generator.from_workdir(folder / 'run')
   s = config.sample

@@ -6,13 +6,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from videogen.core import patches
+from videogen.core import timing
 from videogen.data import pipeline
 from videogen.data import world
 from videogen.diffusion import samplers
 from videogen.models import dit
-from videogen.models import patches
 from videogen.parallel import sharding
-from videogen.train import components
+from videogen.runtime import dit_run
 from videogen.train import loop
 
 
@@ -38,22 +39,11 @@ def pipeline_rate(options: world.WorldOptions, *, batch_size: int, num_workers: 
   }
 
 
-def median_seconds(fn, repeats: int) -> float:
-  """Median wall time of fn() (which must block) after one warm-up call."""
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
 def matmul_rate(size: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
   """This machine's dense matmul rate in FLOP/s: the ceiling that MFU is measured against."""
   a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   matmul = jax.jit(lambda x: x @ x)
-  return 2 * size ** 3 / median_seconds(lambda: matmul(a).block_until_ready(), repeats)
+  return 2 * size ** 3 / timing.median_seconds(lambda: matmul(a).block_until_ready(), repeats)
 
 
 def _model_config(config, variant: str, shape_thw, patch, batch_size: int):
@@ -64,7 +54,7 @@ def _model_config(config, variant: str, shape_thw, patch, batch_size: int):
   return config
 
 
-def _step_runner(parts: components.Components):
+def _step_runner(parts: dit_run.DitRun):
   """run(batch): one step of the sharded train step from a fresh state, carried between calls;
   returns when the step is done."""
   holder = {'state': sharding.create_sharded_state(parts.init_fn, parts.state_shardings,
@@ -81,14 +71,14 @@ def _step_runner(parts: components.Components):
 def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
                     repeats: int = 5) -> dict:
   """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data."""
-  parts = components.build(_model_config(config, variant, shape_thw, patch, batch_size))
+  parts = dit_run.build(_model_config(config, variant, shape_thw, patch, batch_size))
   run = _step_runner(parts)
   rng = np.random.default_rng(0)
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
   batch = sharding.shard_batch(
       {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
        'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh))
-  seconds = median_seconds(lambda: run(batch), repeats)
+  seconds = timing.median_seconds(lambda: run(batch), repeats)
   tokens = patches.num_tokens(shape_thw, patch)
   flops = 3 * batch_size * dit.flops_per_sample(parts.model.config, tokens,
                                                 parts.encoder.max_length)
@@ -103,17 +93,17 @@ def _layout_run(config, layout: str, num_batches: int):
   `num_batches` of the world's batches in `layout`; each batch stepped once (compiled)."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.layout = layout
-  parts = components.build(config)
+  parts = dit_run.build(config)
   run = _step_runner(parts)
-  data, window, batches = iter(pipeline.world_dataset_from_config(config)), loop.WorkWindow(), []
-  for _ in range(num_batches):
-    host = next(data)
-    model_batch = components.encode_batch(parts, host)
-    window.add(parts, model_batch, host.get('fill'))
+  data, batches, tokens, fills = iter(parts.dataset(0, 1)), [], [], []
+  for step in range(num_batches):
+    model_batch, counts, levels = parts.model_batch(next(data), step)
+    tokens.append(counts['tokens'])
+    fills.append(levels.get('fill', 1.0))
     batches.append(sharding.shard_batch(model_batch, sharding.batch_sharding(parts.mesh)))
   for batch in batches:
     run(batch)
-  return run, batches, window.tokens / window.steps, float(np.mean(window.fills or [1.0]))
+  return run, batches, float(np.mean(tokens)), float(np.mean(fills))
 
 
 def layout_step_rates(config, layouts=('fixed', 'packed'), *, num_batches: int = 4,
@@ -144,17 +134,17 @@ def layout_step_rates(config, layouts=('fixed', 'packed'), *, num_batches: int =
 def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
                      repeats: int = 3) -> dict:
   """Seconds per video, and the compiled loop's time over `steps` separate forward passes."""
-  parts = components.build(_model_config(config, variant, shape_thw, patch, 1))
+  parts = dit_run.build(_model_config(config, variant, shape_thw, patch, 1))
   params = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
                                          parts.rules).ema_params
   text, mask = (jnp.asarray(a) for a in parts.encoder.encode(['a red circle moves left']))
   noise = jax.random.normal(jax.random.key(0), (1, *parts.shape))
   forward = jax.jit(parts.apply)
   t = jnp.full((1,), 0.5)
-  one = median_seconds(lambda: forward(params, noise, t, text, mask).block_until_ready(),
-                        repeats)
+  one = timing.median_seconds(
+      lambda: forward(params, noise, t, text, mask).block_until_ready(), repeats)
   sampler = samplers.make_sampler(parts.apply, steps=steps, method='euler', shift=1.0)
-  loop_s = median_seconds(
+  loop_s = timing.median_seconds(
       lambda: sampler(params, noise, [(text, mask)]).block_until_ready(), repeats)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)), 'steps': steps,
           'forward_s': one, 'sample_s': loop_s, 'overhead_pct': 100 * (loop_s / (steps * one) - 1)}

@@ -1,4 +1,4 @@
-"""The parts of a text-to-video run that training and sampling build the same way from a config.
+"""The text-to-video DiT's Run (runtime/run.py), built the same way for training and sampling.
 
 One place decides the model's input shape, the text encoder, the DiT, the optimizer, the mesh
 and the state's shardings, so a checkpoint written by the trainer restores in the sampler.
@@ -6,13 +6,13 @@ A latent run (config.autoencoder names a VAE run or export) models the VAE's lat
 world's clips, read from a latent cache; a pixel run ('none') models the pixels.
 """
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from videogen.data import latent_cache
 from videogen.data import packing
@@ -22,33 +22,60 @@ from videogen.diffusion import conditioning
 from videogen.diffusion import flow
 from videogen.models import autoencoder
 from videogen.models import dit
-from videogen.models import patches
+from videogen.core import patches
 from videogen.models import text
 from videogen.parallel import context_attention
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
-from videogen.train import state as state_lib
+from videogen.runtime import run as run_lib
+from videogen.runtime import state as state_lib
 
 PIXEL_CHANNELS = 3
+# Config sections a checkpoint must agree with to be resumed or sampled.
+COMPATIBLE_KEYS = ('model', 'text', 'autoencoder', 'diffusion.prediction', 'conditioning.enabled',
+                   'world.height', 'world.width', 'world.num_frames')
 # Model options added since runs were first saved, and the value a config without them means:
 # the behaviour before them, so older runs and exports restore and resume as they trained.
 OLD_RUN_MODEL = {'pos_embed': 'none', 'cross_attn_init': 'zero', 'pooled_text': False}
 
 
 @dataclasses.dataclass
-class Components:
-  """What `build` makes; see the module docstring."""
-  config: ml_collections.ConfigDict
-  mesh: jax.sharding.Mesh
-  rules: sharding.LogicalRules
-  encoder: text.TextEncoder
-  model: dit.DiT
-  optimizer: optax.GradientTransformation
-  lr_schedule: optax.Schedule
-  init_fn: Callable[[], state_lib.TrainState]
-  abstract_state: state_lib.TrainState
-  state_shardings: Any
+class DitRun(run_lib.Run):
+  """What `build` makes; see the module docstring. `model` is the dit.DiT."""
+  encoder: text.TextEncoder | None = None
   vae_config: autoencoder.AutoencoderConfig | None = None  # a latent run's VAE; None: pixels
+
+  compatible_keys: ClassVar[tuple[str, ...]] = COMPATIBLE_KEYS
+  missing_fields: ClassVar[Mapping[str, Any]] = {
+      f'model.{field}': old for field, old in OLD_RUN_MODEL.items()}
+
+  def dataset(self, shard_index: int, shard_count: int):
+    """This process's batches of config.data.source (world clips or a latent cache); checks a
+    latent cache fits the model first."""
+    if pipeline.source(self.config) == 'latent_cache':
+      check_latent_cache(self)
+      return latent_cache.dataset_from_config(self.config, shard_index=shard_index,
+                                              shard_count=shard_count)
+    return pipeline.world_dataset_from_config(self.config, shard_index=shard_index,
+                                              shard_count=shard_count)
+
+  def model_batch(self, batch: dict, step: int) -> tuple[dict, dict, dict]:
+    """encode_batch's model batch; counts its real tokens (packed rows: their clips' only) and
+    the GFLOPs computed (padding included, forward and backward); levels: packed rows' fill."""
+    del step  # every update takes the same kind of batch
+    model_in = encode_batch(self, batch)
+    model_config = self.model.config
+    if 'patches' in model_in:
+      rows, length = model_in['segment_ids'].shape
+      tokens = int(np.count_nonzero(model_in['segment_ids']))
+      flops = rows * dit.flops_per_sample(model_config, length, model_in['text'].shape[1])
+    else:
+      clips = model_in['video'].shape[0]
+      per_clip = patches.num_tokens(model_in['video'].shape[1:4], model_config.patch_size)
+      tokens = clips * per_clip
+      flops = clips * dit.flops_per_sample(model_config, per_clip, model_in['text'].shape[1])
+    levels = {'fill': float(batch['fill'])} if batch.get('fill') is not None else {}
+    return model_in, {'tokens': tokens, 'gflops': 3 * flops / 1e9}, levels
 
   @property
   def shape(self) -> tuple[int, int, int, int]:
@@ -159,7 +186,7 @@ def latent_autoencoder(config: ml_collections.ConfigDict) -> autoencoder.Autoenc
   return autoencoder.config_from_workdir(config.autoencoder)
 
 
-def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
+def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
   """Builds every part from `config` (see configs/world.py); allocates no parameters."""
   vae_config = latent_autoencoder(config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
@@ -202,13 +229,13 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> Components:
     return state_lib.init_train_state(model_init, optimizer, jax.random.key(config.seed))
 
   abstract_state, state_shardings = sharding.abstract_state_and_shardings(init_fn, mesh, rules)
-  return Components(config=config, mesh=mesh, rules=rules, encoder=encoder, model=model,
+  return DitRun(config=config, mesh=mesh, rules=rules, encoder=encoder, model=model,
                     optimizer=optimizer, lr_schedule=state_lib.learning_rate_schedule(config.optim),
                     init_fn=init_fn, abstract_state=abstract_state,
                     state_shardings=state_shardings, vae_config=vae_config)
 
 
-def check_latent_cache(parts: Components) -> dict:
+def check_latent_cache(parts: DitRun) -> dict:
   """Raises unless data.cache_dir holds latents of this run's VAE, text encoder and clip size;
   returns its metadata ({} for a pixel run). The trainer calls it before reading data."""
   if parts.vae_config is None:
@@ -249,7 +276,7 @@ def check_mesh_fits_model(config: ml_collections.ConfigDict, model_config: dit.D
     context_attention.check_length(length, context)
 
 
-def parameter_layout(parts: Components) -> dict[str, dict[str, list]]:
+def parameter_layout(parts: DitRun) -> dict[str, dict[str, list]]:
   """Every DiT parameter's shape, logical axes and mesh axes on parts.mesh
   (sharding.layout_table); shapes only, nothing is allocated."""
   with sharding.sharding_context(parts.mesh, parts.rules):
@@ -257,7 +284,7 @@ def parameter_layout(parts: Components) -> dict[str, dict[str, list]]:
   return sharding.layout_table(boxed.params, parts.state_shardings.params)
 
 
-def encode_batch(parts: Components, batch: dict) -> dict:
+def encode_batch(parts: DitRun, batch: dict) -> dict:
   """Host batch -> model batch (numpy). Clips {'video', 'caption'} -> {'video', 'text',
   'text_mask'}; a latent cache's {'latents', 'text', 'text_mask', ...} -> the same, its latents
   as 'video' and its text as cached (no encoder call); packed rows {'patches', 'segment_ids',

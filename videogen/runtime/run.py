@@ -1,0 +1,82 @@
+"""A Run: what training one model needs beside its weights, built the same way wherever used.
+
+A Run holds the config, the mesh and its logical rules, the model, the optimizer and its
+learning-rate schedule, the train state's init function, abstract shape and shardings, and says
+how its data is read and turned into model batches. `dit_run.build` makes the text-to-video
+DiT's, `vae_run.build` the video autoencoder's; the training loop (train/loop.py) takes either,
+and the sampler restores either from a checkpoint.
+"""
+import dataclasses
+import pathlib
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, ClassVar
+
+import jax
+import ml_collections
+import optax
+
+from videogen.data import pipeline
+from videogen.parallel import sharding
+from videogen.runtime import checkpoint
+from videogen.runtime import state as state_lib
+
+
+@dataclasses.dataclass
+class Run:
+  """The shared parts of a run; subclasses add their model's own and define the data hooks."""
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  rules: sharding.LogicalRules
+  model: Any
+  optimizer: optax.GradientTransformation
+  lr_schedule: optax.Schedule
+  init_fn: Callable[[], state_lib.TrainState]
+  abstract_state: state_lib.TrainState
+  state_shardings: Any
+
+  # Config sections a checkpoint must agree with to be resumed or sampled.
+  compatible_keys: ClassVar[tuple[str, ...]] = ()
+  # What a config without a field meant (runs saved before the field existed): {'a.b': value}.
+  missing_fields: ClassVar[Mapping[str, Any]] = {}
+  description: ClassVar[str] = 'train'   # the progress bar's label
+  progress_metric: ClassVar[str] = 'loss'  # the metric the progress bar shows
+
+  def dataset(self, shard_index: int, shard_count: int) -> Iterator[dict]:
+    """This process's training batches (a resumable Grain iterator's iterable)."""
+    raise NotImplementedError
+
+  def model_batch(self, batch: dict, step: int) -> tuple[dict, dict, dict]:
+    """(model batch, counts, levels) for update number step + 1 from a host batch: counts add
+    up over the steps between logs and are logged per second ('<name>_per_s'); levels are
+    averaged over them. Both count this process's share."""
+    raise NotImplementedError
+
+  def check_saved(self, saved: ml_collections.ConfigDict) -> None:
+    """Raises when a checkpoint saved with config `saved` cannot be resumed by this run."""
+    checkpoint.check_compatible(saved, self.config, self.compatible_keys,
+                                missing=self.missing_fields)
+    saved_layout = saved.get('data', {}).get('layout', 'fixed')  # runs before layouts: 'fixed'
+    if saved_layout != pipeline.layout(self.config):
+      raise ValueError(f'the checkpoint holds a data position of data.layout {saved_layout!r}, '
+                       f'not {pipeline.layout(self.config)!r}: resume with '
+                       f'--config.data.layout={saved_layout} or start a new workdir.')
+
+  def restore_or_init(self, ckpt: checkpoint.Checkpointer, *, shard_index: int = 0,
+                      shard_count: int = 1):
+    """(state, data iterator): the newest checkpoint's state with the data iterator moved to
+    its position, else a fresh state and iterator. The iterator is made only once the
+    checkpoint is known compatible (`check_saved`), so a mismatch is reported as such and not
+    as bad data."""
+    make_iter = lambda: iter(self.dataset(shard_index, shard_count))
+    if ckpt.latest_step() is None:
+      return sharding.create_sharded_state(self.init_fn, self.state_shardings, self.mesh,
+                                           self.rules), make_iter()
+    self.check_saved(ckpt.restore_config())
+    data_iter = make_iter()
+    return ckpt.restore(self.abstract_state, data_iter), data_iter
+
+  def write_config(self, workdir: pathlib.Path) -> None:
+    """workdir/config.json (process 0): what the sampler rebuilds the model from."""
+    if jax.process_index() == 0:
+      (pathlib.Path(workdir) / 'config.json').write_text(
+          self.config.to_json_best_effort(indent=1))

@@ -1,0 +1,93 @@
+"""The usual training hooks (train/loop.py's Hook): what a runner hands the loop.
+
+  loop.train(run, workdir, hooks=hooks.defaults(run, workdir))
+
+DiT runs: a captioned sample grid of the config's prompt set every config.train.sample_every
+steps. VAE runs: held-out clips beside their reconstructions every sample_every steps and at the
+end, then the latent statistics of the final EMA weights (workdir/latent_stats.json).
+Every process calls a hook (they gather the weights); process 0 writes.
+"""
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from videogen.core import grids
+from videogen.core import image_metrics
+from videogen.core import media
+from videogen.data import pipeline
+from videogen.data import prompts as prompts_lib
+from videogen.inference import generate
+from videogen.parallel import distributed
+from videogen.runtime import dit_run
+from videogen.runtime import state as state_lib
+from videogen.runtime import vae_run
+from videogen.train import loop
+
+
+def defaults(run, workdir) -> list[loop.Hook]:
+  """The hooks a runner gives `loop.train` for this kind of run."""
+  workdir, every = pathlib.Path(workdir), run.config.train.sample_every
+  if isinstance(run, vae_run.VaeRun):
+    return [loop.Hook(functools.partial(write_reconstruction_grid, workdir), every=every,
+                      at_end=True),
+            loop.Hook(functools.partial(write_latent_stats, workdir), at_end=True)]
+  return [loop.Hook(functools.partial(write_sample_grid, workdir), every=every)]
+
+
+def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainState,
+                      run: dit_run.DitRun) -> None:
+  """The config's prompt set from the EMA weights, as a captioned grid in
+  workdir/samples/<step>/grid.{mp4,png}. In a multi-process run every process gathers the
+  weights, then process 0 samples on one of its devices."""
+  s = run.config.sample
+  params = distributed.gather(state.ema_params if s.use_ema else state.params)
+  if jax.process_index() != 0:
+    return
+  if jax.process_count() > 1:
+    run = generate.sampling_run(run.config)
+    params = jax.device_put(params, run.mesh.devices.flat[0])
+  prompts = prompts_lib.world_prompts(run.config, num_train=s.num_samples, num_held_out=0)
+  gen = generate.Generator(run, params, step)
+  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  texts = [p.text for p in prompts]
+  videos = gen.generate(texts, seeds=[p.seed for p in prompts], settings=settings)
+  grids.write_grid(workdir / 'samples' / str(step) / 'grid', list(videos), texts,
+                   fps=run.config.world.fps)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _reconstruct(model, params, video_bthwc):
+  recon = model.apply({'params': params}, vae_run.encode_mean(model, params, video_bthwc),
+                      method='decode')
+  return jnp.clip(recon, -1.0, 1.0)
+
+
+def write_reconstruction_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainState,
+                              run: vae_run.VaeRun) -> None:
+  """Held-out world clips beside their reconstructions (posterior means, decoded) by the EMA
+  weights, captioned with PSNR, in workdir/samples/<step>/reconstruction.{mp4,png}."""
+  params = distributed.gather(run.autoencoder_params(state.ema_params))
+  if jax.process_index() != 0:
+    return
+  cfg = run.config
+  clips = pipeline.world_clips(cfg.world, seed=cfg.seed, split='held_out',
+                               num_clips=cfg.sample.num_clips)
+  recon = _reconstruct(run.model, params, clips)
+  psnr_b = np.asarray(image_metrics.psnr(recon, clips).mean(axis=1))
+  pairs = [media.to_uint8(np.concatenate([c, r], axis=2)) for c, r in zip(clips, np.asarray(recon))]
+  captions = [f'input | reconstruction, {p:.1f} dB' for p in psnr_b]
+  grids.write_grid(workdir / 'samples' / str(step) / 'reconstruction', pairs, captions,
+                   fps=cfg.world.fps)
+
+
+def write_latent_stats(workdir: pathlib.Path, step: int, state: state_lib.TrainState,
+                       run: vae_run.VaeRun) -> None:
+  """workdir/latent_stats.json: vae_run.measure_latent_stats of the EMA weights at `step`."""
+  params = distributed.gather(run.autoencoder_params(state.ema_params))
+  stats = {'step': step, 'use_ema': True,
+           **vae_run.measure_latent_stats(run.config, run.model, params)}
+  if jax.process_index() == 0:
+    media.write_json(workdir / vae_run.LATENT_STATS_FILE, stats)
