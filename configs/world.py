@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       patch_size=(2, 8, 8),   # (t, h, w); 32x32x8 pixels -> 4x4x4 = 64 tokens
       remat='none', scan_layers=True, attention_backend='xla',
       dtype='float32', param_dtype='float32',
-      # What lets the text steer motion (README, Why motion was not learned): each token is told
+      # What lets the text steer motion (docs/motion.md): each token is told
       # its absolute (t, h, w) ('sincos'; RoPE alone gives attention only offsets, so at pure
       # noise every token is alike), the text reaches the tokens from step 0 ('xavier' cross-
       # attention output, Wan's init) and modulates every block (pooled_text, adaLN).
@@ -144,7 +144,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       steps=3000,            # stop at this step ...
       max_minutes=0.0,       # ... or after this much wall time (0: no limit)
       log_every=25, checkpoint_every=250, keep_checkpoints=2,
-      sample_every=0,        # write a sample grid every N steps (0: only at the end)
+      sample_every=0,        # write a sample grid every N steps (0: never)
   ))
 
   config.sample = ml_collections.ConfigDict(dict(

@@ -28,41 +28,15 @@ _LAYOUTS = flags.DEFINE_list('layouts', ['fixed', 'packed'],
 _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')
 
 
-def _ints(text):
-  return tuple(int(v) for v in text.split('x'))
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  config = _CONFIG.value
-  peak = throughput.matmul_rate()
-  print(f'fp32 matmul 2048^2: {peak / 1e9:.1f} GFLOP/s')
-  train_rows, sampler_rows = [], []
-  for case in _CASES.value:
-    variant, clip, patch, batch = case.split(':')
-    row = throughput.train_step_rate(config, variant=variant, shape_thw=_ints(clip),
-                                     patch=_ints(patch), batch_size=int(batch))
-    row['mfu_pct'] = 100 * row['gflops_per_s'] * 1e9 / peak
-    train_rows.append(row)
-    print(row)
-    sampler_rows.append(throughput.sampler_overhead(
-        config, variant=variant, shape_thw=_ints(clip), patch=_ints(patch),
-        steps=_SAMPLER_STEPS.value))
-    print(sampler_rows[-1])
-  layout_rows = throughput.layout_step_rates(config, _LAYOUTS.value) if _LAYOUTS.value else []
-  if train_rows:  # --cases= times only the layouts
-    print(f'\nTrain step (fp32 matmul peak {peak / 1e9:.0f} GFLOP/s)\n')
-    print(tables.markdown_table(train_rows))
-    print('\nSampler\n')
-    print(tables.markdown_table(sampler_rows))
-  if layout_rows:
-    print(f'\nData layouts ({config.model.variant}, real tokens/s; vs_first: against '
-          f'{layout_rows[0]["layout"]})\n')
-    print(tables.markdown_table(layout_rows))
-  rows = [{'matmul_gflops_per_s': peak / 1e9}, *train_rows, *sampler_rows, *layout_rows]
+  results = throughput.model_benchmark(_CONFIG.value, _CASES.value, _LAYOUTS.value,
+                                       sampler_steps=_SAMPLER_STEPS.value)
+  print(throughput.benchmark_report(results, _CONFIG.value.model.variant))
+  rows = [{'matmul_gflops_per_s': results['peak_gflops_per_s']}, *results['train'],
+          *results['sampler'], *results['layouts']]
   print('wrote', tables.write_results(_OUT.value, 'model', rows))
-
 
 if __name__ == '__main__':
   app.run(main)

@@ -22,8 +22,6 @@ from absl import flags
 from absl import logging
 
 from videogen.inference import generate
-from videogen.evals import direction_probe
-from videogen.evals import influence
 from videogen.core import tables
 from videogen.evals import world_eval
 
@@ -59,50 +57,19 @@ def main(argv):
                                      cfg_scale=s.cfg_scale if _CFG.value is None else _CFG.value)
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
   out = pathlib.Path(_OUT.value or f'{_WORKDIR.value}/eval_world')
+  counts = world_eval.PromptCounts(_PROMPTS.value, _HELD_OUT.value, _PROBES.value)
   if _ASPECTS.value:
-    _compare_aspects(config, gen, settings, out)
+    print(world_eval.compare_aspects(gen, settings, out, _ASPECTS.value, counts))
+    print(f'\n{len(_ASPECTS.value)} aspects at step {gen.step}; reports: {out}')
     return
-  prompts = _prompts(config)
-  scored, videos = world_eval.sample_and_score(gen, prompts, settings, out)
-  direction = None
-  if _DIRECTION_SCENES.value:
-    direction = direction_probe.run(gen, settings, _DIRECTION_SCENES.value)
-  spread = None if gen.run.vae_config else influence.on_world_prompts(
-      gen, [p for p in prompts if p.split == 'train'] or prompts)
-  report = world_eval.write_report(out, gen, scored, videos, settings, direction=direction,
-                                   spread=spread)
-  print(world_eval.summary_table(world_eval.summary(scored)))
-  if direction:
-    print(f'\ntext controls motion: {direction["text_controls_motion"]:.0%} '
-          f'(chance {direction["chance"]:.1%})')
-  print(f'\n{len(scored)} videos at step {gen.step} on {tables.machine()["device"]}; '
-        f'report: {report}')
-
-
-def _prompts(config):
-  return world_eval.prompt_set(config, num_train=_PROMPTS.value, num_held_out=_HELD_OUT.value,
-                               num_probes=_PROBES.value)
-
-
-def _compare_aspects(config, gen, settings, out: pathlib.Path) -> None:
-  """Scores prompts of scenes drawn at each aspect's size, sampled at that size; writes each
-  aspect's report and the table."""
-  results = {}
-  for aspect in _ASPECTS.value:
-    aspect_config, at_aspect = world_eval.at_aspect(config, settings, aspect)
-    prompts = _prompts(aspect_config)
-    folder = out / f'aspect_{aspect.replace(":", "x")}'
-    scored, videos = world_eval.sample_and_score(gen, prompts, at_aspect, folder)
-    world_eval.write_report(folder, gen, scored, videos, at_aspect,
-                            title=f'World simulation scores at {aspect}')
-    results[aspect] = (at_aspect, scored)
-  rows = world_eval.aspect_rows(results)
-  table = world_eval.aspect_table(rows)
-  (out / 'aspects.md').write_text(f'# Scores by aspect ratio, step {gen.step}\n\n{table}\n')
-  tables.write_results(out / 'aspects.json', 'eval_world_aspects', rows)
-  print(table)
-  print(f'\n{rows[0]["videos"]} prompts x {len(rows)} aspects at step {gen.step}; reports: {out}')
-
+  result = world_eval.evaluate(gen, settings, out, counts,
+                               direction_scenes=_DIRECTION_SCENES.value)
+  print(world_eval.summary_table(world_eval.summary(result['scored'])))
+  if result['direction']:
+    print(f'\ntext controls motion: {result["direction"]["text_controls_motion"]:.0%} '
+          f'(chance {result["direction"]["chance"]:.1%})')
+  print(f'\n{len(result["scored"])} videos at step {gen.step} on {tables.machine()["device"]}; '
+        f'report: {result["report"]}')
 
 if __name__ == '__main__':
   app.run(main)

@@ -16,8 +16,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import cluster_flags
 from videogen.jobs import main_job
-from videogen.parallel import distributed
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Config file.',
                                           lock_config=True)
@@ -30,7 +30,7 @@ _MINUTES = flags.DEFINE_float('minutes', 12.0, 'Training wall-time budget of thi
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  distributed.initialize_from_flags()  # before anything touches a device
+  cluster_flags.initialize()  # before anything touches a device
   config = _CONFIG.value
   config.train.max_minutes = _MINUTES.value
   print('report:', main_job.run(config, _OUT.value, command=shlex.join(['python', *sys.argv])))

@@ -7,25 +7,19 @@
 
 Planning builds nothing: shapes come from jax.eval_shape and shardings from the logical rules on
 an abstract mesh (videogen/bench/planner.py), so it needs no accelerator and takes seconds.
---validate AOT-compiles the config's real sharded train step on this machine's devices (8 fake
-CPU devices unless XLA_FLAGS or JAX_PLATFORMS say otherwise) and compares per-device bytes.
+--validate AOT-compiles the config's real sharded train step on this machine's devices and
+compares per-device bytes; on a CPU, give it 8 fake devices:
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python experiments/plan.py --validate
 """
-import os
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
 
-# Validation compiles over 8 devices; planning itself uses none. Set before JAX is imported.
-if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
-                             + ' --xla_force_host_platform_device_count=8').strip()
-os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from videogen.core import tables  # noqa: E402
-from videogen.bench import planner  # noqa: E402
-from videogen.parallel import sharding  # noqa: E402
+from videogen.bench import plan_check
+from videogen.bench import planner
+from videogen.core import tables
+from videogen.parallel import sharding
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py',
                                           'Config whose logical axis rules the plan uses and whose '
@@ -56,7 +50,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   rules = sharding.rules_from_config(_CONFIG.value)
   if _VALIDATE.value:
-    rows = planner.validate(_CONFIG.value, _VALIDATE_MESHES.value, _VALIDATE_BATCH.value)
+    rows = plan_check.validate(_CONFIG.value, _VALIDATE_MESHES.value, _VALIDATE_BATCH.value)
     print(tables.markdown_table(rows))
   elif _ALL.value:
     rows = planner.pod_table(rules, frames=_FRAMES.value, mfu=_MFU.value, remat=_REMAT.value,

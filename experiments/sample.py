@@ -19,25 +19,21 @@ newest checkpoint (or --step) on one device. Sizes default to the training clip'
 patch size divides works. Outputs: one mp4 (png for 1 frame) + JSON sidecar per prompt, and a
 captioned grid for several prompts.
 """
-import dataclasses
-
 from absl import app
 from absl import flags
 from absl import logging
 
-from videogen.core import grids
-from videogen.core import media
+import cluster_flags
 from videogen.inference import generate
 from videogen.inference import prompting
 from videogen.parallel import distributed
-
-TASKS = ('text', 'image', 'extend', 'loop', 'connect', 'keyframes', 'edit')
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder written by experiments/train.py '
                                '(or a folder written by experiments/export.py).', required=True)
 _PROMPTS = flags.DEFINE_multi_string('prompt', None, 'Text prompt (repeat for several).',
                                      required=True)
-_TASK = flags.DEFINE_enum('task', 'text', TASKS, 'What to make; see the module docstring.')
+_TASK = flags.DEFINE_enum('task', 'text', prompting.TASKS,
+                          'What to make; see the module docstring.')
 _IMAGE = flags.DEFINE_string('image', None, 'Still image to animate (--task image).')
 _VIDEO = flags.DEFINE_string('video', None, 'Input video (extend, loop, connect: the first '
                              'clip, edit).')
@@ -71,72 +67,29 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
 _RAW = flags.DEFINE_bool('raw_weights', False, 'Use the raw weights instead of the EMA ones.')
 
 
-def _need(flag, task: str):
-  if not flag.value:
-    raise app.UsageError(f'--task {task} needs --{flag.name}.')
-  return flag.value
-
-
-def _keyframes() -> dict:
-  frames = {}
-  for item in _KEYFRAMES.value:
-    index, sep, path = item.partition(':')
-    if not sep or not index.lstrip('-').isdigit():
-      raise app.UsageError(f'--keyframe {item!r} is not INDEX:PATH, e.g. --keyframe 0:a.png.')
-    frames[int(index)] = path
-  if not frames:
-    raise app.UsageError('--task keyframes needs at least one --keyframe INDEX:PATH.')
-  return frames
-
-
-def run_task(gen: generate.Generator, prompt: str, seed: int,
-             settings: generate.SampleSettings):
-  """The uint8 video [T, H, W, 3] that --task makes for one prompt."""
-  task, common = _TASK.value, dict(seed=seed, settings=settings, strict=_STRICT.value)
-  context = {} if _CONTEXT.value is None else {'context': _CONTEXT.value}
-  if task == 'text':
-    return gen.generate([prompt], seeds=[seed], settings=settings)[0]
-  if task == 'image':
-    return prompting.image_to_video(gen, _need(_IMAGE, task), prompt, **common)
-  if task == 'extend':
-    return prompting.extend(gen, _need(_VIDEO, task), prompt, frames=_need(_NEW_FRAMES, task),
-                            direction=_DIRECTION.value, **context, **common)
-  if task == 'loop':
-    return prompting.loop(gen, _VIDEO.value or prompt, prompt, frames=_NEW_FRAMES.value,
-                          **context, **common)
-  if task == 'connect':
-    return prompting.connect(gen, _need(_VIDEO, task), _need(_VIDEO_B, task), prompt,
-                             frames=_NEW_FRAMES.value, **context, **common)
-  if task == 'keyframes':
-    return prompting.keyframes(gen, _keyframes(), prompt, **common)
-  return prompting.edit(gen, _need(_VIDEO, task), prompt, strength=_STRENGTH.value, **common)
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  distributed.initialize_from_flags()  # before anything touches a device
+  cluster_flags.initialize()  # before anything touches a device
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value,
                                         use_ema=not _RAW.value)
   settings = generate.SampleSettings(steps=_STEPS.value, method=_METHOD.value,
                                      cfg_scale=_CFG.value, frame_cfg_scale=_FRAME_CFG.value,
                                      num_frames=_FRAMES.value, height=_HEIGHT.value,
                                      width=_WIDTH.value)
-  prompts = _PROMPTS.value
-  seeds = [_SEED.value + i for i in range(len(prompts))]
-  videos = [run_task(gen, p, s, settings) for p, s in zip(prompts, seeds)]
+  inputs = prompting.TaskInputs(
+      image=_IMAGE.value, video=_VIDEO.value, video_b=_VIDEO_B.value,
+      keyframes=tuple(_KEYFRAMES.value), frames=_NEW_FRAMES.value, direction=_DIRECTION.value,
+      context=_CONTEXT.value, strength=_STRENGTH.value, strict=_STRICT.value)
+  try:
+    prompting.check_inputs(_TASK.value, inputs)
+  except ValueError as error:  # a missing or malformed flag: a usage error
+    raise app.UsageError(str(error)) from error
   out = _OUT.value or f'{_WORKDIR.value}/samples/{gen.step}'
-  if _TASK.value == 'edit':
-    settings = dataclasses.replace(settings, strength=_STRENGTH.value)
-  paths = []
-  for i, (video, prompt, seed) in enumerate(zip(videos, prompts, seeds)):
-    paths += gen.write(video[None], [prompt], out, seeds=[seed], settings=settings,
-                       task=_TASK.value, start=i)
-  if not distributed.is_main_process():
-    return  # every process sampled the same videos on its own device; process 0 writes them
-  if len(prompts) > 1 and len({v.shape for v in videos}) == 1:
-    paths += grids.write_grid(f'{out}/grid', videos, prompts, fps=gen.run.config.world.fps)
-  print('\n'.join(str(p) for p in paths))
+  paths = prompting.sample_and_write(gen, _TASK.value, _PROMPTS.value, _SEED.value, settings,
+                                     out, inputs)
+  if distributed.is_main_process():
+    print('\n'.join(str(p) for p in paths))
 
 
 if __name__ == '__main__':

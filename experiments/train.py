@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import cluster_flags
 from videogen.parallel import distributed
 from videogen.runtime import dit_run
 from videogen.train import hooks
@@ -28,7 +29,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metric
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  distributed.initialize_from_flags()  # before anything touches a device
+  cluster_flags.initialize()  # before anything touches a device
   run = dit_run.build(_CONFIG.value)
   result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value))
   if distributed.is_main_process():

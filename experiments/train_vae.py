@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import cluster_flags
 from videogen.parallel import distributed
 from videogen.runtime import vae_run
 from videogen.train import hooks
@@ -30,7 +31,7 @@ _MINUTES = flags.DEFINE_float('minutes', None, 'Wall-time budget of this invocat
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  distributed.initialize_from_flags()  # before anything touches a device
+  cluster_flags.initialize()  # before anything touches a device
   config = _CONFIG.value
   if _MINUTES.value is not None:
     config.train.max_minutes = _MINUTES.value

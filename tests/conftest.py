@@ -5,8 +5,7 @@ import os
 import tempfile
 
 # LLVM at -O0: the suite compiles far more than it computes (tiny shapes), and unoptimised
-# machine code compiles faster (tests/test_autoencoder.py: 91 s -> 57 s on 2 cores; the whole
-# suite alone: 15:41 before, 12:05-14:38 after, as execution-heavy tests lose some of it).
+# machine code compiles faster, which outweighs the slower execution of the few heavy tests.
 # Runner subprocesses inherit these flags (tests/runner_env.py drops the fake devices).
 os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''),
                                     '--xla_backend_optimization_level=0',

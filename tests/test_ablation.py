@@ -7,6 +7,8 @@ import pytest
 from configs import world as world_config
 from videogen.jobs import ablation
 
+pytestmark = pytest.mark.integration  # trains the ablation variants
+
 
 def test_variants_override_the_config_at_one_budget():
   config = world_config.get_config()

@@ -2,7 +2,6 @@
 packed rows cut back into clips), each caption's direction is the one its clip's pixels move."""
 import itertools
 
-import numpy as np
 import pytest
 
 from configs import world as world_config

@@ -45,7 +45,8 @@ def test_ring_attention_equals_full_attention(mesh_cfg, segment_ids):
   full = lambda q, k, v: attention.dot_product_attention(q, k, v, mask=mask)
   ring = lambda q, k, v: context_attention.ring_attention(q, k, v, segment_ids)
   want_out, (want_loss, want_grads) = full(q, k, v), loss_and_grads(full, q, k, v)
-  with jax.set_mesh(mesh_lib.make_mesh(mesh_cfg)):
+  with sharding.sharding_context(mesh_lib.make_mesh(mesh_cfg), RULES):
+    assert context_attention.context_size() == mesh_cfg['context']  # the ring does run
     got_out, (got_loss, got_grads) = jax.jit(
         lambda *a: (ring(*a), loss_and_grads(ring, *a)))(q, k, v)
   np.testing.assert_allclose(got_out, want_out, atol=2e-6, rtol=0)
@@ -81,9 +82,12 @@ def test_dit_on_a_context_mesh_equals_one_device():
 
 def test_shapes_that_the_mesh_does_not_divide_fail_while_tracing():
   q, k, v = qkv(length=30)
-  with jax.set_mesh(mesh_lib.make_mesh({'context': 4, 'fsdp': 2})):
+  with sharding.sharding_context(mesh_lib.make_mesh({'context': 4, 'fsdp': 2}), RULES):
     with pytest.raises(ValueError, match='token row of 30 tokens is not divisible by context=4'):
       jax.eval_shape(context_attention.ring_attention, q, k, v)
+  # Without rules in scope no logical name maps to a mesh axis: the row stays whole.
+  with jax.set_mesh(mesh_lib.make_mesh({'context': 4, 'fsdp': 2})):
+    assert context_attention.context_size() == 1
   key, args = jax.random.key(0), inputs()  # clips of 12 tokens
   with sharding.sharding_context(mesh_lib.make_mesh({'context': 8}), RULES):
     with pytest.raises(ValueError, match='token row of 12 tokens is not divisible by context=8'):

@@ -18,6 +18,8 @@ from videogen.data import pipeline
 from videogen.data import world
 from videogen.models import text
 
+pytestmark = pytest.mark.integration  # encodes a cache, runs its runner
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_RECORDS, BATCH = 6, 4  # two batches, the second cut to 2 clips; shards of 4 and 2 records
 F16 = dict(rtol=2e-3, atol=2e-3)  # float16 storage

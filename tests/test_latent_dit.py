@@ -20,6 +20,8 @@ from videogen.models import text
 from videogen.runtime import dit_run
 from videogen.train import loop
 
+pytestmark = pytest.mark.integration  # trains a DiT on latents end to end
+
 NUM_RECORDS = 24  # 3 batches of 8: 4 steps cross an epoch
 
 

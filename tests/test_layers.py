@@ -84,3 +84,13 @@ def test_the_checks_catch_what_they_should():
   assert layer('videogen.core.media') < layer('videogen.train.loop')
   with pytest.raises(AssertionError, match='is in no layer'):
     layer('videogen.misc.thing')
+
+
+@pytest.mark.parametrize('name', ['generate', 'vae', 'prompting'])
+def test_moved_public_modules_keep_an_alias_for_one_release(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  with pytest.warns(DeprecationWarning, match=f'videogen.inference.{name}'):
+    alias = importlib.reload(importlib.import_module(f'videogen.{name}'))
+  moved = importlib.import_module(f'videogen.inference.{name}')
+  public = [n for n in dir(moved) if not n.startswith('_') and callable(getattr(moved, n))]
+  assert public and all(getattr(alias, n) is getattr(moved, n) for n in public)

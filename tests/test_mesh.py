@@ -148,18 +148,22 @@ def test_logical_name_without_rule_fails():
 
 def test_batch_sharding_and_divisibility():
   mesh = mesh_lib.make_mesh({'data': 2, 'fsdp': 2, 'tensor': 2})
-  batch_sharding = sharding.batch_sharding(mesh)
+  batch_sharding = sharding.batch_sharding(mesh, RULES)
   x = np.arange(24, dtype=np.float32).reshape(8, 3)
   batch = sharding.shard_batch({'x': x}, batch_sharding)
   assert batch['x'].sharding == batch_sharding
   assert {shard.data.shape for shard in batch['x'].addressable_shards} == {(2, 3)}
   np.testing.assert_array_equal(np.asarray(batch['x']), x)
-  sharding.check_batch_divisible(12, mesh)
+  sharding.check_batch_divisible(12, mesh, RULES)
   message = 'global batch 6 is not divisible by data×fsdp = 4 devices: use a multiple of 4'
   with pytest.raises(ValueError, match=message):
-    sharding.check_batch_divisible(6, mesh)
+    sharding.check_batch_divisible(6, mesh, RULES)
   with pytest.raises(ValueError, match=message):
     sharding.shard_batch({'x': x[:6]}, batch_sharding)
+  # The batch's mesh axes come from the rules: with 'batch' on 'data' alone, 6 splits 2 ways.
+  data_only = [('batch', 'data'), *[rule for rule in RULES if rule[0] != 'batch']]
+  assert sharding.batch_sharding(mesh, data_only).spec == jax.sharding.PartitionSpec(('data',))
+  sharding.check_batch_divisible(6, mesh, data_only)
 
 
 def test_constrain_outside_a_mesh_is_a_no_op():

@@ -21,6 +21,8 @@ from videogen.runtime import dit_run
 from videogen.train import objective
 from videogen.train import step as step_lib
 
+pytestmark = pytest.mark.integration  # trains on several meshes end to end
+
 STEPS = 3
 LAYOUTS = ({'data': 8}, {'fsdp': 8}, {'data': 2, 'fsdp': 2, 'tensor': 2},
            {'context': 4, 'fsdp': 2})
@@ -61,7 +63,7 @@ def train_losses(parts: dit_run.DitRun, state, batches) -> np.ndarray:
   train_step = step_lib.make_train_step(
       objective.make_loss_fn(parts), parts.optimizer, ema_decay=parts.config.optim.ema_decay,
       lr_schedule=parts.lr_schedule)
-  batch_sharding = sharding.batch_sharding(parts.mesh)
+  batch_sharding = sharding.batch_sharding(parts.mesh, parts.rules)
   jitted = step_lib.jit_train_step(train_step, parts.state_shardings, batch_sharding, parts.mesh,
                                    rules=parts.rules)
   state, losses = jax.device_put(state, parts.state_shardings), []

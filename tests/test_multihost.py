@@ -2,7 +2,6 @@
 trains the tiny config, checkpoints, and resumes; the loss equals a one-process run on the same
 global batches, and the checkpoint restores on one device here."""
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -21,6 +20,8 @@ from videogen.runtime import dit_run
 from videogen.train import loop
 
 import runner_env
+
+pytestmark = pytest.mark.integration  # a two-process cluster
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROCESSES, LOCAL_DEVICES = 2, 2

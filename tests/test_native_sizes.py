@@ -142,6 +142,7 @@ def layout_config(layout, steps):
   return config
 
 
+@pytest.mark.integration  # trains end to end
 def test_buckets_train_and_resume_bit_identically(tmp_path):
   straight = loop.train(dit_run.build(layout_config('buckets', 4)), tmp_path / 'straight', progress=False)
   shutil.copytree(tmp_path / 'straight' / 'checkpoints' / '2',
@@ -155,6 +156,7 @@ def test_buckets_train_and_resume_bit_identically(tmp_path):
     loop.train(dit_run.build(layout_config('packed', 6)), tmp_path / 'resumed', progress=False)
 
 
+@pytest.mark.integration  # trains end to end
 def test_packed_rows_train_and_log_their_fill(tmp_path):
   # Resuming packed rows exactly: tests/test_train_loop.py (runlocal's layout is 'packed').
   assert world_config.get_config('runlocal=True').data.layout == 'packed'

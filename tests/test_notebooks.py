@@ -7,6 +7,8 @@ from nbclient.exceptions import CellExecutionError
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.integration  # runs the notebooks
+
 COLAB = pathlib.Path(__file__).resolve().parents[1] / 'colab'
 NOTEBOOKS = sorted(COLAB.glob('*.ipynb'))
 

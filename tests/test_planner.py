@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import pytest
 
 from configs import world as world_config
-from videogen.models import dit
+from videogen.bench import plan_check
 from videogen.bench import planner
+from videogen.models import dit
 from videogen.parallel import sharding
 
 RULES = sharding.rules_from_config(world_config.get_config())
@@ -19,7 +20,7 @@ def test_planned_bytes_match_compiled(mesh):
   temporary-bytes estimate is reported, and only held to the same order of magnitude."""
   config = world_config.get_config()
   config.model.remat = 'none'
-  row, = planner.validate(config, [mesh], batch_size=8)
+  row, = plan_check.validate(config, [mesh], batch_size=8)
   print(row)
   assert abs(row['argument_error']) <= 0.10, row
   assert 0.5 <= row['temp_ratio'] <= 2.0, row

@@ -12,6 +12,8 @@ from videogen.core import media
 from videogen.inference import prompting
 from videogen.runtime import dit_run
 
+pytestmark = pytest.mark.integration  # samples every task from a trained run
+
 SETTINGS = generate.SampleSettings(steps=2, method='euler', cfg_scale=2.0, frame_cfg_scale=1.5)
 PROMPT = 'A red circle moves to the right.'
 
@@ -112,3 +114,19 @@ def test_a_text_only_model_refuses_frames_with_a_clear_error():
   assert parts.model.config.in_channels == 3
   with pytest.raises(ValueError, match='trained without frame conditioning'):
     prompting.image_to_video(text_only, clip(1)[0], PROMPT, settings=SETTINGS)
+
+
+def test_task_inputs_are_checked_before_sampling():
+  inputs = prompting.TaskInputs
+  prompting.check_inputs('text', inputs())
+  prompting.check_inputs('extend', inputs(video='a.mp4', frames=8))
+  assert prompting.parse_keyframes(['0:a.png', '-1:b.png']) == {0: 'a.png', -1: 'b.png'}
+  for task, given, message in [
+      ('extend', inputs(video='a.mp4'), 'the extend task needs --frames'),
+      ('connect', inputs(video='a.mp4'), 'the connect task needs --video_b'),
+      ('image', inputs(), 'the image task needs --image'),
+      ('keyframes', inputs(), 'the keyframes task needs --keyframe INDEX:PATH'),
+      ('keyframes', inputs(keyframes=('a.png',)), "keyframe 'a.png' is not INDEX:PATH"),
+      ('morph', inputs(), "task 'morph' is unknown")]:
+    with pytest.raises(ValueError, match=message):
+      prompting.check_inputs(task, given)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from videogen.data import world
+from videogen.data import world_render
 from videogen.evals import prompting_tasks
 
 SIDE, FRAMES, FPS = 48, 8, 8.0  # 48 pixels: a large object is 17 across, its kind readable
@@ -18,7 +19,7 @@ SCENE = world.Scene(view=(1.0, 1.0), duration=(FRAMES - 1) / FPS, objects=(RED_C
 
 
 def _render(*objects: world.ObjectSpec) -> np.ndarray:
-  return world.render(dataclasses.replace(SCENE, objects=objects), SIDE, SIDE, FRAMES, FPS)[0]
+  return world_render.render(dataclasses.replace(SCENE, objects=objects), SIDE, SIDE, FRAMES, FPS)[0]
 
 
 def _circle(**changes) -> world.ObjectSpec:

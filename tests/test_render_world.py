@@ -9,7 +9,10 @@ import pytest
 from videogen.core import media
 from videogen.data import preview
 from videogen.data import world
+from videogen.data import world_render
 from videogen.data import world_source
+
+pytestmark = pytest.mark.integration  # runner subprocesses
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OPTIONS = world.WorldOptions(height=16, width=24, num_frames=3, fps=6.0)
@@ -24,7 +27,7 @@ def test_render_clips_writes_videos_sidecars_and_grid(tmp_path):
   # The sidecar's caption is the one training reads for the same clip.
   assert sidecar['caption'] == world_source.WorldSource(OPTIONS, seed=1)[1]['caption']
   assert len(sidecar['truth']['objects'][0]['centre']) == 3
-  frames, _ = world.render(world.sample_scene(OPTIONS, 1, 0), 16, 24, 3, 6.0)
+  frames, _ = world_render.render(world.sample_scene(OPTIONS, 1, 0), 16, 24, 3, 6.0)
   assert (media.read_video(tmp_path / 'clip_00000.gif') == frames).all()  # gif is lossless
   assert not list(tmp_path.glob('.*'))  # no temporary files left behind
 

@@ -3,12 +3,15 @@
 import jax
 import ml_collections
 import numpy as np
+import pytest
 
 from configs import world as world_config
 from videogen.inference import generate
 from videogen.runtime import checkpoint
 from videogen.runtime import dit_run
 from videogen.train import loop
+
+pytestmark = pytest.mark.integration  # trains, then restores on other meshes
 
 STEPS = 2
 

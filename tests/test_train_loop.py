@@ -1,6 +1,5 @@
 """The training loop, sampling API and runners end to end on the tiny (runlocal) config."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from videogen.runtime import dit_run
 from videogen.train import loop
 
 import runner_env
+
+pytestmark = pytest.mark.integration  # trains end to end, runs the runners and the main job
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -68,7 +68,7 @@ def build_run(mesh, *, ema_decay=0.9, seed=0, grad_accum_steps=1, loss=loss_fn):
   train_step = step_lib.make_train_step(
       loss, optimizer, ema_decay=ema_decay,
       lr_schedule=state_lib.learning_rate_schedule(OPTIM_CFG), grad_accum_steps=grad_accum_steps)
-  batch_sharding = sharding.batch_sharding(mesh)
+  batch_sharding = sharding.batch_sharding(mesh, RULES)
   return types.SimpleNamespace(
       abstract_state=abstract_state, shardings=shardings, batch_sharding=batch_sharding,
       state=sharding.create_sharded_state(init_fn, shardings, mesh, RULES),
@@ -188,7 +188,7 @@ def test_micro_batches_that_the_mesh_does_not_divide_fail_before_compiling(grad_
                                                                             message):
   mesh = mesh_lib.make_mesh({'data': 2, 'fsdp': 2, 'tensor': 2})
   with pytest.raises(ValueError, match=message):
-    sharding.check_batch_divisible(BATCH, mesh, grad_accum_steps)
+    sharding.check_batch_divisible(BATCH, mesh, RULES, grad_accum_steps)
   run = build_run(mesh, grad_accum_steps=grad_accum_steps)
   with pytest.raises(ValueError, match=message):  # raised while tracing, before XLA compiles
     run.step(run.state, sharding.shard_batch(numpy_batch(0), run.batch_sharding))

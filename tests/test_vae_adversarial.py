@@ -20,6 +20,8 @@ from videogen.train import hooks
 from videogen.train import loop
 from videogen.train import vae_adversarial
 
+pytestmark = pytest.mark.integration  # trains the VAE with its discriminator end to end
+
 
 START_STEP = 2
 

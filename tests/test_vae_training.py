@@ -28,6 +28,8 @@ from videogen.train import vae_loss
 
 import runner_env
 
+pytestmark = pytest.mark.integration  # trains the VAE end to end, runs its runner
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 

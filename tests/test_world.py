@@ -12,6 +12,7 @@ import pytest
 
 from videogen.data import captions
 from videogen.data import world
+from videogen.data import world_render
 from videogen.data.world_source import WorldSource
 from videogen.evals import tracking
 
@@ -23,12 +24,12 @@ def _world_direction(truth_object: dict, camera: list, min_px: float) -> str:
 
 def test_same_seed_and_index_give_the_same_clip_and_other_indices_differ():
   options = world.WorldOptions(height=24, width=24, num_frames=4)
-  first = world.render(world.sample_scene(options, 7, 3), 24, 24, 4, 8.0)
-  again = world.render(world.sample_scene(options, 7, 3), 24, 24, 4, 8.0)
+  first = world_render.render(world.sample_scene(options, 7, 3), 24, 24, 4, 8.0)
+  again = world_render.render(world.sample_scene(options, 7, 3), 24, 24, 4, 8.0)
   np.testing.assert_array_equal(first[0], again[0])
   assert first[1] == again[1]
   for other in (world.sample_scene(options, 7, 4), world.sample_scene(options, 8, 3)):
-    assert not np.array_equal(world.render(other, 24, 24, 4, 8.0)[0], first[0])
+    assert not np.array_equal(world_render.render(other, 24, 24, 4, 8.0)[0], first[0])
 
 
 @pytest.mark.parametrize('height, width, num_frames', [(16, 16, 1), (24, 40, 5), (48, 20, 3)])
@@ -36,7 +37,7 @@ def test_renders_at_several_sizes_with_truth_per_frame(height, width, num_frames
   options = world.WorldOptions(height=height, width=width, num_frames=num_frames, p_pan=0.5)
   for index in range(5):
     scene = world.sample_scene(options, 0, index)
-    frames, truth = world.render(scene, height, width, num_frames, 6.0)
+    frames, truth = world_render.render(scene, height, width, num_frames, 6.0)
     assert frames.shape == (num_frames, height, width, 3) and frames.dtype == np.uint8
     assert len(truth['objects']) == len(scene.objects) and len(truth['camera']) == num_frames
     for obj in truth['objects']:
@@ -44,18 +45,18 @@ def test_renders_at_several_sizes_with_truth_per_frame(height, width, num_frames
       assert set(obj['state']) <= set(world.STATES)
       assert all(0 <= v <= 1 for v in obj['visible_fraction'])
     json.dumps(truth)
-  double, _ = world.render(scene, 2 * height, 2 * width, num_frames, 6.0)
+  double, _ = world_render.render(scene, 2 * height, 2 * width, num_frames, 6.0)
   assert double.shape == (num_frames, 2 * height, 2 * width, 3)
   with pytest.raises(ValueError, match='aspect'):
-    world.render(scene, height, 3 * width, num_frames, 6.0)
+    world_render.render(scene, height, 3 * width, num_frames, 6.0)
 
 
 def test_physics_is_the_same_at_any_resolution_and_frame_rate():
   options = world.WorldOptions(height=32, width=48, num_frames=9, fps=8.0, p_pan=0.5)
   for index in range(6):
     scene = world.sample_scene(options, 1, index)
-    _, coarse = world.render(scene, 32, 48, 9, 8.0)
-    _, fine = world.render(scene, 64, 96, 17, 16.0)
+    _, coarse = world_render.render(scene, 32, 48, 9, 8.0)
+    _, fine = world_render.render(scene, 64, 96, 17, 16.0)
     for slow, fast in zip(coarse['objects'], fine['objects']):
       np.testing.assert_allclose(np.array(fast['centre'])[::2], 2 * np.array(slow['centre']),
                                  atol=0.02)
@@ -78,7 +79,7 @@ def test_caption_agrees_with_measured_truth_and_parses_back():
   options = world.WorldOptions(height=32, width=32, num_frames=10, p_pan=0.3, p_occluder=0.3)
   for index in range(60):
     scene = world.sample_scene(options, 2, index)
-    _, truth = world.render(scene, 32, 32, 10, 8.0)
+    _, truth = world_render.render(scene, 32, 32, 10, 8.0)
     text = world.caption(scene, index)
     parsed = world.parse_prompt(text)
     assert len(parsed) == len(scene.objects), text
@@ -94,7 +95,7 @@ def test_pixel_track_agrees_with_caption_for_single_unoccluded_objects():
                                p_pan=0.0, p_occluder=0.0)
   for index in range(40):
     scene = world.sample_scene(options, 3, index)
-    frames, truth = world.render(scene, 32, 40, 10, 8.0)
+    frames, truth = world_render.render(scene, 32, 40, 10, 8.0)
     (said,) = world.parse_prompt(world.caption(scene, index))
     track = tracking.track(frames, said['colour'])
     np.testing.assert_allclose(track, truth['objects'][0]['centre'], atol=1.0)
@@ -124,7 +125,7 @@ def test_occluder_hides_a_crossing_object_and_reveals_it():
   for index in range(10):
     scene = world.sample_scene(options, 4, index)
     assert scene.occluder is not None
-    frames, truth = world.render(scene, 32, 32, 8, 8.0)
+    frames, truth = world_render.render(scene, 32, 32, 8, 8.0)
     obj = truth['objects'][0]
     state, fraction = obj['state'], np.array(obj['visible_fraction'])
     hidden = np.nonzero(fraction == 0)[0]
@@ -156,7 +157,7 @@ def test_falling_object_bounces_lower_each_time():
   options = world.WorldOptions(height=16, width=16, num_frames=2, max_objects=1,
                                motions=('fall',), p_occluder=0.0, p_pan=0.0)
   scene = world.sample_scene(options, 6, 0)
-  _, truth = world.render(scene, 16, 16, 240, 60.0)
+  _, truth = world_render.render(scene, 16, 16, 240, 60.0)
   y = np.array(truth['objects'][0]['centre'])[:, 1]
   apex = [i for i in range(1, len(y) - 1) if y[i] < y[i - 1] and y[i] <= y[i + 1]]
   assert len(apex) >= 3
@@ -168,7 +169,7 @@ def test_background_alone_has_no_palette_colour():
   options = world.WorldOptions(height=24, width=24, num_frames=3, p_pan=0.5)
   for index in range(12):
     scene = dataclasses.replace(world.sample_scene(options, 9, index), objects=())
-    frames, _ = world.render(scene, 24, 24, 3, 8.0)
+    frames, _ = world_render.render(scene, 24, 24, 3, 8.0)
     for colour in world.PALETTE:
       assert not tracking.colour_mask(frames, colour).any(), (scene.background, colour)
 
@@ -199,7 +200,7 @@ def test_bad_options_raise_naming_the_value(kwargs, value):
 def test_bad_render_and_sampling_arguments_raise():
   scene = world.sample_scene(world.WorldOptions(), 0, 0)
   with pytest.raises(ValueError, match='height=10'):
-    world.render(scene, 10, 10, 4, 8.0)
+    world_render.render(scene, 10, 10, 4, 8.0)
   with pytest.raises(ValueError, match="'test'"):
     world.sample_scene(world.WorldOptions(), 0, 0, split='test')
   with pytest.raises(ValueError, match='held_out=()'):

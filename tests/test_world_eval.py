@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from configs import world as world_config
-from videogen.inference import generate
-from videogen.jobs import scaling
 from videogen.data import world
+from videogen.data import world_render
 from videogen.evals import blobs
 from videogen.evals import digit_classifier
 from videogen.evals import objects
 from videogen.evals import world_eval
 from videogen.evals import world_scores
+from videogen.inference import generate
+from videogen.jobs import scaling
 
 SIDE, FRAMES, FPS = 48, 16, 8.0  # 48 pixels: a small object is 10 across, enough to read kinds
 OPTIONS = world.WorldOptions(height=SIDE, width=SIDE, num_frames=FRAMES, fps=FPS,
@@ -23,12 +24,12 @@ PALETTE = list(world.PALETTE)
 
 
 def _render(scene: world.Scene) -> np.ndarray:
-  return world.render(scene, SIDE, SIDE, FRAMES, FPS)[0]
+  return world_render.render(scene, SIDE, SIDE, FRAMES, FPS)[0]
 
 
 def _delete_one_midway(scene: world.Scene) -> np.ndarray | None:
   """The clip with its last object that is visible half way through gone from then on."""
-  frames, truth = world.render(scene, SIDE, SIDE, FRAMES, FPS)
+  frames, truth = world_render.render(scene, SIDE, SIDE, FRAMES, FPS)
   visible = [k for k, o in enumerate(truth['objects']) if o['state'][FRAMES // 2] == 'visible']
   if not visible:
     return None
@@ -94,7 +95,7 @@ def test_same_coloured_objects_keep_their_identities_through_a_crossing(directio
           world.ObjectSpec('red', 'square', None, 0, 'small', 'move', mirrored, 'fast',
                            0.8, 0.3 + offset if direction == 'down-right' else 0.45 + offset))
   scene = world.Scene((1.0, 1.0), 1.0, pair, 'black', 'plain', 0, None, None)
-  frames, truth = world.render(scene, SIDE, SIDE, 12, 11.0)
+  frames, truth = world_render.render(scene, SIDE, SIDE, 12, 11.0)
   tracks = objects.analyse(frames).tracks
   assert len(tracks) == 2 and all(any(t.merged_t) for t in tracks)  # they did overlap
   for track in tracks:
@@ -106,7 +107,7 @@ def test_same_coloured_objects_keep_their_identities_through_a_crossing(directio
 
 def test_other_sizes_and_missing_frames_are_scored_not_rejected():
   scene = world.sample_scene(OPTIONS, 0, 1)  # a still orange triangle and a red square moving up
-  larger, _ = world.render(scene, 64, 64, 20, FPS)
+  larger, _ = world_render.render(scene, 64, 64, 20, FPS)
   scores = world_scores.score_video(larger, scene, FPS)
   assert scores.adherence == scores.motion == scores.permanence == 1.0
   short = world_scores.score_video(_render(scene)[:12], scene, FPS)
@@ -146,7 +147,7 @@ def test_the_worlds_own_clips_score_near_one_at_the_cpu_models_size():
   assert any(s.occluder for s in scenes) and any(o.motion == 'fall' for s in scenes
                                                  for o in s.objects)
   means = world_scores.summarize([world_scores.score_video(
-      world.render(s, w.height, w.width, w.num_frames, w.fps)[0], s, w.fps) for s in scenes])
+      world_render.render(s, w.height, w.width, w.num_frames, w.fps)[0], s, w.fps) for s in scenes])
   assert min(means.values()) >= 0.97, means
 
 
@@ -172,7 +173,7 @@ def test_the_worlds_own_clips_score_near_one_at_each_training_aspect(aspect, siz
   w = config.world
   prompts = world_eval.prompt_set(config, num_train=12, num_held_out=0)
   scored = [world_eval.ScoredVideo(p, world_scores.score_video(
-      world.render(p.scene, *size, w.num_frames, w.fps)[0], p.scene, w.fps)) for p in prompts]
+      world_render.render(p.scene, *size, w.num_frames, w.fps)[0], p.scene, w.fps)) for p in prompts]
   rows = world_eval.aspect_rows({aspect: (settings, scored), 'blank': (settings, scored[:1])},
                                 reference=aspect)
   assert rows[0]['adherence'] >= 0.97 and rows[0]['motion'] >= 0.97, rows[0]

@@ -14,6 +14,8 @@ from videogen.train import loop
 
 import runner_env
 
+pytestmark = pytest.mark.integration  # runner subprocesses
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -4,7 +4,7 @@ What a plan holds, per device: the train state's bytes (params, EMA, AdamW momen
 shard shape from its logical axes), the step's inputs, an analytic estimate of activation and
 other temporary bytes, FLOPs per step and the step time at a given MFU, and whether it fits in
 the chip's HBM. `compiled_memory` reads the same quantities from an AOT compile of the real
-sharded train step, so small configs check the planner against the compiler on 8 CPU devices.
+sharded train step (bench/plan_check.py).
 
 Decisions, recorded here:
 - Shardings come from the logical rules on a `jax.sharding.AbstractMesh` of the plan's mesh
@@ -12,10 +12,8 @@ Decisions, recorded here:
   divisibility checks for any device count (a 256-device concrete mesh cannot be built from 8
   fake CPU devices). The state's shapes come from `jax.eval_shape` of a fresh TrainState, as
   `train/dit_run.build` makes it (a tiny input: parameter shapes do not depend on it).
-- Pod-scale plans run on the latent of a Wan-style VAE (4x8x8 time x height x width
-  compression, 16 channels, 1 + (F - 1) / 4 latent frames) with the DiT's (1, 2, 2) patch, and
-  umT5 text (512 tokens x 4096). No VAE or text encoder is built or needed; their own memory
-  (frozen, run once per clip or cached) is not in the plan.
+- Pod-scale plans run on a Wan-style VAE's latent (4x8x8, 16 channels) with (1, 2, 2) patches
+  and umT5 text (512 x 4096); the frozen encoders' own memory is not in the plan.
 - Activations follow a per-block tensor list (`_block_tensors`) under the remat policy:
   'none' keeps every tensor the backward reads for every block, 'dots' keeps the matmul outputs
   without batch dimensions (jax's dots_with_no_batch_dims_saveable: projections and MLP, not the
@@ -32,12 +30,7 @@ Decisions, recorded here:
   optimizer's elementwise update fuses into them and writes into the donated state), and one
   block's weights gathered by FSDP (forward copy and its gradient before the reduce-scatter), as
   XLA does when it gathers per scanned layer.
-- Checked on 8 CPU devices (tests/test_planner.py): state + batch per device equals the compiled
-  argument bytes exactly; the temporary-bytes estimate is within 0.8-1.6x of the compiled temp
-  (remat 'none' low, 'dots' and 'full' high: XLA keeps more than the list under 'none' and
-  less overhead than planned under remat), so treat it as a guide, not a bound.
-- FLOPs per step: 3 x forward FLOPs (dit.flops_per_sample) x global batch; time at a given MFU
-  against the chips' dense bfloat16 peak.
+- FLOPs per step: 3 x forward FLOPs x global batch; time at an MFU of the dense bf16 peak.
 
 Legend in the activation model: b examples per device, n tokens per device (the row split over
 'context'), k keys a query sees (the whole row), s text tokens, e width, et / m / hd the
@@ -405,71 +398,3 @@ def summary(row: Mapping[str, Any]) -> dict[str, Any]:
           'fits': 'yes' if row['fits'] else 'NO',
           'PFLOP/step': row['flops_per_step'] / 1e15,
           'step_s': row['step_s']}
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking the plan against the compiler.
-
-
-def compiled_memory(parts, batch_size: int) -> dict[str, float]:
-  """memory_analysis() of the AOT-compiled sharded train step of `parts`
-  (train/dit_run.build) on a batch of `batch_size` clips, per device; empty where the backend
-  reports none. The jit mirrors train/step.jit_train_step (same shardings, donated state)."""
-  from videogen.train import objective  # pylint: disable=g-import-not-at-top
-  from videogen.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  cfg = parts.config
-  train_step = step_lib.make_train_step(objective.make_loss_fn(parts), parts.optimizer,
-                                        ema_decay=cfg.optim.ema_decay,
-                                        lr_schedule=parts.lr_schedule)
-  batch_sharding = sharding.batch_sharding(parts.mesh)
-  w, enc = cfg.world, parts.encoder
-  struct = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
-  batch = {'video': struct((batch_size, w.num_frames, w.height, w.width, 3), jnp.float32),
-           'text': struct((batch_size, enc.max_length, enc.dim), jnp.float32),
-           'text_mask': struct((batch_size, enc.max_length), jnp.bool_)}
-  jitted = jax.jit(train_step, in_shardings=(parts.state_shardings, batch_sharding),
-                   out_shardings=(parts.state_shardings,
-                                  NamedSharding(parts.mesh, PartitionSpec())),
-                   donate_argnums=0)
-  with sharding.sharding_context(parts.mesh, parts.rules):
-    stats = jitted.lower(parts.abstract_state, batch).compile().memory_analysis()
-  if stats is None:
-    return {}
-  return {name: float(getattr(stats, f'{name}_size_in_bytes'))
-          for name in ('argument', 'output', 'alias', 'temp')}
-
-
-def config_workload(parts, batch_size: int, attention: str = 'xla') -> Workload:
-  """The Workload of a built run (train/dit_run.DitRun) on pixels, as it trains."""
-  w = parts.config.world
-  return Workload(model=parts.model.config, clip_thwc=(w.num_frames, w.height, w.width, 3),
-                  text_length=parts.encoder.max_length, batch=batch_size, attention=attention)
-
-
-def validate(config: ml_collections.ConfigDict, meshes: Sequence[str], batch_size: int,
-             devices=None) -> list[dict]:
-  """Planner vs compiler on the local devices (8 fake CPU devices in tests) for each mesh:
-  argument bytes (state + batch) and temporary bytes, per device."""
-  from videogen.runtime import dit_run  # pylint: disable=g-import-not-at-top
-  devices = jax.devices() if devices is None else devices
-  local = Slice('local', len(devices), 1.0, float('inf'), 'this machine')
-  rows = []
-  for mesh_text in meshes:
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.mesh = ml_collections.ConfigDict(parse_mesh(mesh_text))
-    config.data.batch_size = batch_size
-    parts = dit_run.build(config, devices=devices)
-    predicted = plan(config_workload(parts, batch_size), config.mesh.to_dict(), local,
-                     rules=parts.rules, optimizer=parts.optimizer)
-    compiled = compiled_memory(parts, batch_size)
-    row = {'variant': config.model.variant, 'mesh': predicted['mesh'], 'batch': batch_size,
-           'remat': config.model.remat,
-           'planned_argument_MB': predicted['argument_bytes'] / 1e6,
-           'compiled_argument_MB': compiled.get('argument', float('nan')) / 1e6,
-           'planned_temp_MB': predicted['temp_bytes'] / 1e6,
-           'compiled_temp_MB': compiled.get('temp', float('nan')) / 1e6,
-           'compiled_alias_MB': compiled.get('alias', float('nan')) / 1e6}
-    row['argument_error'] = row['planned_argument_MB'] / row['compiled_argument_MB'] - 1
-    row['temp_ratio'] = row['planned_temp_MB'] / row['compiled_temp_MB']
-    rows.append(row)
-  return rows

@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 
 from videogen.core import patches
+from videogen.core import tables
 from videogen.core import timing
 from videogen.data import pipeline
 from videogen.data import world
@@ -77,7 +78,7 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
   batch = sharding.shard_batch(
       {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
-       'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh))
+       'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh, parts.rules))
   seconds = timing.median_seconds(lambda: run(batch), repeats)
   tokens = patches.num_tokens(shape_thw, patch)
   flops = 3 * batch_size * dit.flops_per_sample(parts.model.config, tokens,
@@ -100,7 +101,7 @@ def _layout_run(config, layout: str, num_batches: int):
     model_batch, counts, levels = parts.model_batch(next(data), step)
     tokens.append(counts['tokens'])
     fills.append(levels.get('fill', 1.0))
-    batches.append(sharding.shard_batch(model_batch, sharding.batch_sharding(parts.mesh)))
+    batches.append(sharding.shard_batch(model_batch, sharding.batch_sharding(parts.mesh, parts.rules)))
   for batch in batches:
     run(batch)
   return run, batches, float(np.mean(tokens)), float(np.mean(fills))
@@ -148,3 +149,45 @@ def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
       lambda: sampler(params, noise, [(text, mask)]).block_until_ready(), repeats)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)), 'steps': steps,
           'forward_s': one, 'sample_s': loop_s, 'overhead_pct': 100 * (loop_s / (steps * one) - 1)}
+
+
+def parse_case(case: str) -> dict:
+  """'variant:TxHxW:ptxphxpw:batch' (e.g. 'T/2:8x32x32:2x8x8:32') -> train_step_rate's kwargs."""
+  fields = case.split(':')
+  ints = lambda text: tuple(int(v) for v in text.split('x'))
+  try:
+    variant, clip, patch, batch = fields
+    return {'variant': variant, 'shape_thw': ints(clip), 'patch': ints(patch),
+            'batch_size': int(batch)}
+  except ValueError as error:
+    raise ValueError(f'case {case!r} is not variant:TxHxW:ptxphxpw:batch, e.g. '
+                     'T/2:8x32x32:2x8x8:32.') from error
+
+
+def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10) -> dict:
+  """{'peak_gflops_per_s', 'train', 'sampler', 'layouts'}: each case's train step (with its
+  achieved FLOP/s as a share of the fp32 matmul rate measured in the same run: MFU on CPU) and
+  sampler overhead, then the config's train step in each data layout."""
+  peak = matmul_rate()
+  train_rows, sampler_rows = [], []
+  for case in cases:
+    kwargs = parse_case(case)
+    row = train_step_rate(config, **kwargs)
+    train_rows.append({**row, 'mfu_pct': 100 * row['gflops_per_s'] * 1e9 / peak})
+    sampler_rows.append(sampler_overhead(config, variant=kwargs['variant'],
+                                         shape_thw=kwargs['shape_thw'], patch=kwargs['patch'],
+                                         steps=sampler_steps))
+  return {'peak_gflops_per_s': peak / 1e9, 'train': train_rows, 'sampler': sampler_rows,
+          'layouts': layout_step_rates(config, layouts) if layouts else []}
+
+
+def benchmark_report(results: dict, variant: str) -> str:
+  """model_benchmark's tables as markdown."""
+  parts = [f'fp32 matmul 2048^2: {results["peak_gflops_per_s"]:.1f} GFLOP/s']
+  if results['train']:
+    parts += ['Train step', tables.markdown_table(results['train']),
+              'Sampler', tables.markdown_table(results['sampler'])]
+  if results['layouts']:
+    parts += [f'Data layouts ({variant}, real tokens/s; vs_first: against '
+              f'{results["layouts"][0]["layout"]})', tables.markdown_table(results['layouts'])]
+  return '\n\n'.join(parts)

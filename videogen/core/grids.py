@@ -27,7 +27,7 @@ def caption_grid(videos, captions, *, columns=None, scale=None, caption_lines=3,
   if not clips or len(captions) != len(clips):
     raise ValueError(f'Got {len(clips)} videos and {len(captions)} captions; pass one caption '
                      'per video and at least one video.')
-  scale = _default_scale(clips) if scale is None else scale
+  scale = media.default_scale(clips) if scale is None else scale
   columns = math.ceil(math.sqrt(len(clips))) if columns is None else columns
   if scale < 1 or columns < 1 or caption_lines < 0 or pad < 0:
     raise ValueError(f'scale={scale} and columns={columns} must be >= 1, caption_lines='
@@ -82,11 +82,6 @@ def write_grid(path, videos, captions, fps=8.0, formats=('mp4', 'png')) -> list[
   return written
 
 
-def _default_scale(clips, target_side=128) -> int:
-  """The integer upscale that brings the largest clip's long side to at least `target_side`."""
-  return max(1, math.ceil(target_side / max(max(c.shape[1:3]) for c in clips)))
-
-
 @functools.lru_cache(maxsize=8)
 def _font(size: int):
   """Pillow's bundled scalable font (no system fonts needed), else its fixed bitmap font."""
@@ -126,7 +121,7 @@ def _contact_sheet(clips, captions, steps=4) -> np.ndarray:
   """One image: each clip as a filmstrip of `steps` evenly spaced times (shorter clips hold)."""
   t_max = max(len(c) for c in clips)
   times = np.unique(np.linspace(0, t_max - 1, min(steps, t_max)).round().astype(int))
-  scale = _default_scale(clips)
+  scale = media.default_scale(clips)
   gap = math.ceil(8 / scale)  # About 8 px between frames after upscaling.
   strips = []
   for clip in clips:

@@ -154,7 +154,7 @@ def html_video(path_or_frames, fps=8.0) -> str:
     frames = check_video(path_or_frames, what='path_or_frames')
     mp4 = _encode_bytes(frames, fps, '.mp4')
   gif = _encode_bytes(frames, min(fps, _GIF_MAX_FPS), '.gif')
-  width = frames.shape[2] * _default_scale([frames])
+  width = frames.shape[2] * default_scale([frames])
   return (f'<video width="{width}" autoplay loop muted playsinline controls '
           'style="image-rendering: pixelated">'
           f'<source src="data:video/mp4;base64,{base64.b64encode(mp4).decode()}" '
@@ -180,6 +180,11 @@ def _check_readable(path) -> pathlib.Path:
   if not path.is_file():
     raise FileNotFoundError(f'No media file at {path}; check the path.')
   return path
+
+
+def default_scale(clips, target_side=128) -> int:
+  """The integer upscale that brings the largest clip's long side to at least `target_side`."""
+  return max(1, math.ceil(target_side / max(max(c.shape[1:3]) for c in clips)))
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import tqdm
 from videogen.core import grids
 from videogen.core import media
 from videogen.data import world
+from videogen.data import world_render
 
 
 def check_writable(out_dir: str | os.PathLike) -> pathlib.Path:
@@ -36,7 +37,7 @@ def render_clips(options: world.WorldOptions, out_dir, *, seed: int, num_clips: 
   written, videos, captions = [], [], []
   for index in tqdm.trange(num_clips, desc='rendering', unit='clip'):
     scene = world.sample_scene(options, seed, index, split)
-    frames, truth = world.render(scene, options.height, options.width, options.num_frames,
+    frames, truth = world_render.render(scene, options.height, options.width, options.num_frames,
                                  options.fps)
     text = world.clip_caption(scene, seed, index)
     name = f'clip_{index:05d}'

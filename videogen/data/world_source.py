@@ -4,6 +4,7 @@ import json
 
 from videogen.data import sizes as sizes_lib
 from videogen.data import world
+from videogen.data import world_render
 
 
 class WorldSource:
@@ -13,7 +14,7 @@ class WorldSource:
   sampled for that size (the view's aspect and the duration follow it), so it renders exactly.
   Satisfies grain's RandomAccessDataSource protocol and pickles into worker processes; the same
   (options, seed, split, sizes, index) always gives the same record. Ground truth comes from
-  world.render(world.Scene.from_dict(json.loads(record['scene'])), ...).
+  world_render.render(world.Scene.from_dict(json.loads(record['scene'])), ...).
   """
 
   def __init__(self, options: world.WorldOptions, *, seed: int, split: str = 'train',
@@ -43,7 +44,7 @@ class WorldSource:
       raise IndexError(f'index={index} is outside this source of {self.num_records} records.')
     o = self.options if self.sizes is None else self._options_for(self.sizes(index))
     scene = world.sample_scene(o, self.seed, index, self.split)
-    video, _ = world.render(scene, o.height, o.width, o.num_frames, o.fps)
+    video, _ = world_render.render(scene, o.height, o.width, o.num_frames, o.fps)
     return {'video': video, 'caption': world.clip_caption(scene, self.seed, index),
             'scene': json.dumps(scene.to_dict()), 'index': index}
 

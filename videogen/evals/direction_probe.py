@@ -15,9 +15,10 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from videogen.data import world
-from videogen.evals import motion_classes
 from videogen.data import prompts as prompts_lib
+from videogen.data import world
+from videogen.data import world_render
+from videogen.evals import motion_classes
 from videogen.evals import tracking
 
 SEED_OFFSET = 30_000  # probe scenes are drawn apart from training, eval prompts and probes
@@ -94,7 +95,7 @@ def render_groups(config: ml_collections.ConfigDict,
                   groups: list[list[prompts_lib.Prompt]]) -> list[np.ndarray]:
   """The world's own renders of the probe prompts (the measure's ceiling)."""
   w = config.world
-  return [world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
+  return [world_render.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
           for group in groups for p in group]
 
 

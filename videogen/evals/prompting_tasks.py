@@ -31,7 +31,6 @@ import pathlib
 import numpy as np
 
 from videogen.core import grids
-from videogen.core import media
 from videogen.data import world
 from videogen.evals import motion_classes
 from videogen.evals import tracking

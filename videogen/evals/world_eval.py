@@ -246,3 +246,48 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
   path = out / 'report.md'
   path.write_text('\n'.join(lines) + '\n')
   return path
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptCounts:
+  """How many prompts of each kind an evaluation samples (prompt_set's arguments)."""
+  train: int = 16
+  held_out: int = 8
+  probes: int = 8
+
+
+def evaluate(gen: generate.Generator, settings: generate.SampleSettings, out,
+             counts: PromptCounts = PromptCounts(), *, direction_scenes: int = 4) -> dict:
+  """Samples and scores the run's prompt set, the text-controls-motion probe (direction_scenes
+  scenes; 0 skips it) and, for pixel runs, the temporal influence; writes OUT's report.
+  Returns {'report': path, 'scored', 'direction' (or None)}."""
+  out = pathlib.Path(out)
+  prompts = prompt_set(gen.run.config, num_train=counts.train, num_held_out=counts.held_out,
+                       num_probes=counts.probes)
+  scored, videos = sample_and_score(gen, prompts, settings, out)
+  direction = direction_probe.run(gen, settings, direction_scenes) if direction_scenes else None
+  spread = None if gen.run.vae_config else influence.on_world_prompts(
+      gen, [p for p in prompts if p.split == 'train'] or prompts)
+  report = write_report(out, gen, scored, videos, settings, direction=direction, spread=spread)
+  return {'report': report, 'scored': scored, 'direction': direction}
+
+
+def compare_aspects(gen: generate.Generator, settings: generate.SampleSettings, out,
+                    aspects, counts: PromptCounts = PromptCounts()) -> str:
+  """Scores prompts of scenes drawn at each aspect's training size, sampled at that size, into
+  OUT/aspect_<W>x<H>/; writes OUT/aspects.{md,json}, adherence in points against the first
+  aspect. Returns the table."""
+  out, results = pathlib.Path(out), {}
+  for aspect in aspects:
+    aspect_config, at = at_aspect(gen.run.config, settings, aspect)
+    prompts = prompt_set(aspect_config, num_train=counts.train, num_held_out=counts.held_out,
+                         num_probes=counts.probes)
+    folder = out / f'aspect_{aspect.replace(":", "x")}'
+    scored, videos = sample_and_score(gen, prompts, at, folder)
+    write_report(folder, gen, scored, videos, at, title=f'World simulation scores at {aspect}')
+    results[aspect] = (at, scored)
+  rows = aspect_rows(results)
+  table = aspect_table(rows)
+  (out / 'aspects.md').write_text(f'# Scores by aspect ratio, step {gen.step}\n\n{table}\n')
+  tables.write_results(out / 'aspects.json', 'eval_world_aspects', rows)
+  return table

@@ -19,11 +19,13 @@ import dataclasses
 import os
 import warnings
 
+import jax
 import numpy as np
 
-from videogen.inference import generate
+from videogen.core import grids
 from videogen.core import media
 from videogen.data import clips
+from videogen.inference import generate
 
 Settings = generate.SampleSettings
 # The tasks of a latent model: those whose given frames start the clip, plus SDEdit.
@@ -184,3 +186,90 @@ def edit(gen: generate.Generator, video, prompt: str, *, strength: float, seed: 
   video = load_video(video, h, w, strict=strict)
   settings, _ = _window(gen, dataclasses.replace(settings, strength=strength), len(video))
   return gen.generate([prompt], seeds=[seed], settings=settings, init=video[None])[0]
+
+
+TASKS = ('text', 'image', 'extend', 'loop', 'connect', 'keyframes', 'edit')
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInputs:
+  """What a task is given beside its prompt (experiments/sample.py's flags)."""
+  image: str | None = None        # image: the still to animate
+  video: str | None = None        # extend, loop (optional), connect (the first clip), edit
+  video_b: str | None = None      # connect: the clip to lead into
+  keyframes: tuple[str, ...] = ()  # keyframes: 'INDEX:PATH' items
+  frames: int | None = None       # new frames: extend (required), connect and loop
+  direction: str = 'forward'      # extend: which end grows
+  context: int | None = None      # given frames per window (extend, connect, loop)
+  strength: float = 0.6           # edit: SDEdit noise level
+  strict: bool = False            # refuse inputs of another aspect ratio
+
+
+def parse_keyframes(items) -> dict[int, str]:
+  """{frame index: image path} from 'INDEX:PATH' items (a negative index counts from the end)."""
+  frames = {}
+  for item in items:
+    index, sep, path = item.partition(':')
+    if not sep or not index.lstrip('-').isdigit():
+      raise ValueError(f'keyframe {item!r} is not INDEX:PATH, e.g. --keyframe 0:a.png.')
+    frames[int(index)] = path
+  if not frames:
+    raise ValueError('the keyframes task needs at least one keyframe INDEX:PATH.')
+  return frames
+
+
+_NEEDS = {'image': ('image',), 'extend': ('video', 'frames'), 'connect': ('video', 'video_b'),
+          'edit': ('video',), 'keyframes': ('keyframes',)}
+
+
+def check_inputs(task: str, inputs: TaskInputs) -> None:
+  """Raises ValueError when `task` is unknown or lacks an input it needs."""
+  if task not in TASKS:
+    raise ValueError(f'task {task!r} is unknown: use one of {TASKS}.')
+  for field in _NEEDS.get(task, ()):
+    if not getattr(inputs, field):
+      flag = 'keyframe INDEX:PATH' if field == 'keyframes' else field
+      raise ValueError(f'the {task} task needs --{flag}.')
+  if task == 'keyframes':
+    parse_keyframes(inputs.keyframes)
+
+
+def run_task(gen: generate.Generator, task: str, prompt: str, seed: int, settings: Settings,
+             inputs: TaskInputs = TaskInputs()) -> np.ndarray:
+  """The uint8 video [T, H, W, 3] that `task` (one of TASKS) makes for one prompt."""
+  check_inputs(task, inputs)
+  common = dict(seed=seed, settings=settings, strict=inputs.strict)
+  context = {} if inputs.context is None else {'context': inputs.context}
+  if task == 'text':
+    return gen.generate([prompt], seeds=[seed], settings=settings)[0]
+  if task == 'image':
+    return image_to_video(gen, inputs.image, prompt, **common)
+  if task == 'extend':
+    return extend(gen, inputs.video, prompt, frames=inputs.frames,
+                  direction=inputs.direction, **context, **common)
+  if task == 'loop':
+    return loop(gen, inputs.video or prompt, prompt, frames=inputs.frames, **context, **common)
+  if task == 'connect':
+    return connect(gen, inputs.video, inputs.video_b, prompt, frames=inputs.frames,
+                   **context, **common)
+  if task == 'keyframes':
+    return keyframes(gen, parse_keyframes(inputs.keyframes), prompt, **common)
+  return edit(gen, inputs.video, prompt, strength=inputs.strength, **common)
+
+
+def sample_and_write(gen: generate.Generator, task: str, prompts, seed: int, settings: Settings,
+                     out, inputs: TaskInputs = TaskInputs()) -> list:
+  """Runs `task` for each prompt (the i-th with seed + i) and saves one video (png for 1 frame)
+  + JSON sidecar per prompt and, for several prompts of one shape, a captioned grid in `out`.
+  Returns the paths. In a multi-process job every process samples; process 0 writes."""
+  seeds = [seed + i for i in range(len(prompts))]
+  videos = [run_task(gen, task, p, s, settings, inputs) for p, s in zip(prompts, seeds)]
+  if task == 'edit':
+    settings = dataclasses.replace(settings, strength=inputs.strength)
+  paths = []
+  for i, (video, prompt, s) in enumerate(zip(videos, prompts, seeds)):
+    paths += gen.write(video[None], [prompt], out, seeds=[s], settings=settings, task=task,
+                       start=i)
+  if len(prompts) > 1 and len({v.shape for v in videos}) == 1 and jax.process_index() == 0:
+    paths += grids.write_grid(f'{out}/grid', videos, prompts, fps=gen.run.config.world.fps)
+  return paths

@@ -20,9 +20,8 @@ import jax
 import ml_collections
 
 from videogen.core import grids
-from videogen.core import media
 from videogen.core import tables
-from videogen.data import world
+from videogen.data import world_render
 from videogen.evals import curves
 from videogen.evals import direction_probe
 from videogen.evals import prompting_tasks
@@ -103,7 +102,7 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   directions = {name: direction_probe.run(g, settings, num_direction_scenes)
                 for name, (g, _) in scored.items()} if num_direction_scenes else None
   w = config.world
-  truth = [world.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0] for p in prompts]
+  truth = [world_render.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0] for p in prompts]
   grids.write_grid(out / 'truth_grid', truth, [p.text for p in prompts], fps=w.fps)
   task_scores = None
   if gen.run.frame_conditioning:

@@ -33,10 +33,8 @@ PRESETS = {
     # Wan 2.1 VAE: 4x8x8 compression, 16 latent channels, ~127M parameters.
     'wan': dict(base_channels=96, channel_multipliers=(1, 2, 4, 4), num_res_blocks=2,
                 latent_channels=16, spatial_downsample=8, temporal_downsample=4),
-    # What a CPU can train on 32x32 world clips. 8 latent channels, not Wan's 16: a 16-channel
-    # run still drew only the background at step 991 (train PSNR 15 dB), where an 8-channel
-    # one drew objects from step ~400 (18 dB at 500). Hue comes with the loss's chroma term
-    # (configs/vae_world.py loss.chroma_weight; README: "Video autoencoder").
+    # What a CPU can train on 32x32 world clips: 8 latent channels, not Wan's 16, which learned
+    # to draw objects far later (docs/vae.md).
     'world': dict(base_channels=32, channel_multipliers=(1, 2, 2, 4), num_res_blocks=1,
                   latent_channels=8, spatial_downsample=8, temporal_downsample=4),
     # Tests.
@@ -233,9 +231,9 @@ class Decoder(nn.Module):
 
 
 # The posterior's log-variance at init (the bias of its half of conv1): a standard deviation of
-# e^-3 = 0.05. At 0 (std 1) the sampling noise drowned the encoder's signal (means varying by
-# ~0.2 between clips against a std of ~0.9 after 300 steps of the world preset), so the decoder
-# ignored the latent and drew only the background; the KL's small weight never pulls it down.
+# e^-3 = 0.05. At 0 (std 1) the sampling noise drowns the encoder's signal, so the decoder
+# ignores the latent and draws only the background (docs/vae.md); the KL's small weight never
+# pulls it down.
 INITIAL_LOGVAR = -6.0
 
 

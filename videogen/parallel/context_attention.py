@@ -1,7 +1,9 @@
-"""Context (sequence) parallel self-attention: ring attention over the mesh axis 'context'.
+"""Context (sequence) parallel self-attention: ring attention over one mesh axis.
 
-Each device holds 1/C of the token row (C = the 'context' size) for its batch shard ('data',
-'fsdp') and head shard ('tensor'). It attends its queries to its own key/value block, then passes
+Which mesh axes split what comes from the logical rules in scope (parallel/sharding.py): the
+token row over the axis of 'length' (configs/world.py: 'context'), the batch over those of
+'batch' (data, fsdp), heads over those of 'heads' (tensor). Each device holds 1/C of the token
+row (C = that axis's size) for its batch and head shard. It attends its queries to its own key/value block, then passes
 the block (with the block's segment ids) to the next device with `ppermute`; after C - 1 passes
 every query has seen every key. Softmax is accumulated online (running max and sum, float32), so
 a device holds two K/V blocks at a time (the one it computes on and the one arriving; sending a
@@ -19,28 +21,49 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 import numpy as np
 
-CONTEXT = 'context'
-BATCH_AXES = ('data', 'fsdp')
-HEADS_AXIS = 'tensor'
+from videogen.parallel import sharding
+
+# The logical names (parallel/sharding.py rules) whose mesh axes the ring uses.
+TOKENS, BATCH, HEADS = 'length', 'batch', 'heads'
 _MIN = float(np.finfo(np.float32).min)
 
 
-def _size(mesh, axis: str) -> int:
-  return 1 if mesh.empty or axis not in mesh.axis_names else mesh.shape[axis]
+def _axes(mesh, name: str, rules=None) -> tuple[str, ...]:
+  """The mesh axes of logical `name` under the rules (default: in scope) that `mesh` has."""
+  if mesh.empty:
+    return ()
+  return tuple(a for a in sharding.logical_mesh_axes(name, rules) if a in mesh.axis_names)
 
 
-def context_size() -> int:
-  """The 'context' size of the mesh in scope (`jax.set_mesh`); 1 outside a mesh."""
-  return _size(jax.sharding.get_abstract_mesh(), CONTEXT)
+def _size(mesh, axes) -> int:
+  return int(np.prod([mesh.shape[a] for a in axes]))
 
 
-def check_heads(heads: int, mesh=None) -> None:
-  """Fails when the mesh's 'tensor' axis does not divide the attention heads."""
+def _context_axis(mesh, rules=None) -> str | None:
+  """The one mesh axis the token row is split over (logical 'length'), or None."""
+  axes = _axes(mesh, TOKENS, rules)
+  if len(axes) > 1:
+    raise ValueError(f"the rules split tokens ('{TOKENS}') over {axes}: ring attention "
+                     'passes blocks along one mesh axis; map it to one (e.g. context).')
+  return axes[0] if axes else None
+
+
+def context_size(mesh=None, rules=None) -> int:
+  """How many ways the token row is split on the mesh (default: in scope, `jax.set_mesh`) under
+  the rules (default: in scope); 1 outside a mesh."""
   mesh = jax.sharding.get_abstract_mesh() if mesh is None else mesh
-  tensor = _size(mesh, HEADS_AXIS)
-  if heads % tensor:
-    raise ValueError(f'{heads} attention heads are not divisible by tensor={tensor}: use a '
-                     f'tensor size that divides {heads} (or a model with a multiple of {tensor} '
+  return _size(mesh, _axes(mesh, TOKENS, rules))
+
+
+def check_heads(heads: int, mesh=None, rules=None) -> None:
+  """Fails when the mesh axes of the logical 'heads' do not divide the attention heads."""
+  mesh = jax.sharding.get_abstract_mesh() if mesh is None else mesh
+  axes = _axes(mesh, HEADS, rules)
+  ways = _size(mesh, axes)
+  if heads % ways:
+    name = '×'.join(axes)
+    raise ValueError(f'{heads} attention heads are not divisible by {name}={ways}: use a '
+                     f'{name} size that divides {heads} (or a model with a multiple of {ways} '
                      'heads).')
 
 
@@ -63,25 +86,25 @@ def ring_attention(q_blhd, k_blhd, v_blhd, segment_ids_bl=None):
   """
   mesh = jax.sharding.get_abstract_mesh()
   batch, length, heads, _ = q_blhd.shape
-  context = _size(mesh, CONTEXT)
+  axis = _context_axis(mesh)
+  context = mesh.shape[axis] if axis else 1
   check_length(length, context)
   check_heads(heads, mesh)
-  batch_ways = int(np.prod([_size(mesh, axis) for axis in BATCH_AXES]))
-  batch_axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names) if (
-      batch % batch_ways == 0) else None
-  heads_axis = HEADS_AXIS if HEADS_AXIS in mesh.axis_names else None
-  qkv_spec = PartitionSpec(batch_axes, CONTEXT, heads_axis, None)
-  segment_spec = PartitionSpec(batch_axes, CONTEXT)
+  batch_axes = _axes(mesh, BATCH)
+  batch_axes = batch_axes if batch_axes and batch % _size(mesh, batch_axes) == 0 else None
+  heads_axes = _axes(mesh, HEADS) or None
+  qkv_spec = PartitionSpec(batch_axes, axis, heads_axes, None)
+  segment_spec = PartitionSpec(batch_axes, axis)
   if segment_ids_bl is None:
-    fn = lambda q, k, v: _ring(q, k, v, None, context)
+    fn = lambda q, k, v: _ring(q, k, v, None, axis, context)
     args, specs = (q_blhd, k_blhd, v_blhd), (qkv_spec,) * 3
   else:
-    fn = lambda q, k, v, ids: _ring(q, k, v, ids, context)
+    fn = lambda q, k, v, ids: _ring(q, k, v, ids, axis, context)
     args, specs = (q_blhd, k_blhd, v_blhd, segment_ids_bl), (qkv_spec,) * 3 + (segment_spec,)
   return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=qkv_spec)(*args)
 
 
-def _ring(q_blhd, k_bshd, v_bshd, segment_ids_bl, context: int):
+def _ring(q_blhd, k_bshd, v_bshd, segment_ids_bl, axis: str | None, context: int):
   """The per-device body: this device's queries against all C key/value blocks in turn."""
   scale = 1.0 / np.sqrt(q_blhd.shape[-1])
   perm = [(i, (i + 1) % context) for i in range(context)]
@@ -116,7 +139,7 @@ def _ring(q_blhd, k_bshd, v_bshd, segment_ids_bl, context: int):
     return max_bhl, sum_bhl, acc_bhld
 
   def rotate(kv):
-    return jax.tree.map(lambda a: jax.lax.ppermute(a, CONTEXT, perm), kv)
+    return jax.tree.map(lambda a: jax.lax.ppermute(a, axis, perm), kv)
 
   # Own block first (it also gives the running stats their types); each later step computes on
   # the block it holds while sending that block on, so transfer and compute are independent.

@@ -5,7 +5,7 @@ cluster as one mesh. Each process reads its own shard of the data, `parallel.sha
 assembles the global batch, Orbax saves and restores the sharded state from every process, and
 only process 0 writes logs, metrics, the config and samples.
 
-Launching (every runner in experiments/ takes the same flags, defined here):
+Launching (every runner in experiments/ takes the same flags, experiments/cluster_flags.py):
 
   # Explicit: run this on each of N hosts, with its own PROCESS_ID in [0, N).
   python experiments/train.py --config configs/world.py --workdir gs://bucket/run \
@@ -25,7 +25,6 @@ Without any of these, `initialize` does nothing and the run uses this process's 
 from collections.abc import Mapping
 import os
 
-from absl import flags
 import jax
 from jax.experimental import multihost_utils
 
@@ -34,22 +33,6 @@ ENV_NUM_PROCESSES = 'VIDEOGEN_NUM_PROCESSES'
 ENV_PROCESS_ID = 'VIDEOGEN_PROCESS_ID'
 ENV_DISTRIBUTED = 'VIDEOGEN_DISTRIBUTED'
 ENV_LOCAL_DEVICE_COUNT = 'VIDEOGEN_LOCAL_DEVICE_COUNT'
-
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator', None, f'host:port of process 0\'s coordination service; joins a cluster of '
-    f'--num_processes processes (default ${ENV_COORDINATOR}).')
-_NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', None, f'Processes in the cluster (default ${ENV_NUM_PROCESSES}).')
-_PROCESS_ID = flags.DEFINE_integer(
-    'process_id', None, f'This process\'s index in [0, --num_processes) (default '
-    f'${ENV_PROCESS_ID}).')
-_DISTRIBUTED = flags.DEFINE_bool(
-    'distributed', None, f'Join the cluster that JAX detects from the environment (TPU pods, '
-    f'SLURM, Open MPI, GKE) (default ${ENV_DISTRIBUTED}=1).')
-_LOCAL_DEVICE_COUNT = flags.DEFINE_integer(
-    'local_device_count', None, f'CPU only: fake devices this process gives the cluster '
-    f'(default ${ENV_LOCAL_DEVICE_COUNT}; testing a cluster on one machine).')
-
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:
   value = env.get(name)
@@ -117,13 +100,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   jax.distributed.initialize(coordinator_address, num_processes=num_processes,
                              process_id=process_id)
   return True
-
-
-def initialize_from_flags() -> bool:
-  """`initialize` with the runner's --coordinator, --num_processes, --process_id,
-  --distributed and --local_device_count flags (unset ones fall back to the environment)."""
-  return initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                    _LOCAL_DEVICE_COUNT.value, auto=_DISTRIBUTED.value)
 
 
 def is_main_process() -> bool:

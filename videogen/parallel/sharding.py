@@ -117,49 +117,81 @@ def layout_rows(table: dict[str, dict[str, list]], mesh: jax.sharding.Mesh,
   return rows
 
 
-def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
-  """Leading (example) dimension over ('data', 'fsdp'); the rest replicated."""
-  return NamedSharding(mesh, PartitionSpec(('data', 'fsdp')))
+def logical_mesh_axes(name: str, rules: LogicalRules | None = None) -> tuple[str, ...]:
+  """The mesh axes the rules give a logical name, () when replicated or without a rule. rules:
+  default, the ones in scope (`sharding_context`)."""
+  rules = nn.get_logical_axis_rules() if rules is None else rules
+  for logical, axes in rules:
+    if logical == name:
+      return () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+  return ()
 
 
-def batch_ways(mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh) -> int:
-  """How many ways the batch is split: the product of the mesh's 'data' and 'fsdp' sizes."""
-  return math.prod(mesh.shape.get(axis, 1) for axis in ('data', 'fsdp'))
+def batch_sharding(mesh: jax.sharding.Mesh, rules: LogicalRules) -> NamedSharding:
+  """The leading (example) dimension over the mesh axes of the logical name 'batch'; the rest
+  replicated."""
+  return NamedSharding(mesh, PartitionSpec(logical_mesh_axes('batch', rules) or None))
 
 
-def check_micro_batches(batch_size: int, ways: int, grad_accum_steps: int = 1) -> None:
+def batch_ways(mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh,
+               rules: LogicalRules | None = None) -> int:
+  """How many ways the batch is split: the product of the sizes of the mesh axes of 'batch'."""
+  return _ways(mesh, logical_mesh_axes('batch', rules))
+
+
+def _ways(mesh, axes) -> int:
+  return math.prod(mesh.shape.get(axis, 1) for axis in axes)
+
+
+def _axes_name(mesh, axes) -> str:
+  return '×'.join(a for a in axes if a in mesh.shape) or 'no axis'
+
+
+def batch_axes_name(mesh, rules: LogicalRules | None = None) -> str:
+  """The batch's mesh axes as one name for messages, e.g. 'data×fsdp'."""
+  return _axes_name(mesh, logical_mesh_axes('batch', rules))
+
+
+def check_micro_batches(batch_size: int, ways: int, grad_accum_steps: int = 1,
+                        axes: str = 'the batch axes') -> None:
   """Fails when the global batch does not split into grad_accum_steps micro-batches that each
-  split evenly over `ways` (data × fsdp) devices; names the numbers and a batch that works."""
+  split evenly over `ways` devices (the batch's mesh axes, named `axes`); names the numbers and
+  a batch that works."""
   if grad_accum_steps < 1:
     raise ValueError(f'optim.grad_accum_steps is {grad_accum_steps}: use 1 (no accumulation) '
                      'or more micro-batches per update.')
   if grad_accum_steps == 1:
     if batch_size % ways:
-      raise ValueError(f'global batch {batch_size} is not divisible by data×fsdp = {ways} '
+      raise ValueError(f'global batch {batch_size} is not divisible by {axes} = {ways} '
                        f'devices: use a multiple of {ways}.')
     return
   if batch_size % grad_accum_steps:
     raise ValueError(f'global batch {batch_size} does not split into optim.grad_accum_steps = '
                      f'{grad_accum_steps} micro-batches: use a multiple of {grad_accum_steps} '
-                     f'(a multiple of {grad_accum_steps * ways} also fits data×fsdp = {ways}).')
+                     f'(a multiple of {grad_accum_steps * ways} also fits {axes} = {ways}).')
   micro = batch_size // grad_accum_steps
   if micro % ways:
     raise ValueError(f'micro-batch {micro} (global batch {batch_size} / {grad_accum_steps} '
-                     f'grad_accum_steps) is not divisible by data×fsdp = {ways} devices: use a '
+                     f'grad_accum_steps) is not divisible by {axes} = {ways} devices: use a '
                      f'global batch that is a multiple of {grad_accum_steps * ways} '
                      f'(= {grad_accum_steps} × {ways}), or fewer grad_accum_steps.')
 
 
-def check_batch_divisible(batch_size: int, mesh: jax.sharding.Mesh,
+def check_batch_divisible(batch_size: int, mesh: jax.sharding.Mesh, rules: LogicalRules,
                           grad_accum_steps: int = 1) -> None:
   """Fails early (before compiling) when the global batch, or each of its grad_accum_steps
-  micro-batches, does not split evenly over data × fsdp."""
-  check_micro_batches(batch_size, batch_ways(mesh), grad_accum_steps)
+  micro-batches, does not split evenly over the batch's mesh axes."""
+  axes = logical_mesh_axes('batch', rules)
+  check_micro_batches(batch_size, _ways(mesh, axes), grad_accum_steps, _axes_name(mesh, axes))
 
 
 def shard_batch(batch: Any, sharding: NamedSharding) -> Any:
   """This process's numpy batch (a pytree) → global jax arrays; each process passes its part."""
+  axes = sharding.spec[0] if sharding.spec else None
+  axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+
   def to_global(x):
-    check_batch_divisible(x.shape[0] * jax.process_count(), sharding.mesh)
+    check_micro_batches(x.shape[0] * jax.process_count(), _ways(sharding.mesh, axes), 1,
+                        _axes_name(sharding.mesh, axes))
     return jax.make_array_from_process_local_data(sharding, x)
   return jax.tree.map(to_global, batch)

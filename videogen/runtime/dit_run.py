@@ -190,9 +190,9 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
   """Builds every part from `config` (see configs/world.py); allocates no parameters."""
   vae_config = latent_autoencoder(config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  sharding.check_batch_divisible(config.data.batch_size, mesh,
-                                 state_lib.grad_accum_steps(config.optim))
   rules = sharding.rules_from_config(config)
+  sharding.check_batch_divisible(config.data.batch_size, mesh, rules,
+                                 state_lib.grad_accum_steps(config.optim))
   encoder = text.encoder_from_config(config.text)
   m = config.model
   if frame_conditioning(config):
@@ -259,11 +259,12 @@ def check_latent_cache(parts: DitRun) -> dict:
 
 def check_mesh_fits_model(config: ml_collections.ConfigDict, model_config: dit.DiTConfig,
                           mesh: jax.sharding.Mesh, grid_thw) -> None:
-  """Fails before compiling when 'tensor' does not divide the heads, or 'context' a token row
-  (the model's clip `grid_thw`; data.row_length when packed; every size of the table in
-  buckets)."""
-  context_attention.check_heads(model_config.heads, mesh)
-  context = mesh.shape['context']
+  """Fails before compiling when the heads' mesh axes do not divide the heads, or the tokens'
+  a token row (the model's clip `grid_thw`; data.row_length when packed; every size of the table
+  in buckets)."""
+  rules = sharding.rules_from_config(config)
+  context_attention.check_heads(model_config.heads, mesh, rules)
+  context = context_attention.context_size(mesh, rules)
   if context == 1:
     return
   shapes = [tuple(grid_thw)]

@@ -13,7 +13,7 @@ Legend: b batch, t frames, h/w height/width, c channels.
 """
 import dataclasses
 import functools
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import einops
 import jax
@@ -125,12 +125,12 @@ def adversarial_optimizer(autoencoder_optimizer: optax.GradientTransformation,
 def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeRun:
   """Builds every part from `config` (see configs/vae_world.py); allocates no parameters."""
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  sharding.check_batch_divisible(config.data.batch_size, mesh,
+  rules = sharding.rules_from_config(config)
+  sharding.check_batch_divisible(config.data.batch_size, mesh, rules,
                                  state_lib.grad_accum_steps(config.optim))
   if config.train.image_every < 0:
     raise ValueError(f'train.image_every {config.train.image_every} is negative: use 0 (videos '
                      'only) or N to make every N-th update an image batch.')
-  rules = sharding.rules_from_config(config)
   model = autoencoder.AutoencoderKL(model_config(config))
   w = config.world
   autoencoder.check_video(jax.ShapeDtypeStruct((1, w.num_frames, w.height, w.width, 3),

@@ -53,7 +53,7 @@ def make_sharded_train_step(run: run_lib.Run) -> step_lib.StepFn:
   make = objective.make_train_step if isinstance(run, dit_run.DitRun) else (
       vae_objective.make_train_step)
   return step_lib.jit_train_step(make(run), run.state_shardings,
-                                 sharding.batch_sharding(run.mesh), run.mesh, rules=run.rules)
+                                 sharding.batch_sharding(run.mesh, run.rules), run.mesh, rules=run.rules)
 
 
 class _Window:
@@ -95,7 +95,7 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
   run.write_config(workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
-  batch_sharding = sharding.batch_sharding(run.mesh)
+  batch_sharding = sharding.batch_sharding(run.mesh, run.rules)
   train_step = make_sharded_train_step(run)
   writer = metrics_lib.MetricWriter(str(workdir))
   deadline = time.monotonic() + 60 * tc.max_minutes if tc.max_minutes > 0 else float('inf')

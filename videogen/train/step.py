@@ -60,8 +60,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
   (train/objective.py) draws noise, times, caption dropout and tasks for the whole
   (micro-)batch at once, so there the draws differ (same distribution), and its masked means
   (packed rows' real tokens, given frames left out) weight micro-batches equally. A batch that
-  does not split into k micro-batches that each split over data × fsdp fails while tracing,
-  before compiling, naming the numbers. k = 1 is the plain step, unchanged.
+  does not split into k micro-batches that each split over the batch's mesh axes fails while
+  tracing, before compiling, naming the numbers. k = 1 is the plain step, unchanged.
   """
   if grad_accum_steps < 1:
     raise ValueError(f'grad_accum_steps is {grad_accum_steps}: use 1 (no accumulation) or more '
@@ -72,8 +72,9 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     """((loss, aux), grads) of the whole batch, as means over its micro-batches."""
     k = grad_accum_steps
     mesh = jax.sharding.get_abstract_mesh()
-    ways = 1 if mesh.empty else sharding.batch_ways(mesh)
-    sharding.check_micro_batches(_batch_size(batch), ways, k)
+    ways = 1 if mesh.empty else sharding.batch_ways(mesh)  # the rules in scope (jit_train_step)
+    sharding.check_micro_batches(_batch_size(batch), ways, k,
+                                 'one device' if mesh.empty else sharding.batch_axes_name(mesh))
     micro_batches = split_micro_batches(batch, k)
     first = jax.tree.map(lambda x: x[0], micro_batches)
     shapes = jax.eval_shape(grad_fn, params, first, rng)

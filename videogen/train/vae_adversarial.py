@@ -21,7 +21,6 @@ runs.
 
 Legend: b batch, t frames, h/w height/width, c channels.
 """
-from collections.abc import Mapping
 from typing import Any
 
 import jax
