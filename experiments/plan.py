@@ -2,7 +2,7 @@
 
   python experiments/plan.py --variant 1.3B --resolution 480p --frames 81 --slice v5p-64 \
       --mesh fsdp=32 --batch 32 --remat full --mfu 0.4
-  python experiments/plan.py --all --out outputs/plan/pod.json      # the README's table
+  python experiments/plan.py --all --out outputs/plan/pod.json      # docs/scale_out.md's table
   python experiments/plan.py --validate --config configs/world.py   # planner vs the compiler
 
 Planning builds nothing: shapes come from jax.eval_shape and shardings from the logical rules on
@@ -37,7 +37,7 @@ _ATTENTION = flags.DEFINE_enum('attention', 'flash', list(planner.ATTENTION),
 _FRAME_CONDITIONING = flags.DEFINE_bool('frame_conditioning', False,
                                         'DiT input 2x16+1 channels (given frames and mask).')
 _MFU = flags.DEFINE_float('mfu', 0.4, 'Model FLOPs utilisation for the predicted step time.')
-_ALL = flags.DEFINE_bool('all', False, 'Print the whole pod-scale table (README).')
+_ALL = flags.DEFINE_bool('all', False, 'Print the whole pod-scale table (docs/scale_out.md).')
 _VALIDATE = flags.DEFINE_bool('validate', False, 'Compare with compiled memory_analysis().')
 _VALIDATE_MESHES = flags.DEFINE_list('validate_meshes', ['fsdp=8', 'data=2,fsdp=2,tensor=2'],
                                      'Meshes (over the local devices) that --validate compiles.')

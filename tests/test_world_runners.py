@@ -85,3 +85,18 @@ def test_scaling_study_trains_evaluates_and_resumes(tmp_path):
   logged = len(loop.read_metrics(tmp_path / 'runs' / 'N_2'))
   again = scaling.run(config, study, tmp_path, progress=False)  # resumes: nothing left to do
   assert again == rows and len(loop.read_metrics(tmp_path / 'runs' / 'N_2')) == logged
+
+
+def test_probe_training_probes_each_asked_step(trained_run, tmp_path):
+  out = tmp_path / 'probe'
+  _run('experiments/probe_training.py', f'--workdir={trained_run}', '--steps=2', '--scenes=1',
+       f'--out={out}')
+  result = json.loads(out.with_suffix('.json').read_text())
+  row, = result['rows']
+  assert row['step'] == 2 and row['videos'] == 8 and row['chance'] == 0.125
+  assert 0.0 <= row['text_controls_motion'] <= 1.0 and 1 <= row['directions_per_scene'] <= 8
+  assert result['command'].startswith('python experiments/probe_training.py')
+  assert '| step | text_controls_motion |' in out.with_suffix('.md').read_text()
+  bad = _run('experiments/probe_training.py', f'--workdir={trained_run}', '--steps=two',
+             check=False)
+  assert bad.returncode != 0 and '--steps' in bad.stderr

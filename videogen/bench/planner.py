@@ -84,7 +84,7 @@ SLICES = {s.name: s for s in (
     Slice('64xH100', 64, 989e12, 80e9, '8 H100 SXM hosts'),
 )}
 
-# The README's plan for pod scale: meshes per slice, with their global batch.
+# The pod-scale plan (docs/scale_out.md): meshes per slice, with their global batch.
 EXAMPLE_MESHES = {
     'v5p-64': (('fsdp=32', 32), ('fsdp=16,context=2', 16)),
     'v5p-256': (('data=4,fsdp=32', 128), ('fsdp=32,context=4', 32)),

@@ -20,6 +20,7 @@ from videogen.data import world
 from videogen.data import world_render
 from videogen.evals import motion_classes
 from videogen.evals import tracking
+from videogen.inference import generate
 
 SEED_OFFSET = 30_000  # probe scenes are drawn apart from training, eval prompts and probes
 
@@ -131,3 +132,16 @@ def report_lines(result: dict) -> list[str]:
              + ('**' if v['asked'] == v['measured'] else '') for v in scene]
     lines.append(f'| {scene[0]["seed"]} | ' + ' | '.join(cells) + ' |')
   return lines
+
+
+def over_training(workdir, steps, settings, num_scenes: int) -> list[dict]:
+  """The probe at each checkpoint step of a training run (same scenes and seeds each time): one
+  row per step with its score and directions per scene, to see when the words take over."""
+  rows = []
+  for step in steps:
+    gen = generate.Generator.from_workdir(workdir, step=step)
+    result = run(gen, settings, num_scenes)
+    rows.append({'step': gen.step, 'text_controls_motion': result['text_controls_motion'],
+                 'directions_per_scene': result['distinct'], 'chance': result['chance'],
+                 'videos': len(result['videos'])})
+  return rows

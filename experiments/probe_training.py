@@ -1,0 +1,53 @@
+"""The text-controls-motion probe at several checkpoints of one run: when do the words take over
+the motion? Each step samples the same scenes, each asked in every direction with one seed
+(videogen/evals/direction_probe.py).
+
+  python experiments/probe_training.py --workdir outputs/run --steps 500,1000,1500,2000
+
+Writes OUT (default WORKDIR/probe_training).{json,md}: a row per step (command, revision and
+machine in the JSON). Only checkpoints still kept in WORKDIR/checkpoints can be probed (raise
+config.train.keep_checkpoints to keep more).
+"""
+import pathlib
+import shlex
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from videogen.core import tables
+from videogen.evals import direction_probe
+from videogen.inference import generate
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to probe.', required=True)
+_STEPS = flags.DEFINE_list('steps', None, 'Checkpoint steps to probe, e.g. 500,1000.',
+                           required=True)
+_SCENES = flags.DEFINE_integer('scenes', 4, 'Probe scenes, each sampled in every direction.')
+_OUT = flags.DEFINE_string('out', None, 'Output path without suffix (default: '
+                           'WORKDIR/probe_training).')
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  config = generate.load_config(_WORKDIR.value)
+  s = config.sample
+  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  try:
+    steps = [int(step) for step in _STEPS.value]
+  except ValueError as error:
+    raise app.UsageError(f'--steps {_STEPS.value} must be whole numbers, e.g. 500,1000.') from error
+  rows = direction_probe.over_training(_WORKDIR.value, steps, settings, _SCENES.value)
+  out = pathlib.Path(_OUT.value or f'{_WORKDIR.value}/probe_training')
+  command = shlex.join(['python', *sys.argv])
+  tables.write_results(out.with_suffix('.json'), 'probe_training', rows, command=command)
+  table = tables.markdown_table(rows)
+  out.with_suffix('.md').write_text(
+      f'# Text controls motion over training\n\n`{command}` at `{tables.revision()}` on '
+      f'{tables.machine()["device"]}\n\n{table}\n')
+  print(table)
+
+
+if __name__ == '__main__':
+  app.run(main)
