@@ -3,6 +3,7 @@ trains the tiny config, checkpoints, and resumes; the loss equals a one-process 
 global batches, and the checkpoint restores on one device here."""
 import json
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +44,11 @@ def free_port() -> int:
 
 def launch_cluster(workdir, steps: int, *, through_env: bool) -> list[str]:
   """Runs experiments/train.py as PROCESSES processes of one cluster; their outputs."""
+  return finish(start_cluster(workdir, steps, through_env=through_env))
+
+
+def start_cluster(workdir, steps: int, *, through_env: bool) -> list[subprocess.Popen]:
+  """Starts experiments/train.py as PROCESSES processes of one cluster."""
   port = free_port()
   # Not the 8 fake devices of conftest's XLA_FLAGS: each process brings LOCAL_DEVICES of its own.
   base_env = {**runner_env.one_device(), 'JAX_PLATFORMS': 'cpu'}
@@ -68,6 +74,11 @@ def launch_cluster(workdir, steps: int, *, through_env: bool) -> list[str]:
                f'--process_id={i}', f'--local_device_count={LOCAL_DEVICES}']
     procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
+  return procs
+
+
+def finish(procs: list[subprocess.Popen]) -> list[str]:
+  """Waits for the cluster's processes (killed past TIMEOUT_S); their outputs. Each must exit 0."""
   deadline, outputs = time.monotonic() + TIMEOUT_S, []
   try:
     for proc in procs:
@@ -175,3 +186,24 @@ def test_initialize_is_a_no_op_alone_and_names_what_is_wrong():
                                 distributed.ENV_PROCESS_ID: '1'})
   with pytest.raises(ValueError, match=r"VIDEOGEN_NUM_PROCESSES='two' is not an integer"):
     distributed.initialize(env={distributed.ENV_NUM_PROCESSES: 'two'})
+
+
+def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(tmp_path):
+  """A preempted host: SIGTERM reaches process 1 alone. Both must stop after the same step, save
+  it together and exit 0 (a process that stopped alone would leave the other in a collective)."""
+  workdir, steps = tmp_path / 'stop', 10_000
+  procs = start_cluster(workdir, steps, through_env=True)
+  metrics, deadline = workdir / 'metrics.jsonl', time.monotonic() + TIMEOUT_S
+  while not (metrics.exists() and metrics.read_text().count('\n') >= 2):  # training, not compiling
+    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+      for proc in procs:
+        proc.kill()
+      pytest.fail('the cluster did not start training: '
+                  + '\n'.join((p.communicate()[0] or '')[-2000:] for p in procs))
+    time.sleep(0.5)
+  procs[1].send_signal(signal.SIGTERM)
+  outputs = finish(procs)
+  step = checkpoint.Checkpointer(str(workdir / 'checkpoints')).latest_step()
+  assert 2 <= step < steps
+  assert f'trained to step {step}' in outputs[0]
+  assert loop.read_metrics(workdir)[-1]['step'] == step

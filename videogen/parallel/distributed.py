@@ -27,6 +27,7 @@ import os
 
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 
 ENV_COORDINATOR = 'VIDEOGEN_COORDINATOR'
 ENV_NUM_PROCESSES = 'VIDEOGEN_NUM_PROCESSES'
@@ -113,3 +114,10 @@ def gather(tree):
   if jax.process_count() == 1:
     return tree
   return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is set on any process (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).any())

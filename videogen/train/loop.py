@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import tqdm
 
+from videogen.parallel import distributed
 from videogen.parallel import sharding
 from videogen.runtime import checkpoint
 from videogen.runtime import dit_run
@@ -111,8 +112,12 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
       step += 1
       bar.update(1)
       last = step == tc.steps
-      stop_now = (stop.should_stop() or ckpt.reached_preemption(step)
-                  or time.monotonic() > deadline)
+      stop_now = stop.should_stop() or time.monotonic() > deadline
+      if jax.process_count() > 1:
+        # Every process must stop at the same step (the next one enters a collective), so they
+        # agree, with one small allgather, at the steps that already wait for the device.
+        stop_now = step % tc.log_every == 0 and distributed.any_process(stop_now)
+      stop_now = stop_now or ckpt.reached_preemption(step)  # Orbax agrees on its own
       if step % tc.log_every == 0 or last or stop_now or step % tc.checkpoint_every == 0:
         step_metrics = jax.device_get(step_metrics)
         step_lib.check_finite(step_metrics, step)
@@ -141,8 +146,15 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
 
 
 def read_metrics(workdir) -> list[dict]:
-  """The rows of workdir/metrics.jsonl (every logged step, across resumed runs)."""
+  """The rows of workdir/metrics.jsonl (every logged step, across resumed runs), one per step in
+  step order. A run that crashed logged the steps after its last checkpoint once more when it
+  resumed; the later row of a step (the one the surviving run made) is kept."""
   path = pathlib.Path(workdir) / 'metrics.jsonl'
   if not path.exists():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  rows = {}
+  for line in path.read_text().splitlines():
+    if line.strip():
+      row = json.loads(line)
+      rows[row['step']] = row
+  return [rows[step] for step in sorted(rows)]
