@@ -94,3 +94,8 @@ def test_moved_public_modules_keep_an_alias_for_one_release(name):
   moved = importlib.import_module(f'videogen.inference.{name}')
   public = [n for n in dir(moved) if not n.startswith('_') and callable(getattr(moved, n))]
   assert public and all(getattr(alias, n) is getattr(moved, n) for n in public)
+
+
+def test_the_main_job_finds_the_shipped_reference():
+  from videogen.jobs import main_job  # pylint: disable=g-import-not-at-top
+  assert (main_job.REFERENCE / 'config.json').is_file(), main_job.REFERENCE

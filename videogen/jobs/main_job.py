@@ -30,7 +30,7 @@ from videogen.inference import generate
 from videogen.runtime import dit_run
 from videogen.train import loop
 
-REFERENCE = pathlib.Path(__file__).resolve().parents[1] / 'reference' / 'world_t2'
+REFERENCE = pathlib.Path(__file__).resolve().parents[2] / 'reference' / 'world_t2'
 
 
 def write_report(out: pathlib.Path, result: loop.TrainResult,
