@@ -101,7 +101,8 @@ def _layout_run(config, layout: str, num_batches: int):
     model_batch, counts, levels = parts.model_batch(next(data), step)
     tokens.append(counts['tokens'])
     fills.append(levels.get('fill', 1.0))
-    batches.append(sharding.shard_batch(model_batch, sharding.batch_sharding(parts.mesh, parts.rules)))
+    batches.append(sharding.shard_batch(model_batch,
+                                        sharding.batch_sharding(parts.mesh, parts.rules)))
   for batch in batches:
     run(batch)
   return run, batches, float(np.mean(tokens)), float(np.mean(fills))

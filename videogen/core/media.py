@@ -118,9 +118,14 @@ def video_fps(path) -> float:
 
 def write_json(path, data) -> pathlib.Path:
   """Writes `data` as indented JSON, atomically (sidecars beside videos, reports)."""
+  return write_text(path, json.dumps(data, indent=1))
+
+
+def write_text(path, text: str) -> pathlib.Path:
+  """Writes `text` atomically: a crash mid-write leaves the old file whole."""
   path = pathlib.Path(path)
   with _atomic_path(path) as tmp:
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(text)
   return path
 
 

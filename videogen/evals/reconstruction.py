@@ -108,9 +108,9 @@ def evaluate(vae, config, *, num_clips: int, footage_shape: tuple[int, int, int]
                                            num_clips=num_clips)}
   num_frames, height, width = footage_shape
   with tempfile.TemporaryDirectory() as root:
-    sets['real footage'] = footage.footage_clips(pathlib.Path(root) / 'footage', num_frames=num_frames,
-                                         height=height, width=width,
-                                         clips_per_file=clips_per_file)
+    sets['real footage'] = footage.footage_clips(
+        pathlib.Path(root) / 'footage', num_frames=num_frames, height=height, width=width,
+        clips_per_file=clips_per_file)
   quality = [{'data': name, 'shape': 'x'.join(map(str, clips.shape[1:4])),
               **reconstruction_metrics(vae, clips)} for name, clips in sets.items()]
   speed = [row for length in lengths for chunked in (False, True)

@@ -41,7 +41,8 @@ PRESETS = {
     'tiny': dict(base_channels=8, channel_multipliers=(1, 2, 2), num_res_blocks=1,
                  latent_channels=4, spatial_downsample=4, temporal_downsample=4),
 }
-# An export's AutoencoderConfig as JSON (videogen/inference/vae.py); a training run keeps config.json.
+# An export's AutoencoderConfig as JSON (videogen/inference/vae.py); a training run keeps
+# config.json.
 EXPORT_CONFIG_FILE = 'autoencoder.json'
 _DTYPES = ('float32', 'bfloat16', 'float16')
 

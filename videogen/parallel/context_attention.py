@@ -1,18 +1,17 @@
 """Context (sequence) parallel self-attention: ring attention over one mesh axis.
 
-Which mesh axes split what comes from the logical rules in scope (parallel/sharding.py): the
-token row over the axis of 'length' (configs/world.py: 'context'), the batch over those of
-'batch' (data, fsdp), heads over those of 'heads' (tensor). Each device holds 1/C of the token
-row (C = that axis's size) for its batch and head shard. It attends its queries to its own key/value block, then passes
-the block (with the block's segment ids) to the next device with `ppermute`; after C - 1 passes
-every query has seen every key. Softmax is accumulated online (running max and sum, float32), so
-a device holds two K/V blocks at a time (the one it computes on and the one arriving; sending a
-block and computing on it are independent, so the transfer can hide behind the compute) and
-never an [L, L] logit matrix: the backward pass recomputes each block's logits, as flash
-attention does, and keeps only the K/V blocks it saw (its shard of K and V for the whole row).
-The numbers are `attention.dot_product_attention`'s ('xla' backend): packed rows attend within
-equal segment ids (padding, id 0, attends to padding), and a query with no key to attend gets
-zeros.
+Which mesh axes split what comes from the logical rules in scope (parallel/sharding.py): the token
+row over the axis of 'length' (configs/world.py: 'context'), the batch over those of 'batch' (data,
+fsdp), heads over those of 'heads' (tensor). Each device holds 1/C of the token row (C = that
+axis's size) for its batch and head shard. It attends its queries to its own key/value block, then
+passes the block (with the block's segment ids) to the next device with `ppermute`; after C - 1
+passes every query has seen every key. Softmax is accumulated online (running max and sum,
+float32), so a device holds two K/V blocks at a time (the one it computes on and the one arriving;
+sending a block and computing on it are independent, so the transfer can hide behind the compute)
+and never an [L, L] logit matrix: the backward pass recomputes each block's logits, as flash
+attention does, and keeps only the K/V blocks it saw (its shard of K and V for the whole row). The
+numbers are `attention.dot_product_attention`'s ('xla' backend): packed rows attend within equal
+segment ids (padding, id 0, attends to padding), and a query with no key to attend gets zeros.
 
 Legend: b batch, l query tokens, s key tokens, h heads, d head dim.
 """
@@ -35,10 +34,6 @@ def _axes(mesh, name: str, rules=None) -> tuple[str, ...]:
   return tuple(a for a in sharding.logical_mesh_axes(name, rules) if a in mesh.axis_names)
 
 
-def _size(mesh, axes) -> int:
-  return int(np.prod([mesh.shape[a] for a in axes]))
-
-
 def _context_axis(mesh, rules=None) -> str | None:
   """The one mesh axis the token row is split over (logical 'length'), or None."""
   axes = _axes(mesh, TOKENS, rules)
@@ -52,14 +47,14 @@ def context_size(mesh=None, rules=None) -> int:
   """How many ways the token row is split on the mesh (default: in scope, `jax.set_mesh`) under
   the rules (default: in scope); 1 outside a mesh."""
   mesh = jax.sharding.get_abstract_mesh() if mesh is None else mesh
-  return _size(mesh, _axes(mesh, TOKENS, rules))
+  return sharding.axes_size(mesh, _axes(mesh, TOKENS, rules))
 
 
 def check_heads(heads: int, mesh=None, rules=None) -> None:
   """Fails when the mesh axes of the logical 'heads' do not divide the attention heads."""
   mesh = jax.sharding.get_abstract_mesh() if mesh is None else mesh
   axes = _axes(mesh, HEADS, rules)
-  ways = _size(mesh, axes)
+  ways = sharding.axes_size(mesh, axes)
   if heads % ways:
     name = '×'.join(axes)
     raise ValueError(f'{heads} attention heads are not divisible by {name}={ways}: use a '
@@ -91,7 +86,8 @@ def ring_attention(q_blhd, k_blhd, v_blhd, segment_ids_bl=None):
   check_length(length, context)
   check_heads(heads, mesh)
   batch_axes = _axes(mesh, BATCH)
-  batch_axes = batch_axes if batch_axes and batch % _size(mesh, batch_axes) == 0 else None
+  if not batch_axes or batch % sharding.axes_size(mesh, batch_axes):
+    batch_axes = None
   heads_axes = _axes(mesh, HEADS) or None
   qkv_spec = PartitionSpec(batch_axes, axis, heads_axes, None)
   segment_spec = PartitionSpec(batch_axes, axis)

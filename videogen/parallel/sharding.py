@@ -136,10 +136,11 @@ def batch_sharding(mesh: jax.sharding.Mesh, rules: LogicalRules) -> NamedShardin
 def batch_ways(mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh,
                rules: LogicalRules | None = None) -> int:
   """How many ways the batch is split: the product of the sizes of the mesh axes of 'batch'."""
-  return _ways(mesh, logical_mesh_axes('batch', rules))
+  return axes_size(mesh, logical_mesh_axes('batch', rules))
 
 
-def _ways(mesh, axes) -> int:
+def axes_size(mesh, axes) -> int:
+  """How many devices `axes` of the mesh span together (1 for no axis)."""
   return math.prod(mesh.shape.get(axis, 1) for axis in axes)
 
 
@@ -182,7 +183,8 @@ def check_batch_divisible(batch_size: int, mesh: jax.sharding.Mesh, rules: Logic
   """Fails early (before compiling) when the global batch, or each of its grad_accum_steps
   micro-batches, does not split evenly over the batch's mesh axes."""
   axes = logical_mesh_axes('batch', rules)
-  check_micro_batches(batch_size, _ways(mesh, axes), grad_accum_steps, _axes_name(mesh, axes))
+  check_micro_batches(batch_size, axes_size(mesh, axes), grad_accum_steps,
+                      _axes_name(mesh, axes))
 
 
 def shard_batch(batch: Any, sharding: NamedSharding) -> Any:
@@ -191,7 +193,7 @@ def shard_batch(batch: Any, sharding: NamedSharding) -> Any:
   axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
 
   def to_global(x):
-    check_micro_batches(x.shape[0] * jax.process_count(), _ways(sharding.mesh, axes), 1,
+    check_micro_batches(x.shape[0] * jax.process_count(), axes_size(sharding.mesh, axes), 1,
                         _axes_name(sharding.mesh, axes))
     return jax.make_array_from_process_local_data(sharding, x)
   return jax.tree.map(to_global, batch)

@@ -7,7 +7,6 @@ DiT's, `vae_run.build` the video autoencoder's; the training loop (train/loop.py
 and the sampler restores either from a checkpoint.
 """
 import dataclasses
-import os
 import pathlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, ClassVar
@@ -16,6 +15,7 @@ import jax
 import ml_collections
 import optax
 
+from videogen.core import media
 from videogen.data import pipeline
 from videogen.parallel import sharding
 from videogen.runtime import checkpoint
@@ -78,8 +78,6 @@ class Run:
 
   def write_config(self, workdir: pathlib.Path) -> None:
     """workdir/config.json (process 0): what the sampler rebuilds the model from."""
-    if jax.process_index() == 0:  # atomically: a crash mid-write leaves the old file whole
-      path = pathlib.Path(workdir) / 'config.json'
-      tmp = path.with_name(f'.{path.name}.tmp')
-      tmp.write_text(self.config.to_json_best_effort(indent=1))
-      os.replace(tmp, path)
+    if jax.process_index() == 0:
+      media.write_text(pathlib.Path(workdir) / 'config.json',
+                       self.config.to_json_best_effort(indent=1))

@@ -54,7 +54,8 @@ def make_sharded_train_step(run: run_lib.Run) -> step_lib.StepFn:
   make = objective.make_train_step if isinstance(run, dit_run.DitRun) else (
       vae_objective.make_train_step)
   return step_lib.jit_train_step(make(run), run.state_shardings,
-                                 sharding.batch_sharding(run.mesh, run.rules), run.mesh, rules=run.rules)
+                                 sharding.batch_sharding(run.mesh, run.rules), run.mesh,
+                                 rules=run.rules)
 
 
 class _Window:
