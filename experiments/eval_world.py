@@ -6,9 +6,10 @@ consistency, each measured from the pixels of its samples (videogen/evals/world_
   python experiments/eval_world.py --workdir outputs/packed/run --aspects 1:1,16:9,9:16
 
 Writes OUT (default WORKDIR/eval_world/): report.md (scores per split and category, every video
-with why it failed), scores.json, grid.{png,mp4}, worst.{png,mp4} and samples/ (mp4 + JSON
-sidecar each), the text-controls-motion probe (each of --direction_scenes scenes asked in every
-direction with one seed; videogen/evals/direction_probe.py) and, for pixel runs, how far the
+with why it failed), scores.json (the same, with the command, revision and machine),
+grid.{png,mp4}, worst.{png,mp4} and samples/ (mp4 + JSON sidecar each), the
+text-controls-motion probe (each of --direction_scenes scenes asked in every direction with one
+seed; videogen/evals/direction_probe.py), with --tasks the prompting tasks (tasks/) and, for pixel runs, how far the
 first frames reach the last ones inside the model (videogen/evals/influence.py). With --aspects,
 prompts of scenes drawn at each aspect's training frame size (config.data.sizes) are sampled at
 that size into OUT/aspect_<W>x<H>/, and OUT/aspects.{md,json} compare them, adherence in points
@@ -16,6 +17,8 @@ against the square clips. The prompt set is fixed by the run's config and seed, 
 checkpoints of a run are compared on the same prompts.
 """
 import pathlib
+import shlex
+import sys
 
 from absl import app
 from absl import flags
@@ -23,6 +26,7 @@ from absl import logging
 
 from videogen.inference import generate
 from videogen.core import tables
+from videogen.evals import prompting_tasks
 from videogen.evals import world_eval
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run or export to evaluate.',
@@ -42,6 +46,10 @@ _CFG = flags.DEFINE_float('cfg', None, 'Text guidance scale (default: the config
 _ASPECTS = flags.DEFINE_list('aspects', [], 'Aspect ratios (width:height, e.g. 1:1,16:9,9:16) to '
                              'compare: each scores prompts of scenes drawn at its training frame '
                              'size, sampled at that size (default: the config\'s clip size only).')
+_TASKS = flags.DEFINE_bool('tasks', False, 'Also run and score the prompting tasks (image to '
+                           'video, extensions, connect, keyframes, loop, SDEdit) on the world\'s '
+                           'renders of the train and held-out prompts (runs with frame '
+                           'conditioning).')
 _METHOD = flags.DEFINE_enum('method', None, ['euler', 'heun'], 'Sampler (default: the '
                             'config\'s).')
 
@@ -63,11 +71,14 @@ def main(argv):
     print(f'\n{len(_ASPECTS.value)} aspects at step {gen.step}; reports: {out}')
     return
   result = world_eval.evaluate(gen, settings, out, counts,
-                               direction_scenes=_DIRECTION_SCENES.value)
+                               direction_scenes=_DIRECTION_SCENES.value, tasks=_TASKS.value,
+                               command=shlex.join(['python', *sys.argv]))
   print(world_eval.summary_table(world_eval.summary(result['scored'])))
   if result['direction']:
     print(f'\ntext controls motion: {result["direction"]["text_controls_motion"]:.0%} '
           f'(chance {result["direction"]["chance"]:.1%})')
+  if result['tasks']:
+    print('\n' + prompting_tasks.table(result['tasks']))
   print(f'\n{len(result["scored"])} videos at step {gen.step} on {tables.machine()["device"]}; '
         f'report: {result["report"]}')
 

@@ -31,8 +31,15 @@ def _run(*args, check=True):
 def test_eval_world_scores_a_checkpoint_and_reports(trained_run, tmp_path):
   out = tmp_path / 'eval'
   _run('experiments/eval_world.py', f'--workdir={trained_run}', '--prompts=2', '--held_out=1',
-       '--probes=2', f'--out={out}')
+       '--probes=2', '--tasks', f'--out={out}')
   result = json.loads((out / 'scores.json').read_text())
+  assert '--tasks' in result['command'] and result['revision'] and result['machine']['processor']
+  # The tasks run on the train and held-out prompts' renders, never on the probes.
+  tasks = {t['task']: t for t in result['prompting_tasks']}
+  assert {'image_to_video', 'extend_forward', 'extend_backward', 'edit'} <= set(tasks)
+  assert all(t['given_error'] == 0 for t in tasks.values() if t['task'] != 'edit')
+  assert '## Prompting with images and videos' in (out / 'report.md').read_text()
+  assert (out / 'tasks' / 'extend_forward.png').stat().st_size > 0
   assert [v['split'] for v in result['videos']] == ['train', 'train', 'held_out', 'probe',
                                                     'probe']
   for video in result['videos']:

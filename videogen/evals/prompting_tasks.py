@@ -209,7 +209,7 @@ def _score_edit(gen, prompts, truths, settings, outputs) -> TaskScore:
   increasing = bool(np.all(np.diff(change) > 0))
   detail = ', '.join(f'{s:g}: {c:.1f}' for s, c in zip(STRENGTHS, change))
   return TaskScore('edit', 'mean pixel change by strength', float(increasing),
-                   'strictly increasing', increasing and change[0] == 0, 0, detail)
+                   'strictly increasing', bool(increasing and change[0] == 0), 0, detail)
 
 
 def _write_grids(out: pathlib.Path, prompts, truths, outputs, fps) -> None:

@@ -20,8 +20,10 @@ from videogen.core import tables
 from videogen.data import prompts as prompts_lib
 from videogen.data import sizes
 from videogen.data import world
+from videogen.data import world_render
 from videogen.evals import direction_probe
 from videogen.evals import influence
+from videogen.evals import prompting_tasks
 from videogen.evals import world_scores
 from videogen.inference import generate
 
@@ -212,19 +214,23 @@ def write_worst(out, scored: list[ScoredVideo], videos: list[np.ndarray], fps: f
 def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
                  videos: list[np.ndarray], settings: generate.SampleSettings, *,
                  title: str = 'World simulation scores', direction: dict | None = None,
-                 spread: list[dict] | None = None) -> pathlib.Path:
-  """out/report.md and out/scores.json (summary rows plus every video), and out/worst.*;
-  `direction` (direction_probe.run's result) adds the text-controls-motion probe to both, and
-  `spread` (influence.on_world_prompts') how far the first frames reach the last ones."""
+                 spread: list[dict] | None = None, tasks: list | None = None,
+                 command: str | None = None) -> pathlib.Path:
+  """out/report.md and out/scores.json (summary rows plus every video, with the command,
+  revision and machine), and out/worst.*; `direction` (direction_probe.run's result) adds the
+  text-controls-motion probe to both, `spread` (influence.on_world_prompts') how far the first
+  frames reach the last ones, and `tasks` (prompting_tasks.score_tasks') the prompting tasks."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   rows = summary(scored)
   write_worst(out, scored, videos, gen.run.config.world.fps)
   media.write_json(out / 'scores.json', {
+      'command': command, 'revision': tables.revision(), 'machine': tables.machine(),
       'step': gen.step, 'settings': dataclasses.asdict(settings), 'summary': rows,
       'videos': [s.to_json() for s in scored],
       **({'direction_probe': direction} if direction else {}),
-      **({'temporal_influence': spread} if spread else {})})
+      **({'temporal_influence': spread} if spread else {}),
+      **({'prompting_tasks': [dataclasses.asdict(t) for t in tasks]} if tasks else {})})
   lines = [f'# {title}', '',
            f'Model {gen.run.config.model.variant} at step {gen.step}; {len(scored)} prompts '
            f'sampled with {settings.method}, {settings.steps} steps, guidance '
@@ -242,6 +248,12 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
               'is re-noised, at those frames and at as many last ones; the same for the left '
               'half of every frame against the right half (`videogen/evals/influence.py`).', '',
               *influence.report_lines(spread), '']
+  if tasks:
+    lines += ['## Prompting with images and videos', '',
+              'Each task runs on the world\'s render of every train and held-out prompt (clips '
+              'training never saw); only the frames the model made are scored '
+              '(`videogen/evals/prompting_tasks.py`); `tasks/<task>.*` shows input beside output.',
+              '', prompting_tasks.table(tasks), '']
   lines += ['## Per video', '', per_video_table(scored)]
   path = out / 'report.md'
   path.write_text('\n'.join(lines) + '\n')
@@ -257,10 +269,12 @@ class PromptCounts:
 
 
 def evaluate(gen: generate.Generator, settings: generate.SampleSettings, out,
-             counts: PromptCounts = PromptCounts(), *, direction_scenes: int = 4) -> dict:
+             counts: PromptCounts = PromptCounts(), *, direction_scenes: int = 4,
+             tasks: bool = False, command: str | None = None) -> dict:
   """Samples and scores the run's prompt set, the text-controls-motion probe (direction_scenes
-  scenes; 0 skips it) and, for pixel runs, the temporal influence; writes OUT's report.
-  Returns {'report': path, 'scored', 'direction' (or None)}."""
+  scenes; 0 skips it), for pixel runs the temporal influence and, with `tasks` (a run with frame
+  conditioning), the prompting tasks on the world's renders of the train and held-out prompts;
+  writes OUT's report. Returns {'report': path, 'scored', 'direction' (or None), 'tasks'}."""
   out = pathlib.Path(out)
   prompts = prompt_set(gen.run.config, num_train=counts.train, num_held_out=counts.held_out,
                        num_probes=counts.probes)
@@ -268,8 +282,16 @@ def evaluate(gen: generate.Generator, settings: generate.SampleSettings, out,
   direction = direction_probe.run(gen, settings, direction_scenes) if direction_scenes else None
   spread = None if gen.run.vae_config else influence.on_world_prompts(
       gen, [p for p in prompts if p.split == 'train'] or prompts)
-  report = write_report(out, gen, scored, videos, settings, direction=direction, spread=spread)
-  return {'report': report, 'scored': scored, 'direction': direction}
+  task_scores = None
+  if tasks and gen.run.frame_conditioning:
+    w = gen.run.config.world
+    given = [p for p in prompts if p.split != 'probe']
+    truths = [world_render.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
+              for p in given]
+    task_scores = prompting_tasks.score_tasks(gen, given, truths, settings, out)
+  report = write_report(out, gen, scored, videos, settings, direction=direction, spread=spread,
+                        tasks=task_scores, command=command)
+  return {'report': report, 'scored': scored, 'direction': direction, 'tasks': task_scores}
 
 
 def compare_aspects(gen: generate.Generator, settings: generate.SampleSettings, out,
