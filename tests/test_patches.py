@@ -63,23 +63,50 @@ def test_rope_scores_depend_only_on_relative_position():
   assert cos.shape == (12, head_dim // 2) and rope.apply_rope(q, cos, sin).shape == q.shape
 
 
-def test_attention_matches_reference_and_respects_masks():
+def reference_attention(q, k, v, mask_bls=None):
+  """softmax(q k^T / sqrt(d)) v in float64 numpy, over the keys the mask allows (True =
+  attend); a query with no key to attend to gets zeros."""
+  q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+  logits = np.einsum('blhd,bshd->bhls', q, k) / np.sqrt(q.shape[-1])
+  if mask_bls is not None:
+    logits = np.where(mask_bls[:, None], logits, -np.inf)
+  top = logits.max(-1, keepdims=True)
+  weights = np.exp(logits - np.where(np.isfinite(top), top, 0.0))
+  total = weights.sum(-1, keepdims=True)
+  probs = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+  return np.einsum('bhls,bshd->blhd', probs, v)
+
+
+KEY_MASK = np.array([[True] * 3 + [False] * 2, [True] * 5])  # [B, S]: padded keys
+PAIR_MASK = np.broadcast_to(KEY_MASK[:, None], (2, 5, 5)).copy()  # [B, L, S]: segments
+PAIR_MASK[0, :3, 3:] = PAIR_MASK[0, 3:, :3] = False  # two segments in row 0
+PAIR_MASK[1, 0] = False  # a query with no key
+
+
+@pytest.mark.parametrize('mask', [None, KEY_MASK, PAIR_MASK], ids=['none', 'keys', 'pairs'])
+@pytest.mark.parametrize('backend', attention.BACKENDS)
+def test_every_attention_backend_matches_a_plain_softmax(backend, mask):
+  if backend == 'cudnn' and jax.default_backend() != 'gpu':
+    pytest.skip('cuDNN attention runs on GPUs only')
+  # cuDNN takes bfloat16 (tolerance: its 8-bit mantissa); the others float32, which rounds
+  # to ~3e-7 here: 2e-6 allows that, far below what a wrong scale or mask costs.
+  dtype, tolerance = (jnp.bfloat16, 2e-2) if backend == 'cudnn' else (jnp.float32, 2e-6)
   rng = jax.random.split(jax.random.key(3), 3)
-  q, k, v = (jax.random.normal(r, (2, 5, 2, 8)) for r in rng)
-  ref = jax.nn.dot_product_attention(q, k, v)
-  for backend in ('xla', 'auto'):
-    np.testing.assert_allclose(attention.dot_product_attention(q, k, v, backend=backend), ref,
-                               atol=1e-5)
-  key_mask = jnp.array([[True] * 3 + [False] * 2, [True] * 5])
-  out = attention.dot_product_attention(q, k, v, mask=key_mask)
-  np.testing.assert_allclose(out[0], attention.dot_product_attention(
-      q[:1], k[:1, :3], v[:1, :3])[0], atol=1e-5)
-  pair_mask = jnp.broadcast_to(key_mask[:, None], (2, 5, 5)).at[1, 0].set(False)
-  out_pairs = attention.dot_product_attention(q, k, v, mask=pair_mask, backend='auto')
-  np.testing.assert_allclose(out_pairs[0], out[0], atol=1e-5)
-  np.testing.assert_array_equal(out_pairs[1, 0], 0.0)  # a query with no key gets zeros
+  q, k, v = (jax.random.normal(r, (2, 5, 2, 8)).astype(dtype) for r in rng)
+  mask_bls = None if mask is None else np.broadcast_to(
+      mask[:, None] if mask.ndim == 2 else mask, (2, 5, 5))
+  out = attention.dot_product_attention(q, k, v, mask=mask, backend=backend)
+  assert out.shape == q.shape and out.dtype == dtype
+  expected = reference_attention(q.astype(jnp.float32), k.astype(jnp.float32),
+                                 v.astype(jnp.float32), mask_bls)
+  np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=tolerance,
+                             atol=tolerance)
+
+
+def test_unknown_attention_backend_is_named():
+  x = jnp.zeros((1, 2, 1, 8))
   with pytest.raises(ValueError, match="'flash'"):
-    attention.dot_product_attention(q, k, v, backend='flash')
+    attention.dot_product_attention(x, x, x, backend='flash')
 
 
 def test_attention_bfloat16_stays_close():

@@ -1,7 +1,9 @@
 """The memory planner: against the compiler on CPU meshes, FSDP's share, pod plans, bad input."""
+import math
 import time
 
 import jax
+from jax.extend import core as jax_core
 import jax.numpy as jnp
 import pytest
 
@@ -14,16 +16,37 @@ from videogen.parallel import sharding
 RULES = sharding.rules_from_config(world_config.get_config())
 
 
+def matmul_flops(jaxpr) -> int:
+  """2 x multiply-adds of every dot_general a jaxpr runs, inside scans (times their length),
+  remat and nested jits: the FLOPs the model's code does, counted without the planner."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      (contracting, _), _ = eqn.params['dimension_numbers']
+      lhs = eqn.invars[0].aval.shape
+      total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in contracting)
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        sub = getattr(sub, 'jaxpr', sub)
+        if isinstance(sub, jax_core.Jaxpr):
+          total += eqn.params.get('length', 1) * matmul_flops(sub)
+  return total
+
+
 @pytest.mark.parametrize('mesh', ['fsdp=8', 'data=2,fsdp=2,tensor=2'])
 def test_planned_bytes_match_compiled(mesh):
-  """State + batch per device equals the AOT-compiled step's argument bytes (within 10%); the
-  temporary-bytes estimate is reported, and only held to the same order of magnitude."""
+  """State + batch per device equals the AOT-compiled step's argument bytes to the byte; the
+  temporary-bytes estimate stays in its measured band."""
   config = world_config.get_config()
   config.model.remat = 'none'
   row, = plan_check.validate(config, [mesh], batch_size=8)
   print(row)
-  assert abs(row['argument_error']) <= 0.10, row
-  assert 0.5 <= row['temp_ratio'] <= 2.0, row
+  assert row['planned_argument_MB'] == row['compiled_argument_MB'], row
+  # A band, not equality: temporaries are an analytic tensor list, not XLA's buffer
+  # assignment, which keeps fusion scratch the list leaves out (0.83x on both meshes). On
+  # fsdp=8, dropping the gradients (0.09 of the compiled temp), the gathered weights or the
+  # saved activations, or doubling any of them, moves the ratio out of the band.
+  assert 0.78 <= row['temp_ratio'] <= 0.90, row
 
 
 def test_fsdp_shards_state():
@@ -55,9 +78,16 @@ def test_pod_plan_of_1p3b_in_seconds():
   # Adam's mu and nu are float32 copies of the params, as is the EMA.
   assert row['optimizer_bytes'] == pytest.approx(2 * row['params_bytes'], rel=1e-3)
   assert row['ema_bytes'] == row['params_bytes']
-  flops = 3 * dit.flops_per_sample(work.model, 32760, 512) * 32
-  assert row['flops_per_step'] == flops
-  assert row['step_s'] == pytest.approx(flops / (32 * 459e12 * 0.4))
+  # Training is 3 forward passes (forward, and the backward's two matmuls per forward matmul)
+  # over 32 clips; the forward's FLOPs counted from the model's own jaxpr.
+  inputs = (jax.ShapeDtypeStruct((1, *work.clip_thwc), jnp.float32),
+            jax.ShapeDtypeStruct((1,), jnp.float32),
+            jax.ShapeDtypeStruct((1, 512, planner.TEXT_DIM), jnp.float32),
+            jax.ShapeDtypeStruct((1, 512), bool))
+  forward = jax.make_jaxpr(lambda p, *a: model.apply({'params': p}, *a))(params, *inputs)
+  assert row['flops_per_step'] == 3 * 32 * matmul_flops(forward.jaxpr)
+  # 32 v5p chips at 459 TFLOP/s and MFU 0.4 do 5.8752 PFLOP/s.
+  assert row['step_s'] == pytest.approx(row['flops_per_step'] / 5.8752e15)
   assert row['fits']
   # The 'xla' backend's float32 logits [B, H, L, L] of one block: 12 heads at 32,760 tokens.
   assert row['xla_logits_bytes'] == 12 * 32760 ** 2 * 4

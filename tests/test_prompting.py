@@ -16,6 +16,10 @@ pytestmark = pytest.mark.integration  # samples every task from a trained run
 
 SETTINGS = generate.SampleSettings(steps=2, method='euler', cfg_scale=2.0, frame_cfg_scale=1.5)
 PROMPT = 'A red circle moves to the right.'
+# The given frames come back exact by construction (the sampler pastes them into its result,
+# and uint8 -> [-1, 1] -> uint8 is lossless), so the asserts on them check where each task puts
+# its inputs and that the Generator hands them to the sampler; that they are held on their path
+# while sampling is checked in tests/test_conditioning.py.
 
 
 @pytest.fixture(scope='module')

@@ -47,6 +47,8 @@ def test_runner_help_explains_flags_and_renders(tmp_path):
   done = run(f'--out={tmp_path}', '--num_clips=1', '--config.world.height=16',
              '--config.world.width=16', '--config.world.num_frames=2')
   assert done.returncode == 0, done.stderr[-2000:]
-  assert (tmp_path / 'clip_00000.mp4').exists() and (tmp_path / 'grid.png').exists()
+  # The --config.world flags reach the renderer: 2 frames of 16 x 16.
+  assert media.read_video(tmp_path / 'clip_00000.mp4').shape == (2, 16, 16, 3)
+  assert (tmp_path / 'grid.png').exists()
   bad = run(f'--out={tmp_path}', '--config.world.colours=("purple",)')
   assert bad.returncode != 0 and 'purple' in bad.stderr
