@@ -101,6 +101,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       image_every=8,
       log_every=10, checkpoint_every=100, keep_checkpoints=2,
       sample_every=500,      # reconstruction grid every N steps (0: only at the end)
+      # Steps with a nan/inf loss or gradient norm whose update may be dropped (per invocation)
+      # before the run stops at the next one; 0: stop at the first (the last good save is kept).
+      skip_nonfinite=0,
   ))
 
   # Held-out clips (split 'held_out') shown as input | reconstruction in samples/<step>/.

@@ -148,6 +148,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       max_minutes=0.0,       # ... or after this much wall time (0: no limit)
       log_every=25, checkpoint_every=250, keep_checkpoints=2,
       sample_every=0,        # write a sample grid every N steps (0: never)
+      # Steps with a nan/inf loss or gradient norm whose update may be dropped (per invocation)
+      # before the run stops at the next one; 0: stop at the first (the last good save is kept).
+      skip_nonfinite=0,
   ))
 
   config.sample = ml_collections.ConfigDict(dict(

@@ -26,6 +26,7 @@ import numpy as np
 
 from videogen.inference import generate
 from videogen.evals import curves
+from videogen.core import media
 from videogen.core import tables
 from videogen.evals import world_eval
 from videogen.evals import world_scores
@@ -136,11 +137,17 @@ def run(config: ml_collections.ConfigDict, study: Study, out, *,
           **{k: None if math.isnan(v) else v for k, v in means.items()}}
       rows = [done[key] for key in sorted(done, key=lambda k: (study.sizes.index(k[0]), k[1]))
               if key[0] in study.sizes]
-      tables.write_results(results_path, 'scaling', rows)
+      write_rows(results_path, rows)
   rows = [done[size, m] for size in study.sizes for m in study.multipliers]
-  (out / 'scaling.md').write_text(table(rows) + '\n')
+  media.write_text(out / 'scaling.md', table(rows) + '\n')
   curves.plot_against_compute(rows, ['loss', *world_scores.CATEGORIES], out / 'scaling.png')
   return rows
+
+
+def write_rows(path, rows: list[dict]) -> None:
+  """scaling.json as tables.write_results writes it, but atomically: a rerun resumes from it, and
+  a crash mid-write would otherwise leave a half file that loses every result done."""
+  media.write_json(path, {'benchmark': 'scaling', 'machine': tables.machine(), 'rows': rows})
 
 
 def table(rows: list[dict]) -> str:

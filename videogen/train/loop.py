@@ -3,6 +3,8 @@ step -> metrics, checkpoints, hooks.
 
 Resumes from the newest checkpoint in `workdir/checkpoints` (state and data position), so a
 preempted or crashed run loses at most the steps since that checkpoint and continues exactly.
+A nan/inf loss or gradient norm stops the run (checked at logged and saved steps, so no bad
+state is saved), unless config.train.skip_nonfinite lets that many bad updates be dropped.
 What else happens during training (sample grids, reconstructions, latent statistics) is handed
 in as hooks by whoever starts it (train/hooks.py has the usual ones); the loop knows none.
 """
@@ -13,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Callable
 
+from absl import logging
 import jax
 import numpy as np
 import tqdm
@@ -49,13 +52,24 @@ class TrainResult:
   stopped_early: bool  # by the time budget or a signal, before train.steps
 
 
-def make_sharded_train_step(run: run_lib.Run) -> step_lib.StepFn:
-  """The jitted, donated train step of the run's objective on run.mesh."""
+def make_sharded_train_step(run: run_lib.Run, *,
+                            skip_nonfinite: bool = False) -> step_lib.StepFn:
+  """The jitted, donated train step of the run's objective on run.mesh; with skip_nonfinite, one
+  that drops updates whose loss or gradient norm is nan/inf (`step.skip_nonfinite`)."""
   make = objective.make_train_step if isinstance(run, dit_run.DitRun) else (
       vae_objective.make_train_step)
-  return step_lib.jit_train_step(make(run), run.state_shardings,
+  train_step = make(run)
+  if skip_nonfinite:
+    train_step = step_lib.skip_nonfinite(train_step)
+  return step_lib.jit_train_step(train_step, run.state_shardings,
                                  sharding.batch_sharding(run.mesh, run.rules), run.mesh,
                                  rules=run.rules)
+
+
+def _dropped_steps(flags: list, last_step: int) -> list[int]:
+  """The steps, of the len(flags) ending at last_step, whose 'skipped' flag is set."""
+  first = last_step - len(flags) + 1
+  return [first + i for i, flag in enumerate(jax.device_get(flags)) if flag]
 
 
 class _Window:
@@ -79,9 +93,18 @@ class _Window:
 
 
 def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, restore_fallback: bool = False) -> TrainResult:
   """Trains `run` until config.train.steps or config.train.max_minutes; see the module
   docstring.
+
+  restore_fallback: when the newest checkpoint cannot be read (a truncated or edited file),
+  resume from the newest one that can, renaming the unreadable step folders to
+  `<step>.unreadable` (see checkpoint.Checkpointer); without it such a folder stops the run with
+  an error that names it. Off by default, so that no saved step is passed over unasked.
+
+  config.train.skip_nonfinite (default 0): how many steps with a nan/inf loss or gradient norm
+  this invocation may drop (params and optimizer state stay as they were) before it stops as
+  with 0, naming the step; the count of dropped steps is logged as 'skipped_steps'.
 
   The run's mesh decides the devices. In a multi-process run (parallel/distributed.py) every
   process calls this with the same config and workdir: each reads its own shard of the data,
@@ -91,26 +114,31 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
   workdir.mkdir(parents=True, exist_ok=True)
   tc = run.config.train
   ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'), max_to_keep=tc.keep_checkpoints,
-                                 save_interval_steps=tc.checkpoint_every)
+                                 save_interval_steps=tc.checkpoint_every,
+                                 remove_partial_saves=True, restore_fallback=restore_fallback)
   state, data_iter = run.restore_or_init(ckpt, shard_index=jax.process_index(),
                                          shard_count=jax.process_count())
   run.write_config(workdir)  # only once the run is known compatible with its checkpoints
   first_step = int(state.step)
 
   batch_sharding = sharding.batch_sharding(run.mesh, run.rules)
-  train_step = make_sharded_train_step(run)
+  skip_limit = tc.get('skip_nonfinite', 0)  # configs from before the field: 0
+  train_step = make_sharded_train_step(run, skip_nonfinite=skip_limit > 0)
   writer = metrics_lib.MetricWriter(str(workdir))
   deadline = time.monotonic() + 60 * tc.max_minutes if tc.max_minutes > 0 else float('inf')
   bar = tqdm.tqdm(initial=first_step, total=tc.steps, desc=run.description, unit='step',
                   disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
   step, stopped_early, window = first_step, False, _Window()
-  last_called = {}
-  with preemption.stop_on_signal() as stop:
+  last_called, dropped, unchecked = {}, [], []  # steps skipped; 'skipped' flags not read yet
+  # Leaving `ckpt` waits for the save underway, error or not: the last one started is whole.
+  with preemption.stop_on_signal() as stop, ckpt:
     while step < tc.steps:
       model_batch, counts, levels = run.model_batch(next(data_iter), step)
       window.add(counts, levels)
       state, step_metrics = train_step(state, sharding.shard_batch(model_batch, batch_sharding))
       step += 1
+      if skip_limit:
+        unchecked.append(step_metrics.pop('skipped'))
       bar.update(1)
       last = step == tc.steps
       stop_now = stop.should_stop() or time.monotonic() > deadline
@@ -121,7 +149,16 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
       stop_now = stop_now or ckpt.reached_preemption(step)  # Orbax agrees on its own
       if step % tc.log_every == 0 or last or stop_now or step % tc.checkpoint_every == 0:
         step_metrics = jax.device_get(step_metrics)
-        step_lib.check_finite(step_metrics, step)
+        if skip_limit:
+          newly, unchecked = _dropped_steps(unchecked, step), []
+          if newly:
+            logging.warning('dropped the updates of steps %s: nan/inf loss or gradient norm.',
+                            newly)
+          dropped += newly
+          step_lib.check_skipped(dropped, skip_limit)
+          step_metrics['skipped_steps'] = len(dropped)
+        else:
+          step_lib.check_finite(step_metrics, step)
         scalars = {**step_metrics, **window.scalars()}
         writer.write_scalars(step, scalars)
         bar.set_postfix({run.progress_metric: f'{float(scalars[run.progress_metric]):.4g}'},
@@ -136,8 +173,6 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
         stopped_early = True
         break
   bar.close()
-  ckpt.wait()
-  ckpt.close()
   writer.close()
   for i, hook in enumerate(hooks):
     if hook.at_end and last_called.get(i) != step:

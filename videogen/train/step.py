@@ -1,5 +1,5 @@
 """One optimizer update as a pure function of (state, batch), and its sharded, donated jit."""
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 import math
 from typing import Any
 
@@ -145,3 +145,31 @@ def check_finite(step_metrics: Mapping[str, Any], step: int) -> None:
       raise FloatingPointError(
           f'{name} is {value} at step {step}: lower the learning rate or grad_clip (or check the '
           'data) and resume; the last good checkpoint is kept.')
+
+
+def skip_nonfinite(train_step: StepFn) -> StepFn:
+  """train_step that drops an update whose loss or gradient norm is nan/inf: the state comes
+  back as it went in (params, EMA, optimizer state, rng) but for step + 1, so the next step draws
+  new noise and the data moves on. Metrics gain 'skipped' (1 when dropped, else 0); their loss
+  is the bad step's own. The choice is made on the device, so no step waits for the host; the
+  old state must then live until the new one is made, which can cost a second copy of it in
+  device memory (why the loop uses this only when config.train.skip_nonfinite asks).
+  """
+  def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+    new_state, step_metrics = train_step(state, batch)
+    finite = jnp.isfinite(step_metrics['loss']) & jnp.isfinite(step_metrics['grad_norm'])
+    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return kept.replace(step=new_state.step), {**step_metrics,
+                                               'skipped': (~finite).astype(jnp.int32)}
+
+  return step
+
+
+def check_skipped(skipped_steps: Sequence[int], limit: int) -> None:
+  """Raises FloatingPointError once more than `limit` steps were dropped (`skip_nonfinite`),
+  naming the one over the limit."""
+  if len(skipped_steps) > limit:
+    raise FloatingPointError(
+        f'step {skipped_steps[limit]} had a nan/inf loss or gradient norm, one more than the '
+        f'train.skip_nonfinite={limit} steps that may be skipped: lower the learning rate or '
+        'grad_clip (or check the data) and resume; the last good checkpoint is kept.')
