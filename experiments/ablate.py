@@ -17,12 +17,12 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from videogen.core import config_args
 from videogen.jobs import ablation
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config.',
-                                          lock_config=True)
+_CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Base config.',
+                                         lock_config=True)
 _VARIANTS = flags.DEFINE_list('variants', ['recipe'],
                               f'Variants to run, of {list(ablation.VARIANTS)}.')
 _STEPS = flags.DEFINE_integer('steps', 1000, 'Training steps of every variant (equal budget).')

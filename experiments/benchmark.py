@@ -11,13 +11,13 @@ buckets), in real (non-padding) tokens/s.
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from videogen.core import config_args
 from videogen.core import tables
 from videogen.bench import throughput
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config.',
-                                          lock_config=True)
+_CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Base config.',
+                                         lock_config=True)
 _OUT = flags.DEFINE_string('out', 'outputs/bench/model.json', 'Where the JSON results go.')
 _CASES = flags.DEFINE_list(
     'cases', ['T/2:8x32x32:2x8x8:32', 'T/2:8x32x32:1x4x4:8', 'S/2:8x64x64:2x4x4:4',

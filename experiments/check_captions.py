@@ -14,14 +14,14 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from videogen.data import pipeline
 from videogen.evals import caption_motion
+from videogen.core import config_args
 from videogen.core import tables
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Config file.',
-                                          lock_config=False)
+_CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Config file.',
+                                         lock_config=False)
 _BATCHES = flags.DEFINE_integer('batches', 12, 'Batches read per layout.')
 _LAYOUTS = flags.DEFINE_list('layouts', list(pipeline.LAYOUTS), 'Layouts to check.')
 _OUT = flags.DEFINE_string('out', 'outputs/captions.json', 'JSON file to write.')

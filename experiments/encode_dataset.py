@@ -21,13 +21,13 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from videogen.core import config_args
 from videogen.inference import vae as vae_lib
 from videogen.data import latent_cache
 from videogen.models import text
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = config_args.define_config_file(
     'config', 'configs/world.py', 'DiT config whose world, seed, data.split and text settings '
     'define what is encoded (`path:arg` passes arg to its get_config).', lock_config=True)
 _VAE_WORKDIR = flags.DEFINE_string(

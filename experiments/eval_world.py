@@ -16,7 +16,6 @@ that size into OUT/aspect_<W>x<H>/, and OUT/aspects.{md,json} compare them, adhe
 against the square clips. The prompt set is fixed by the run's config and seed, so two
 checkpoints of a run are compared on the same prompts.
 """
-import pathlib
 import shlex
 import sys
 
@@ -25,6 +24,7 @@ from absl import flags
 from absl import logging
 
 from videogen.inference import generate
+from videogen.core import media
 from videogen.core import tables
 from videogen.evals import prompting_tasks
 from videogen.evals import world_eval
@@ -60,11 +60,11 @@ def main(argv):
   config = generate.load_config(_WORKDIR.value)
   world_eval.check_world_run(config, _WORKDIR.value)
   s = config.sample
-  settings = generate.SampleSettings(steps=_STEPS.value or s.steps,
+  settings = generate.SampleSettings(steps=s.steps if _STEPS.value is None else _STEPS.value,
                                      method=_METHOD.value or s.method,
                                      cfg_scale=s.cfg_scale if _CFG.value is None else _CFG.value)
+  out = media.check_writable_folder(_OUT.value or f'{_WORKDIR.value}/eval_world')
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
-  out = pathlib.Path(_OUT.value or f'{_WORKDIR.value}/eval_world')
   counts = world_eval.PromptCounts(_PROMPTS.value, _HELD_OUT.value, _PROBES.value)
   if _ASPECTS.value:
     print(world_eval.compare_aspects(gen, settings, out, _ASPECTS.value, counts))

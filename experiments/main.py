@@ -14,13 +14,13 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 import cluster_flags
+from videogen.core import config_args
 from videogen.jobs import main_job
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Config file.',
-                                          lock_config=True)
+_CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Config file.',
+                                         lock_config=True)
 _OUT = flags.DEFINE_string('out', 'outputs/demo', 'Output folder (holds the run too).')
 _MINUTES = flags.DEFINE_float('minutes', 12.0, 'Training wall-time budget of this invocation '
                               '(training also stops at config.train.steps: raise it, and '

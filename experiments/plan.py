@@ -14,17 +14,17 @@ compares per-device bytes; on a CPU, give it 8 fake devices:
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from videogen.bench import plan_check
 from videogen.bench import planner
+from videogen.core import config_args
 from videogen.core import tables
 from videogen.parallel import sharding
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py',
-                                          'Config whose logical axis rules the plan uses and whose '
-                                          'train step --validate compiles.',
-                                          lock_config=True)
+_CONFIG = config_args.define_config_file('config', 'configs/world.py',
+                                         'Config whose logical axis rules the plan uses and whose '
+                                         'train step --validate compiles.',
+                                         lock_config=True)
 _VARIANT = flags.DEFINE_string('variant', '1.3B', 'DiT size name (1.3B, 14B, B/2, ...).')
 _RESOLUTION = flags.DEFINE_string('resolution', '480p', '480p, 720p or HxW pixels.')
 _FRAMES = flags.DEFINE_integer('frames', 81, 'Frames per clip (1 + 4k for the VAE).')

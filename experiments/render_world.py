@@ -8,12 +8,12 @@ Scene contents and sizes come from the `world` section of the config (configs/wo
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from videogen.core import config_args
 from videogen.data import preview
 from videogen.data import world
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = config_args.define_config_file(
     'config', 'configs/world.py', 'Config file; its `world` section sets what is rendered.',
     lock_config=True)
 _OUT = flags.DEFINE_string('out', 'outputs/world', 'Output folder (created if missing).')

@@ -3,6 +3,7 @@
   python experiments/sample.py --workdir outputs/demo/run \
       --prompt "A red circle drifts slowly to the right." --prompt "A blue square moves up."
   python experiments/sample.py --workdir outputs/run --prompt "..." --seed 3 --steps 50 --cfg 5
+  python experiments/sample.py --workdir outputs/run --prompts_file prompts.txt  # one per line
   python experiments/sample.py --workdir RUN --task image --image still.png --prompt "..."
   python experiments/sample.py --workdir RUN --task extend --video in.mp4 --frames 16 \
       --direction backward --prompt "..."
@@ -24,14 +25,16 @@ from absl import flags
 from absl import logging
 
 import cluster_flags
+from videogen.core import media
 from videogen.inference import generate
 from videogen.inference import prompting
 from videogen.parallel import distributed
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder written by experiments/train.py '
                                '(or a folder written by experiments/export.py).', required=True)
-_PROMPTS = flags.DEFINE_multi_string('prompt', None, 'Text prompt (repeat for several).',
-                                     required=True)
+_PROMPTS = flags.DEFINE_multi_string('prompt', [], 'Text prompt (repeat for several).')
+_PROMPTS_FILE = flags.DEFINE_string('prompts_file', None, 'UTF-8 text file of prompts, one per '
+                                    'line (after any --prompt ones).')
 _TASK = flags.DEFINE_enum('task', 'text', prompting.TASKS,
                           'What to make; see the module docstring.')
 _IMAGE = flags.DEFINE_string('image', None, 'Still image to animate (--task image).')
@@ -67,27 +70,37 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
 _RAW = flags.DEFINE_bool('raw_weights', False, 'Use the raw weights instead of the EMA ones.')
 
 
+def checked_flags() -> tuple[list[str], generate.SampleSettings, prompting.TaskInputs]:
+  """(prompts, settings, task inputs) from the flags; a bad one is a usage error, raised before
+  the model loads."""
+  try:
+    prompts = prompting.gather_prompts(_PROMPTS.value, _PROMPTS_FILE.value)
+    settings = generate.SampleSettings(steps=_STEPS.value, method=_METHOD.value,
+                                       cfg_scale=_CFG.value, frame_cfg_scale=_FRAME_CFG.value,
+                                       num_frames=_FRAMES.value, height=_HEIGHT.value,
+                                       width=_WIDTH.value)
+    inputs = prompting.TaskInputs(
+        image=_IMAGE.value, video=_VIDEO.value, video_b=_VIDEO_B.value,
+        keyframes=tuple(_KEYFRAMES.value), frames=_NEW_FRAMES.value, direction=_DIRECTION.value,
+        context=_CONTEXT.value, strength=_STRENGTH.value, strict=_STRICT.value)
+    prompting.check_inputs(_TASK.value, inputs)
+  except (ValueError, FileNotFoundError) as error:  # a missing or malformed flag
+    raise app.UsageError(str(error)) from error
+  return prompts, settings, inputs
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   cluster_flags.initialize()  # before anything touches a device
+  prompts, settings, inputs = checked_flags()
+  if _OUT.value and distributed.is_main_process():
+    media.check_writable_folder(_OUT.value)
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value,
                                         use_ema=not _RAW.value)
-  settings = generate.SampleSettings(steps=_STEPS.value, method=_METHOD.value,
-                                     cfg_scale=_CFG.value, frame_cfg_scale=_FRAME_CFG.value,
-                                     num_frames=_FRAMES.value, height=_HEIGHT.value,
-                                     width=_WIDTH.value)
-  inputs = prompting.TaskInputs(
-      image=_IMAGE.value, video=_VIDEO.value, video_b=_VIDEO_B.value,
-      keyframes=tuple(_KEYFRAMES.value), frames=_NEW_FRAMES.value, direction=_DIRECTION.value,
-      context=_CONTEXT.value, strength=_STRENGTH.value, strict=_STRICT.value)
-  try:
-    prompting.check_inputs(_TASK.value, inputs)
-  except ValueError as error:  # a missing or malformed flag: a usage error
-    raise app.UsageError(str(error)) from error
   out = _OUT.value or f'{_WORKDIR.value}/samples/{gen.step}'
-  paths = prompting.sample_and_write(gen, _TASK.value, _PROMPTS.value, _SEED.value, settings,
-                                     out, inputs)
+  paths = prompting.sample_and_write(gen, _TASK.value, prompts, _SEED.value, settings, out,
+                                     inputs)
   if distributed.is_main_process():
     print('\n'.join(str(p) for p in paths))
 

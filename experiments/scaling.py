@@ -11,13 +11,13 @@ again to resume where it stopped. See videogen/jobs/scaling.py for how budgets a
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from videogen.core import config_args
 from videogen.jobs import scaling
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/world.py', 'Base config (the '
-                                          'study sets the world and the DiT size).',
-                                          lock_config=True)
+_CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Base config (the '
+                                         'study sets the world and the DiT size).',
+                                         lock_config=True)
 _STUDY = flags.DEFINE_enum('study', 'quick', list(scaling.STUDIES), 'Which study to run.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default: outputs/scaling_<study>).')
 

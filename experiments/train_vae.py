@@ -11,15 +11,15 @@ the same command again continues exactly. Evaluate with experiments/eval_vae.py 
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 import cluster_flags
+from videogen.core import config_args
 from videogen.parallel import distributed
 from videogen.runtime import vae_run
 from videogen.train import hooks
 from videogen.train import loop
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = config_args.define_config_file(
     'config', 'configs/vae_world.py', 'Config file (`path:arg` passes arg to its get_config).',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, config.',

@@ -13,6 +13,7 @@ import os
 import pathlib
 import re
 import secrets
+import tempfile
 import unicodedata
 
 import av
@@ -103,6 +104,17 @@ def read_video(path) -> np.ndarray:
     if len(frames) > 1:
       base = min(durations_ms)
       frames = [f for f, d in zip(frames, durations_ms) for _ in range(round(d / base))]
+  return stack_frames(frames, path)
+
+
+def stack_frames(frames, path) -> np.ndarray:
+  """The decoded frames of `path` as one [T, H, W, 3] array, or one sentence when their sizes
+  differ (a stream whose resolution changes midway)."""
+  sizes = sorted({frame.shape[:2] for frame in frames})
+  if len(sizes) > 1:
+    listed = ', '.join(f'{h}x{w}' for h, w in sizes)
+    raise ValueError(f'{path} has frames of {len(sizes)} sizes ({listed}, HxW); re-export it at '
+                     'one size, e.g. ffmpeg -i IN -vf scale=W:H OUT.mp4.')
   return np.stack(frames)
 
 
@@ -127,6 +139,20 @@ def write_text(path, text: str) -> pathlib.Path:
   with _atomic_path(path) as tmp:
     tmp.write_text(text)
   return path
+
+
+def check_writable_folder(folder, example: str = 'outputs/samples') -> pathlib.Path:
+  """Creates `folder` and proves it writable, or raises one sentence naming it; call it before
+  the work whose results go there."""
+  out = pathlib.Path(folder)
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out):
+      pass
+  except OSError as e:
+    raise OSError(f'cannot write to output folder {str(out)!r} ({e.strerror}): '
+                  f'choose a folder you can write, e.g. --out={example}') from None
+  return out
 
 
 def safe_filename(text: str, max_length: int = 80) -> str:

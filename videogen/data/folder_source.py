@@ -5,6 +5,7 @@ or a CSV with columns path, caption; paths are relative to the folder. Unreadabl
 skipped (see FolderSource), so one bad file never stops a training run.
 """
 import csv
+import io
 import json
 import pathlib
 
@@ -13,6 +14,7 @@ import av
 import numpy as np
 
 from videogen.core import media
+from videogen.core import text_files
 from videogen.data import clips
 
 PYAV_SUFFIXES = ('.mp4', '.webm', '.mov', '.mkv')
@@ -123,14 +125,14 @@ def read_captions(caption_file) -> tuple[list[str], list[str]]:
                             '(captions.jsonl lines {"path": ..., "caption": ...} or a CSV with '
                             'columns path, caption) or pass captions=<its name>.')
   suffix = caption_file.suffix.lower()
-  if suffix == '.csv':
-    with caption_file.open(newline='', encoding='utf-8') as f:
-      rows = list(csv.DictReader(f))
-  elif suffix == '.jsonl':
-    rows = [_json_row(line, n, caption_file) for n, line in
-            enumerate(caption_file.read_text(encoding='utf-8').splitlines(), 1) if line.strip()]
-  else:
+  if suffix not in ('.csv', '.jsonl'):
     raise ValueError(f'Caption file {caption_file} must end in .jsonl or .csv; rename it.')
+  text = text_files.read_utf8(caption_file, 'caption file')
+  if suffix == '.csv':
+    rows = list(csv.DictReader(io.StringIO(text, newline='')))
+  else:
+    rows = [_json_row(line, n, caption_file) for n, line in enumerate(text.splitlines(), 1)
+            if line.strip()]
   if not rows:
     raise ValueError(f'{caption_file} lists no files; add a row per video or image.')
   bad = [n for n, row in enumerate(rows, 1) if not row.get('path') or row.get('caption') is None]
@@ -163,7 +165,7 @@ def read_pyav_clip(path, *, num_frames: int, fps: float | None, seed: int,
       frames = _decode(container, container.streams.video[0], rate, wanted, seek=False)
   if frames is None:
     raise ValueError(f'{path} holds no decodable frames.')
-  return frames
+  return media.stack_frames(frames, path)
 
 
 def _frame_count(container, stream, rate: float) -> int:
@@ -176,7 +178,7 @@ def _frame_count(container, stream, rate: float) -> int:
 
 
 def _decode(container, stream, rate: float, wanted: np.ndarray, seek: bool):
-  """Frames at the `wanted` (sorted) indices, each the latest decoded at or before it.
+  """Frames (a list) at the `wanted` (sorted) indices, each the latest decoded at or before it.
 
   Returns None when nothing was decoded, or when a seek overshot the first wanted frame.
   """
@@ -202,7 +204,7 @@ def _decode(container, stream, rate: float, wanted: np.ndarray, seek: bool):
     return None
   positions = np.array(sorted(kept))
   chosen = positions[np.maximum(np.searchsorted(positions, wanted, side='right') - 1, 0)]
-  return np.stack([kept[p] for p in chosen])
+  return [kept[p] for p in chosen]
 
 
 def _check_paths(root: pathlib.Path, paths: list[str], caption_file: pathlib.Path) -> None:

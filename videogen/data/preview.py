@@ -1,7 +1,6 @@
 """Writes rendered world clips to disk: mp4 + gif per clip, a JSON sidecar, a captioned grid."""
 import os
 import pathlib
-import tempfile
 
 import tqdm
 
@@ -13,15 +12,7 @@ from videogen.data import world_render
 
 def check_writable(out_dir: str | os.PathLike) -> pathlib.Path:
   """Creates `out_dir` and proves it writable, or raises one sentence naming it."""
-  out = pathlib.Path(out_dir)
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out):
-      pass
-  except OSError as e:
-    raise OSError(f'cannot write to output folder {str(out)!r} ({e.strerror}): '
-                  'choose a folder you can write, e.g. --out=outputs/world') from None
-  return out
+  return media.check_writable_folder(out_dir, example='outputs/world')
 
 
 def render_clips(options: world.WorldOptions, out_dir, *, seed: int, num_clips: int,

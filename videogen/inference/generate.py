@@ -15,6 +15,8 @@ frames (a clip's first ones) and SDEdit inputs are encoded by the same VAE.
 import dataclasses
 import functools
 import json
+import math
+import numbers
 import os
 import pathlib
 
@@ -48,6 +50,29 @@ class SampleSettings:
   height: int | None = None
   width: int | None = None
 
+  def __post_init__(self):
+    if not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
+      raise ValueError(f'steps {self.steps!r} must be a whole number of at least 1: use e.g. 25 '
+                       'sampler steps.')
+    if self.method not in samplers.METHODS:
+      raise ValueError(f'method {self.method!r} is unknown: use one of {samplers.METHODS}.')
+    for name, flag in (('cfg_scale', 'cfg'), ('frame_cfg_scale', 'frame_cfg')):
+      _check_guidance(name, getattr(self, name), flag)
+    for name in ('num_frames', 'height', 'width'):
+      if getattr(self, name) is not None and getattr(self, name) < 1:
+        raise ValueError(f'{name} {getattr(self, name)} must be at least 1: leave it unset (None) '
+                         "for the training clip's size.")
+
+
+def _check_guidance(name: str, scale, flag: str) -> None:
+  """A guidance scale of at least 1: below it the guidance pulls away from what it follows."""
+  if not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+    raise ValueError(f'{name} {scale!r} must be a finite number: use 1 for no guidance or more, '
+                     f'e.g. --{flag} 4.')
+  if scale < 1:
+    raise ValueError(f'{name} {scale!r} is below 1, which steers away from what it guides: use 1 '
+                     f'for no guidance or more, e.g. --{flag} 4.')
+
 
 def load_config(workdir) -> ml_collections.ConfigDict:
   """workdir/config.json, or one clear error when the run does not exist."""
@@ -56,6 +81,32 @@ def load_config(workdir) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'no trained run in {str(workdir)!r} (missing {path.name}): train '
                             f'first with experiments/train.py --workdir {workdir}')
   return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def saved_steps(workdir) -> list[int]:
+  """The steps of the checkpoints in workdir/checkpoints, oldest first."""
+  folder = pathlib.Path(workdir) / 'checkpoints'
+  return sorted(int(p.name) for p in folder.glob('*') if p.name.isdigit() and p.is_dir())
+
+
+def check_saved_step(workdir, step: int | None) -> None:
+  """Raises one sentence when the run in `workdir` has no checkpoint, or none at `step` (None:
+  the newest)."""
+  steps = saved_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
+                            f'experiments/train.py --workdir {workdir}')
+  if step is not None and step not in steps:
+    raise FileNotFoundError(f'no checkpoint at step {step} in {str(workdir)!r}: pick one of '
+                            f'{steps} with --step, or omit --step for the newest ({steps[-1]}).')
+
+
+def check_exported_step(workdir, step: int | None, exported_step: int) -> None:
+  """Raises one sentence when `step` asks an export for a step other than the one it holds."""
+  if step is not None and step != exported_step:
+    raise FileNotFoundError(f'{str(workdir)!r} is an export of step {exported_step} only, not '
+                            f'{step}: omit --step, or sample the training run\'s workdir for '
+                            'other steps.')
 
 
 def available_bytes(device) -> int:
@@ -108,18 +159,19 @@ class Generator:
     `workdir` is a training run (config.json + checkpoints/) or a folder written by `export`
     (config.json + params/ + export.json), which holds only the sampling weights.
     """
-    run = sampling_run(load_config(workdir), devices)
+    config = load_config(workdir)
     exported = pathlib.Path(workdir) / 'params'
     if exported.is_dir():
-      abstract = run.abstract_state.ema_params
-      params = ocp.StandardCheckpointer().restore(exported.absolute(), abstract)
       info = json.loads((pathlib.Path(workdir) / 'export.json').read_text())
+      check_exported_step(workdir, step, info['step'])
+      run = sampling_run(config, devices)
+      params = ocp.StandardCheckpointer().restore(exported.absolute(),
+                                                  run.abstract_state.ema_params)
       return cls(run, params, info['step'])
+    check_saved_step(workdir, step)
+    run = sampling_run(config, devices)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
     step = step if step is not None else ckpt.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
-                              f'experiments/train.py --workdir {workdir}')
     state = ckpt.restore(run.abstract_state, step=step)
     ckpt.close()
     return cls(run, state.ema_params if use_ema else state.params, step)

@@ -24,6 +24,7 @@ import numpy as np
 
 from videogen.core import grids
 from videogen.core import media
+from videogen.core import text_files
 from videogen.data import clips
 from videogen.inference import generate
 
@@ -222,6 +223,25 @@ _NEEDS = {'image': ('image',), 'extend': ('video', 'frames'), 'connect': ('video
           'edit': ('video',), 'keyframes': ('keyframes',)}
 
 
+def read_prompts(path) -> list[str]:
+  """The prompts of a UTF-8 text file, one per line (blank lines skipped)."""
+  prompts = [line.strip() for line in text_files.read_utf8(path, 'prompt file').splitlines()]
+  prompts = [p for p in prompts if p]
+  if not prompts:
+    raise ValueError(f'prompt file {str(path)!r} holds no prompts: write one prompt per line.')
+  return prompts
+
+
+def gather_prompts(prompts, prompts_file=None) -> list[str]:
+  """`prompts` (--prompt), then those of `prompts_file` (--prompts_file); one sentence when
+  there are none."""
+  prompts = list(prompts or []) + (read_prompts(prompts_file) if prompts_file else [])
+  if not prompts:
+    raise ValueError('no prompts given: pass --prompt "..." (repeat for several) or '
+                     '--prompts_file with one prompt per line.')
+  return prompts
+
+
 def check_inputs(task: str, inputs: TaskInputs) -> None:
   """Raises ValueError when `task` is unknown or lacks an input it needs."""
   if task not in TASKS:
@@ -262,6 +282,8 @@ def sample_and_write(gen: generate.Generator, task: str, prompts, seed: int, set
   """Runs `task` for each prompt (the i-th with seed + i) and saves one video (png for 1 frame)
   + JSON sidecar per prompt and, for several prompts of one shape, a captioned grid in `out`.
   Returns the paths. In a multi-process job every process samples; process 0 writes."""
+  if jax.process_index() == 0:
+    media.check_writable_folder(out)  # before the sampling, not after
   seeds = [seed + i for i in range(len(prompts))]
   videos = [run_task(gen, task, p, s, settings, inputs) for p, s in zip(prompts, seeds)]
   if task == 'edit':

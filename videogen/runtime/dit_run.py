@@ -188,6 +188,7 @@ def latent_autoencoder(config: ml_collections.ConfigDict) -> autoencoder.Autoenc
 
 def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
   """Builds every part from `config` (see configs/world.py); allocates no parameters."""
+  state_lib.train_steps(config.train)
   vae_config = latent_autoencoder(config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   rules = sharding.rules_from_config(config)

@@ -71,3 +71,12 @@ def grad_accum_steps(optim_cfg: ml_collections.ConfigDict) -> int:
     raise ValueError(f'optim.grad_accum_steps is {steps}: use 1 (no accumulation) or more '
                      'micro-batches per update.')
   return steps
+
+
+def train_steps(train_cfg: ml_collections.ConfigDict) -> int:
+  """train.steps, the step training stops at; fails on a count below 1."""
+  steps = train_cfg.steps
+  if not isinstance(steps, int) or steps < 1:
+    raise ValueError(f'train.steps is {steps!r}: training stops at that step, so use a whole '
+                     'number of at least 1, e.g. --config.train.steps=6000.')
+  return steps

@@ -124,6 +124,7 @@ def adversarial_optimizer(autoencoder_optimizer: optax.GradientTransformation,
 
 def build(config: ml_collections.ConfigDict, *, devices=None) -> VaeRun:
   """Builds every part from `config` (see configs/vae_world.py); allocates no parameters."""
+  state_lib.train_steps(config.train)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   rules = sharding.rules_from_config(config)
   sharding.check_batch_divisible(config.data.batch_size, mesh, rules,
