@@ -24,6 +24,9 @@ _CONFIG = config_args.define_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, config.',
                                required=True)
+_RESTORE_FALLBACK = flags.DEFINE_bool(
+    'restore_fallback', False, 'When the newest checkpoint cannot be read, resume from the newest '
+    'one that can (the unreadable folders are renamed <step>.unreadable).')
 
 
 def main(argv):
@@ -31,7 +34,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   cluster_flags.initialize()  # before anything touches a device
   run = dit_run.build(_CONFIG.value)
-  result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value))
+  result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value),
+                      restore_fallback=_RESTORE_FALLBACK.value)
   if distributed.is_main_process():
     print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints')
 

@@ -24,6 +24,9 @@ _CONFIG = config_args.define_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder: checkpoints, metrics, config.',
                                required=True)
+_RESTORE_FALLBACK = flags.DEFINE_bool(
+    'restore_fallback', False, 'When the newest checkpoint cannot be read, resume from the newest '
+    'one that can (the unreadable folders are renamed <step>.unreadable).')
 _MINUTES = flags.DEFINE_float('minutes', None, 'Wall-time budget of this invocation (default: '
                               'config.train.max_minutes; training also stops at train.steps).')
 
@@ -36,7 +39,8 @@ def main(argv):
   if _MINUTES.value is not None:
     config.train.max_minutes = _MINUTES.value
   run = vae_run.build(config)
-  result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value))
+  result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value),
+                      restore_fallback=_RESTORE_FALLBACK.value)
   if distributed.is_main_process():
     print(f'trained to step {result.last_step}; checkpoints in {_WORKDIR.value}/checkpoints, '
           f'latent stats in {_WORKDIR.value}/{vae_run.LATENT_STATS_FILE}')

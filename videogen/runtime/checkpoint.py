@@ -171,7 +171,8 @@ class Checkpointer:
       folder = self.directory / str(step)
       cause = (str(error).strip().splitlines() or [''])[0][:160]
       earlier = [s for s in self._manager.all_steps() if s < step]
-      fix = (f'resume from step {max(earlier)} with restore_fallback=True, or move the folder '
+      fix = (f'resume from step {max(earlier)} with --restore_fallback (train.py, train_vae.py; '
+             f'restore_fallback=True in Python), or move the folder '
              f'aside (to {folder.name}{_SET_ASIDE_SUFFIX}) yourself' if earlier else
              'there is no earlier step: move the folder aside to start over, or train with '
              'another --workdir')
