@@ -187,7 +187,8 @@ def test_an_unreadable_checkpoint_names_its_folder_and_can_fall_back(tmp_path):
   with checkpoint_lib.Checkpointer(str(directory)) as ckpt:
     with pytest.raises(checkpoint_lib.UnreadableCheckpointError, match=(
         rf'^checkpoint {directory / "4"} cannot be read \(.+\): resume from step 2 with '
-        r'restore_fallback=True, or move the folder aside \(to 4.unreadable\) yourself\.$'
+        r'--restore_fallback \(train.py, train_vae.py; restore_fallback=True in Python\), or '
+        r'move the folder aside \(to 4.unreadable\) yourself\.$'
     )) as raised:
       ckpt.restore(run.abstract_state)
     assert raised.value.step == 4
