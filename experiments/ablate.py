@@ -11,14 +11,12 @@ probe, world scores of training prompts, temporal influence) into OUT/<variant>/
 OUT/ablation.{json,md} gather every variant's row in OUT, so variants run in parallel processes
 into one OUT add up to one table.
 """
-import shlex
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
 
 from videogen.core import config_args
+from videogen.core import tables
 from videogen.jobs import ablation
 
 _CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Base config.',
@@ -37,7 +35,7 @@ def main(argv):
   for variant in _VARIANTS.value:
     ablation.run_variant(_CONFIG.value, variant, _OUT.value, steps=_STEPS.value,
                          num_prompts=_PROMPTS.value, probe_scenes=_SCENES.value)
-  print(ablation.table(_OUT.value, shlex.join(['python', *sys.argv])))
+  print(ablation.table(_OUT.value, tables.command_line()))
 
 
 if __name__ == '__main__':

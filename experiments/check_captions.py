@@ -8,17 +8,15 @@ Prints a table (layout, clips, moving objects, agreement, median displacement) a
 JSON with the command, revision and machine.
 """
 import itertools
-import shlex
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from videogen.data import pipeline
-from videogen.evals import caption_motion
 from videogen.core import config_args
 from videogen.core import tables
+from videogen.data import pipeline
+from videogen.evals import caption_motion
 
 _CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Config file.',
                                          lock_config=False)
@@ -44,7 +42,7 @@ def main(argv):
                  result['median_displacement_px'], 'mismatches_read_as': ', '.join(mismatched)})
   print(tables.markdown_table(rows, {'agree': lambda v: f'{100 * v:.1f}%'}))
   path = tables.write_results(_OUT.value, 'check_captions', rows,
-                              command=shlex.join(['python', *sys.argv]))
+                              command=tables.command_line())
   print(f'wrote {path}')
 
 

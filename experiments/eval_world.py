@@ -16,18 +16,15 @@ that size into OUT/aspect_<W>x<H>/, and OUT/aspects.{md,json} compare them, adhe
 against the square clips. The prompt set is fixed by the run's config and seed, so two
 checkpoints of a run are compared on the same prompts.
 """
-import shlex
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
 
-from videogen.inference import generate
 from videogen.core import media
 from videogen.core import tables
 from videogen.evals import prompting_tasks
 from videogen.evals import world_eval
+from videogen.inference import generate
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run or export to evaluate.',
                                required=True)
@@ -72,7 +69,7 @@ def main(argv):
     return
   result = world_eval.evaluate(gen, settings, out, counts,
                                direction_scenes=_DIRECTION_SCENES.value, tasks=_TASKS.value,
-                               command=shlex.join(['python', *sys.argv]))
+                               command=tables.command_line())
   print(world_eval.summary_table(world_eval.summary(result['scored'])))
   if result['direction']:
     print(f'\ntext controls motion: {result["direction"]["text_controls_motion"]:.0%} '

@@ -8,15 +8,13 @@ Writes outputs/demo/: samples (mp4 + JSON sidecar per prompt), grid.mp4/png, tru
 curve.png and report.md with the world scores (adherence, motion, physics, permanence,
 consistency) on train and held-out prompts, and the prompting tasks' scores.
 """
-import shlex
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
 
 import cluster_flags
 from videogen.core import config_args
+from videogen.core import tables
 from videogen.jobs import main_job
 
 _CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Config file.',
@@ -33,7 +31,7 @@ def main(argv):
   cluster_flags.initialize()  # before anything touches a device
   config = _CONFIG.value
   config.train.max_minutes = _MINUTES.value
-  print('report:', main_job.run(config, _OUT.value, command=shlex.join(['python', *sys.argv])))
+  print('report:', main_job.run(config, _OUT.value, command=tables.command_line()))
 
 
 if __name__ == '__main__':

@@ -9,8 +9,6 @@ machine in the JSON). Only checkpoints still kept in WORKDIR/checkpoints can be 
 config.train.keep_checkpoints to keep more).
 """
 import pathlib
-import shlex
-import sys
 
 from absl import app
 from absl import flags
@@ -40,7 +38,7 @@ def main(argv):
     raise app.UsageError(f'--steps {_STEPS.value} must be whole numbers, e.g. 500,1000.') from error
   rows = direction_probe.over_training(_WORKDIR.value, steps, settings, _SCENES.value)
   out = pathlib.Path(_OUT.value or f'{_WORKDIR.value}/probe_training')
-  command = shlex.join(['python', *sys.argv])
+  command = tables.command_line()
   tables.write_results(out.with_suffix('.json'), 'probe_training', rows, command=command)
   table = tables.markdown_table(rows)
   out.with_suffix('.md').write_text(

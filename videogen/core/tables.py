@@ -3,11 +3,15 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+
+from videogen.core import media
 
 
 def cpu_name() -> str:
@@ -59,13 +63,16 @@ def markdown_table(rows: list[dict],
   return '\n'.join(lines)
 
 
+def command_line() -> str:
+  """The command that started this process, as one could type it again."""
+  return shlex.join(['python', *sys.argv])
+
+
 def write_results(path, name: str, rows: list[dict], command: str | None = None) -> pathlib.Path:
-  """Writes {'benchmark', 'machine', 'rows'} (+ 'command' and the code's 'revision' when a
-  command is given) as JSON and returns the path."""
+  """Writes {'benchmark', 'command', 'revision', 'machine', 'rows'} as JSON, atomically, and
+  returns the path; `command` defaults to this process's command line."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  record = {'benchmark': name, 'machine': machine(), 'rows': rows}
-  if command is not None:
-    record.update(command=command, revision=revision())
-  path.write_text(json.dumps(record, indent=1))
-  return path
+  record = {'benchmark': name, 'command': command or command_line(), 'revision': revision(),
+            'machine': machine(), 'rows': rows}
+  return media.write_text(path, json.dumps(record, indent=1))

@@ -145,9 +145,9 @@ def run(config: ml_collections.ConfigDict, study: Study, out, *,
 
 
 def write_rows(path, rows: list[dict]) -> None:
-  """scaling.json as tables.write_results writes it, but atomically: a rerun resumes from it, and
-  a crash mid-write would otherwise leave a half file that loses every result done."""
-  media.write_json(path, {'benchmark': 'scaling', 'machine': tables.machine(), 'rows': rows})
+  """scaling.json (atomically, by tables.write_results): a rerun resumes from it, and a crash
+  mid-write would otherwise leave a half file that loses every result done."""
+  tables.write_results(path, 'scaling', rows)
 
 
 def table(rows: list[dict]) -> str:
