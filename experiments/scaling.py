@@ -1,7 +1,7 @@
 """The scaling study: DiT sizes x compute budgets on the world, each scored as a world simulator.
 
-  python experiments/scaling.py --study quick      # 2 sizes x 3 budgets, about 10 minutes
-  python experiments/scaling.py --study full       # 3 sizes x 3 budgets (docs/world.md: run time)
+  python experiments/scaling.py --study quick      # 2 sizes x 3 budgets, the short one
+  python experiments/scaling.py --study full       # 3 sizes x 3 budgets, reference/scaling/
 
 Writes OUT (default outputs/scaling_<study>/): scaling.md and scaling.json (a row per size and
 budget: parameters, steps, training FLOPs, loss, the five world scores), scaling.png (each
