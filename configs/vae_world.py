@@ -29,6 +29,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = config_args.parse_arg(arg, preset='world', runlocal=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # Start from another VAE's weights: a run of experiments/train_vae.py or an export of it. A run
+  # without checkpoints of its own starts with its EMA params wherever path and shape agree (the
+  # rest, a discriminator too, at init; the optimizer fresh); once it has checkpoints, resuming
+  # wins. '' starts from init.
+  config.init_from = ''
 
   # The DiT's 8-frame world clips plus one frame: the causal VAE takes 1 + 4k frames (9 -> 3
   # latent frames); the DiT side pads 8 to 9 and trims the decoded frame.

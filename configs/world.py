@@ -17,6 +17,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = config_args.parse_arg(arg, variant='T/2', runlocal=False, latent=False)
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # Start from another run's weights: a training run folder or an export (experiments/export.py).
+  # A run without checkpoints of its own starts with that folder's EMA params wherever path and
+  # shape agree (the rest at init, the optimizer fresh); once it has checkpoints, resuming wins.
+  # '' starts from init.
+  config.init_from = ''
 
   # What the world renders. Training keeps scenes simple enough for a CPU to learn in minutes:
   # one object, moving, on a plain background; held-out combinations test generalisation.

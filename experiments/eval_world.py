@@ -47,6 +47,8 @@ _TASKS = flags.DEFINE_bool('tasks', False, 'Also run and score the prompting tas
                            'video, extensions, connect, keyframes, loop, SDEdit) on the world\'s '
                            'renders of the train and held-out prompts (runs with frame '
                            'conditioning).')
+_SHIFT = flags.DEFINE_float('shift', None, 'Sampler time-grid shift (default: the run\'s '
+                            'training shift).')
 _METHOD = flags.DEFINE_enum('method', None, ['euler', 'heun'], 'Sampler (default: the '
                             'config\'s).')
 
@@ -59,7 +61,8 @@ def main(argv):
   s = config.sample
   settings = generate.SampleSettings(steps=s.steps if _STEPS.value is None else _STEPS.value,
                                      method=_METHOD.value or s.method,
-                                     cfg_scale=s.cfg_scale if _CFG.value is None else _CFG.value)
+                                     cfg_scale=s.cfg_scale if _CFG.value is None else _CFG.value,
+                                     shift=_SHIFT.value)
   out = media.check_writable_folder(_OUT.value or f'{_WORKDIR.value}/eval_world')
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
   counts = world_eval.PromptCounts(_PROMPTS.value, _HELD_OUT.value, _PROBES.value)

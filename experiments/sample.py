@@ -11,6 +11,8 @@
   python experiments/sample.py --workdir RUN --task keyframes --keyframe 0:a.png --keyframe -1:b.png
   python experiments/sample.py --workdir RUN --task edit --video in.mp4 --strength 0.6 ...
   python experiments/sample.py --workdir RUN --task loop --prompt "..."   # or with --video
+  python experiments/sample.py --workdir RUN --prompt "A red circle moves up." \
+      --negative_prompt "A blue square."   # guidance steers away from it (default: '')
 
 Tasks (videogen/inference/prompting.py): text, image (animate a still), extend (forward or backward, any
 length, window by window), loop (a clip that plays seamlessly on repeat), connect (a transition
@@ -60,6 +62,10 @@ _METHOD = flags.DEFINE_enum('method', 'heun', ['euler', 'heun', 'ab2'],
                             'euler: 1 call/step; heun: 2 calls/step, more accurate; ab2: '
                             '2nd-order multistep at 1 call/step.')
 _CFG = flags.DEFINE_float('cfg', 4.0, 'Text guidance scale (1 = no guidance).')
+_SHIFT = flags.DEFINE_float('shift', None, 'Time-grid shift of the sampler (more steps near '
+                            'noise above 1; default: the run\'s training shift).')
+_NEGATIVE = flags.DEFINE_string('negative_prompt', '', 'Text the text guidance steers away '
+                                'from, in place of the empty prompt (no effect at --cfg 1).')
 _FRAME_CFG = flags.DEFINE_float('frame_cfg', 1.0, 'Guidance scale on the given frames (1 = '
                                 'none; more follows them harder, at one more model call).')
 _FRAMES = flags.DEFINE_integer('num_frames', None, 'Frames per window (default: the training '
@@ -78,7 +84,8 @@ def checked_flags() -> tuple[list[str], generate.SampleSettings, prompting.TaskI
     settings = generate.SampleSettings(steps=_STEPS.value, method=_METHOD.value,
                                        cfg_scale=_CFG.value, frame_cfg_scale=_FRAME_CFG.value,
                                        num_frames=_FRAMES.value, height=_HEIGHT.value,
-                                       width=_WIDTH.value)
+                                       width=_WIDTH.value, negative_prompt=_NEGATIVE.value,
+                                       shift=_SHIFT.value)
     inputs = prompting.TaskInputs(
         image=_IMAGE.value, video=_VIDEO.value, video_b=_VIDEO_B.value,
         keyframes=tuple(_KEYFRAMES.value), frames=_NEW_FRAMES.value, direction=_DIRECTION.value,

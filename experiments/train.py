@@ -3,10 +3,16 @@
   python experiments/train.py --config configs/world.py --workdir outputs/run
   python experiments/train.py --config configs/world.py:variant=S/2 --workdir outputs/s2 \
       --config.train.steps=20000 --config.data.batch_size=64
+  python experiments/train.py --config configs/world.py --workdir outputs/finetune \
+      --config.init_from=reference/world_t2   # start from a run's or an export's weights
 
 Writes WORKDIR/{config.json, checkpoints/<step>/, tb/, metrics.jsonl, samples/<step>/ every
 config.train.sample_every steps}. SIGTERM saves a
 checkpoint before exiting; running the same command again continues exactly.
+--config.init_from (a training run or an export) starts a run that has no checkpoint yet from that
+folder's EMA params, wherever parameter path and shape agree (logged: loaded, new, dropped); a
+parameter of another shape stops it. The optimizer starts fresh; once WORKDIR has checkpoints,
+resuming wins over init_from.
 """
 from absl import app
 from absl import flags

@@ -3,6 +3,8 @@
   python experiments/train_vae.py --config configs/vae_world.py --workdir outputs/vae_world
   python experiments/train_vae.py --config configs/vae_world.py --workdir outputs/vae_world \
       --minutes 30 --config.train.steps=5000 --config.optim.total_steps=5000
+  python experiments/train_vae.py --config configs/vae_world.py --workdir outputs/vae_tuned \
+      --config.init_from=outputs/vae_world   # a new run from a VAE run's or export's weights
 
 Writes WORKDIR/{config.json, checkpoints/<step>/, tb/, metrics.jsonl, samples/<step>/,
 latent_stats.json}. SIGTERM (or the --minutes budget) saves a checkpoint before exiting; running

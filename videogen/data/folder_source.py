@@ -7,6 +7,7 @@ skipped (see FolderSource), so one bad file never stops a training run.
 import csv
 import io
 import json
+import os
 import pathlib
 
 from absl import logging
@@ -19,6 +20,7 @@ from videogen.data import clips
 
 PYAV_SUFFIXES = ('.mp4', '.webm', '.mov', '.mkv')
 PILLOW_SUFFIXES = ('.gif', '.png', '.jpg', '.jpeg')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')  # one frame each (a GIF may animate)
 _SHOWN = 10  # Missing or unsupported paths named in an error before the rest are counted.
 
 
@@ -43,15 +45,26 @@ class FolderSource:
   frames to RGB. GIFs and images are decoded whole (GIF frames are deltas of earlier ones).
   Measured on 2 busy CPU cores: 9x64x64 clips from bikes.mp4 (640x272, 250 frames) at 12-28
   clips/s at 8 fps, 21-40 at its own 25 fps; decoding the whole file gives 1.2.
+
+  For training (data/pipeline.py): `num_records` makes the source that long, record j a clip of
+  file j % len(files) whose start is drawn from (seed, j), so each pass over the files takes
+  other clips of them (None: one record per file, j < len(files), as above). `record(j, bucket)`
+  reads record j at a bucket's (num_frames, height, width) in place of the source's size
+  (buckets). `single_frame_images` makes a PNG/JPEG a 1-frame clip, not a still clip of
+  num_frames, for layouts whose clips may differ in length (packed rows).
   """
 
   def __init__(self, root, *, num_frames: int, height: int | None = None,
                width: int | None = None, fps: float | None = None, captions='captions.jsonl',
-               seed: int = 0, max_tokens: int | None = None, patch_size=None):
+               seed: int = 0, max_tokens: int | None = None, patch_size=None,
+               num_records: int | None = None, single_frame_images: bool = False):
     if (max_tokens is None) == (height is None or width is None):
       raise ValueError(f'height={height}, width={width}, max_tokens={max_tokens}: pass height '
                        'and width (one size for every clip) or max_tokens and patch_size (each '
                        "file's own aspect ratio), not both.")
+    if num_records is not None and num_records < 1:
+      raise ValueError(f'num_records={num_records} must be at least 1, or None for one record '
+                       'per file.')
     if max_tokens is None:
       clips.check_target(num_frames, height, width, fps)
     else:
@@ -66,27 +79,35 @@ class FolderSource:
     self.root = pathlib.Path(root)
     self.num_frames, self.height, self.width, self.fps = num_frames, height, width, fps
     self.seed = seed
+    self.num_records = num_records
+    self.single_frame_images = single_frame_images
     self.paths, self.captions = read_captions(self.root / captions)
     _check_paths(self.root, self.paths, self.root / captions)
     self._skipped: dict[str, str] = {}  # path -> why it could not be decoded
 
   def __len__(self) -> int:
-    return len(self.paths)
+    return self.num_records or len(self.paths)
 
   def __getitem__(self, index: int) -> dict:
+    return self.record(index)
+
+  def record(self, index: int, bucket=None) -> dict:
+    """Record `index`; with a bucket (buckets.Bucket), at its frames, height and width."""
     index = int(index)
-    if not 0 <= index < len(self.paths):
-      raise IndexError(f'index={index} is outside this source of {len(self.paths)} files.')
+    if not 0 <= index < len(self):
+      raise IndexError(f'index={index} is outside this source of {len(self)} records.')
     for offset in range(len(self.paths)):
       i = (index + offset) % len(self.paths)
       path = self.paths[i]
       if path in self._skipped:
         continue
       try:
-        video = self._read_clip(self.root / path, i)
+        video = self._read_clip(self.root / path, i if self.num_records is None else index,
+                                bucket)
       except (ValueError, OSError, av.FFmpegError) as e:
         self._skipped[path] = str(e)
-        logging.warning('Skipping %s: %s', self.root / path, e)
+        logging.warning('Skipping %s (%d of %d files skipped so far): %s', self.root / path,
+                        len(self._skipped), len(self.paths), e)
         continue
       return {'video': video, 'caption': self.captions[i], 'index': i, 'path': path}
     raise ValueError(f'None of the {len(self.paths)} files listed under {self.root} can be '
@@ -97,23 +118,32 @@ class FolderSource:
     """Paths (relative to root) found undecodable so far in this process, sorted."""
     return tuple(sorted(self._skipped))
 
-  def _read_clip(self, path: pathlib.Path, index: int) -> np.ndarray:
-    sample = dict(num_frames=self.num_frames, fps=self.fps, seed=self.seed, index=index)
+  def _read_clip(self, path: pathlib.Path, draw: int, bucket=None) -> np.ndarray:
+    """Clip number `draw` (its start's draw) of the file, at `bucket`'s size or the source's."""
+    num_frames = bucket.num_frames if bucket else self.num_frames
+    if self.single_frame_images and path.suffix.lower() in IMAGE_SUFFIXES:
+      num_frames = 1
+    sample = dict(num_frames=num_frames, fps=self.fps, seed=self.seed, index=draw)
     if path.suffix.lower() in PYAV_SUFFIXES:
       frames = read_pyav_clip(path, **sample)
     else:
       frames = media.read_video(path)
       source_fps = media.video_fps(path) if len(frames) > 1 and self.fps else None
       frames = frames[clips.sample_indices(len(frames), source_fps=source_fps, **sample)]
-    size = (self.height, self.width) if self.max_tokens is None else clips.native_size(
-        frames.shape[1:3], num_frames=self.num_frames, patch_size=self.patch_size,
-        max_tokens=self.max_tokens)
+    if bucket:
+      size = (bucket.height, bucket.width)
+    elif self.max_tokens is None:
+      size = (self.height, self.width)
+    else:  # the video clips' size, so an image as 1 frame is not shown larger
+      size = clips.native_size(frames.shape[1:3], num_frames=self.num_frames,
+                               patch_size=self.patch_size, max_tokens=self.max_tokens)
     return clips.resize_crop(frames, *size)
 
   def __repr__(self) -> str:
     size = (f'height={self.height}, width={self.width}' if self.max_tokens is None else
             f'max_tokens={self.max_tokens}, patch_size={tuple(self.patch_size)}')
-    return (f'FolderSource({str(self.root)!r}, {len(self)} files, num_frames={self.num_frames}, '
+    return (f'FolderSource({str(self.root)!r}, {len(self.paths)} files, {len(self)} records, '
+            f'num_frames={self.num_frames}, '
             f'{size}, fps={self.fps}, seed={self.seed})')
 
 
@@ -208,7 +238,14 @@ def _decode(container, stream, rate: float, wanted: np.ndarray, seek: bool):
 
 
 def _check_paths(root: pathlib.Path, paths: list[str], caption_file: pathlib.Path) -> None:
-  """One error naming every listed path that is missing or of a type no reader handles."""
+  """One error naming every listed path that leaves the folder, is missing or is of a type no
+  reader handles. Paths are relative and stay inside root (a symlink inside it may point
+  anywhere), so a caption file cannot make a run read files it was not given."""
+  outside = [p for p in paths if os.path.isabs(p) or
+             os.path.normpath(p).split(os.sep)[0] == os.pardir]
+  if outside:
+    raise ValueError(f'{caption_file} lists paths outside {root} ({_listed(outside)}); move those '
+                     f'files into {root} and list them relative to it.')
   unsupported = [p for p in paths if pathlib.Path(p).suffix.lower() not in
                  PYAV_SUFFIXES + PILLOW_SUFFIXES]
   if unsupported:

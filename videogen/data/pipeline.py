@@ -1,9 +1,11 @@
-"""Grain input pipeline: world clips -> float batches in [-1, 1], one disjoint shard per process.
+"""Grain input pipeline: world or folder clips -> float batches in [-1, 1], one disjoint shard
+per process.
 
-Records flow: WorldSource[i] (render, uint8) -> keep video + caption -> normalise -> batch, or
-pack into token rows -> (optionally) worker processes -> prefetch. The data layout picks how clips
-of many sizes share a batch (LAYOUTS). The iterator's `get_state()`/`set_state()` resume at
-exactly the next batch, so Orbax saves it beside the model state.
+Records flow: WorldSource[i] (render, uint8) or FolderSource (decode a file, uint8) -> keep
+video + caption -> normalise -> batch, or pack into token rows -> (optionally) worker processes
+-> prefetch. The data layout picks how clips of many sizes share a batch (LAYOUTS). The
+iterator's `get_state()`/`set_state()` resume at exactly the next batch, so Orbax saves it
+beside the model state.
 Worker code is numpy only.
 """
 import dataclasses
@@ -12,6 +14,8 @@ import grain
 import numpy as np
 
 from videogen.core import media
+from videogen.core import patches
+from videogen.data import folder_source
 from videogen.data import packing
 from videogen.data import sizes as sizes_lib
 from videogen.data import world
@@ -21,8 +25,9 @@ from videogen.data import world_source
 # table per batch; 'fixed': every clip at the world's size (num_frames x height x width).
 LAYOUTS = ('packed', 'buckets', 'fixed')
 # 'world': clips rendered as they are read; 'latent_cache': VAE latents and caption states
-# encoded once (data/latent_cache.py).
-SOURCES = ('world', 'latent_cache')
+# encoded once (data/latent_cache.py); 'folder': clips of your own videos and images, listed
+# with their captions in a caption file in data.root (data/folder_source.py).
+SOURCES = ('world', 'latent_cache', 'folder')
 
 @dataclasses.dataclass(frozen=True)
 class ToTrainRecord(grain.transforms.Map):
@@ -33,10 +38,22 @@ class ToTrainRecord(grain.transforms.Map):
     return {'video': video, 'caption': record['caption']}
 
 
-def _records(options: world.WorldOptions, sizes: sizes_lib.ClipSizes | None, *, seed: int,
-             split: str, shard_index: int, shard_count: int, num_records: int,
-             batch_size: int) -> grain.MapDataset:
-  """This process's normalised records {'video', 'caption'}; checks the sharding arguments."""
+@dataclasses.dataclass(frozen=True)
+class ReadFolderRecord(grain.transforms.MapWithIndex):
+  """Reads FolderSource record `index` (after the shuffle) for global position `position`, at
+  that position's size when `sizes` is given: the size follows the position, not the record, so
+  the consecutive positions of one global batch share it (buckets) however records shuffle."""
+  source: folder_source.FolderSource
+  sizes: sizes_lib.ClipSizes | None = None
+
+  def map_with_index(self, position: int, index: int) -> dict:
+    bucket = self.sizes(position) if self.sizes is not None else None
+    return ToTrainRecord().map(self.source.record(index, bucket))
+
+
+def _check_shards(*, shard_index: int, shard_count: int, num_records: int,
+                  batch_size: int) -> None:
+  """Raises for a batch or shard that cannot be made, before any record is read."""
   if batch_size < 1:
     raise ValueError(f'batch_size {batch_size} must be at least 1.')
   if not 0 <= shard_index < shard_count:
@@ -44,6 +61,14 @@ def _records(options: world.WorldOptions, sizes: sizes_lib.ClipSizes | None, *, 
   if num_records // shard_count < batch_size:
     raise ValueError(f'num_records {num_records} gives each of {shard_count} shards fewer than '
                      f'one batch of {batch_size}: raise num_records.')
+
+
+def _records(options: world.WorldOptions, sizes: sizes_lib.ClipSizes | None, *, seed: int,
+             split: str, shard_index: int, shard_count: int, num_records: int,
+             batch_size: int) -> grain.MapDataset:
+  """This process's normalised records {'video', 'caption'}; checks the sharding arguments."""
+  _check_shards(shard_index=shard_index, shard_count=shard_count, num_records=num_records,
+                batch_size=batch_size)
   source = world_source.WorldSource(options, seed=seed, split=split, num_records=num_records,
                                     sizes=sizes)
   return grain.MapDataset.source(source)[shard_index::shard_count].map(ToTrainRecord())
@@ -75,6 +100,13 @@ def world_dataset(options: world.WorldOptions, *, seed: int, batch_size: int,
                      f'{batch_size * shard_count}.')
   ds = _records(options, sizes, seed=seed, split=split, shard_index=shard_index,
                 shard_count=shard_count, num_records=num_records, batch_size=batch_size)
+  return _batches(ds, batch_size, num_workers=num_workers, num_threads=num_threads,
+                  prefetch=prefetch)
+
+
+def _batches(ds: grain.MapDataset, batch_size: int, *, num_workers: int, num_threads: int,
+             prefetch: int) -> grain.IterDataset:
+  """Records batched, read by threads (and worker processes) ahead of the trainer."""
   ds = ds.batch(batch_size, drop_remainder=True)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                             prefetch_buffer_size=prefetch * batch_size))
@@ -94,6 +126,15 @@ def packed_world_dataset(options: world.WorldOptions, sizes: sizes_lib.ClipSizes
   render; this process packs. Other arguments as in `world_dataset`."""
   ds = _records(options, sizes, seed=seed, split=split, shard_index=shard_index,
                 shard_count=shard_count, num_records=num_records, batch_size=1)
+  return _packed_rows(ds, seed=seed, rows_per_batch=rows_per_batch, row_length=row_length,
+                      patch_size=patch_size, max_segments=max_segments, buffer_size=buffer_size,
+                      num_workers=num_workers, num_threads=num_threads, prefetch=prefetch)
+
+
+def _packed_rows(ds: grain.MapDataset, *, seed: int, rows_per_batch: int, row_length: int,
+                 patch_size, max_segments: int, buffer_size: int, num_workers: int,
+                 num_threads: int, prefetch: int) -> packing.PackedDataset:
+  """Records read by threads (and worker processes), packed into token rows here."""
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                             prefetch_buffer_size=prefetch * rows_per_batch))
   if num_workers > 0:
@@ -113,10 +154,15 @@ def layout(config) -> str:
 
 
 def source(config) -> str:
-  """config.data.source, checked; runs saved before sources existed read 'world'."""
+  """config.data.source, checked (a folder run must name its folder); runs saved before sources
+  existed read 'world'."""
   name = config.data.get('source', 'world')
   if name not in SOURCES:
     raise ValueError(f'data.source {name!r} is unknown: use one of {SOURCES}.')
+  if name == 'folder' and not config.data.get('root'):
+    raise ValueError("data.source 'folder' trains on a folder of videos that data.root must "
+                     'name: pass --config.data.root=DIR (DIR holding the media and '
+                     'captions.jsonl).')
   return name
 
 
@@ -157,3 +203,48 @@ def world_clips(world_cfg, *, seed: int, split: str, num_clips: int) -> np.ndarr
                           batch_size=num_clips, split=split, num_threads=1, prefetch=1,
                           num_records=num_clips)
   return next(iter(dataset))['video']
+
+
+def folder_dataset_from_config(config, *, shard_index: int = 0,
+                               shard_count: int = 1) -> grain.IterDataset:
+  """Batches of config.data.root's clips in config.data.layout for one process.
+
+  The clip size is the world section's (num_frames x height x width at fps; buckets: the data.sizes
+  table's; packed: each file's own aspect ratio in as many tokens as that clip makes). Records
+  are a shuffle, seeded by config.seed, of data.num_records clips (record j: a clip of file
+  j % files starting at a position drawn from (seed, j)); each process takes every shard_count-th
+  of them from shard_index. FolderSource's docstring says how clips are cut and what is skipped.
+  """
+  d = config.data
+  name = layout(config)
+  local_batch = local_batch_size(d.batch_size, shard_count)
+  _check_shards(shard_index=shard_index, shard_count=shard_count, num_records=d.num_records,
+                batch_size=1 if name == 'packed' else local_batch)
+  source_ = _folder_source(config, name)
+  source_[0]  # a folder with nothing decodable fails here, naming it, not in a reader thread
+  sizes = (sizes_lib.ClipSizes(sizes_lib.table_from_config(config), config.seed,
+                               group=d.batch_size) if name == 'buckets' else None)
+  ds = grain.MapDataset.range(len(source_)).shuffle(seed=config.seed)
+  ds = ds.map_with_index(ReadFolderRecord(source_, sizes))[shard_index::shard_count]
+  common = dict(num_workers=d.num_workers, num_threads=d.num_threads, prefetch=d.prefetch)
+  if name != 'packed':
+    return _batches(ds, local_batch, **common)
+  return _packed_rows(ds, seed=config.seed, rows_per_batch=local_batch, row_length=d.row_length,
+                      patch_size=config.model.patch_size, max_segments=d.max_segments,
+                      buffer_size=d.buffer_size, **common)
+
+
+def _folder_source(config, name: str) -> folder_source.FolderSource:
+  """The FolderSource of data.root for layout `name`: fixed and buckets cut clips to one size
+  (buckets resize each record at read time), packed keeps each file's aspect ratio, and there
+  images (PNG/JPEG) are 1-frame clips when the patch's pt is 1 (else still clips)."""
+  d, w = config.data, config.world
+  patch = tuple(config.model.patch_size)
+  if name == 'packed':
+    size = dict(max_tokens=patches.num_tokens((w.num_frames, w.height, w.width), patch),
+                patch_size=patch, single_frame_images=patch[0] == 1)
+  else:
+    size = dict(height=w.height, width=w.width)
+  return folder_source.FolderSource(d.root, num_frames=w.num_frames, fps=w.fps,
+                                    captions=d.captions, seed=config.seed,
+                                    num_records=d.num_records, **size)

@@ -10,7 +10,8 @@ noise, as in training. Methods:
            Second order at Euler's cost (the linear-multistep cousin of DPM-Solver++(2M)).
 The loop is one `lax.fori_loop`, so a sampler compiles once per input shape.
 Classifier-free guidance: v = v_uncond + s (v_cond - v_uncond), from ONE forward pass over the
-batch [cond; uncond]; with given frames, separate scales for text and frames (three branches).
+batch [cond; uncond]; with given frames, separate scales for text and frames (three branches,
+four with a negative prompt, which stands in for the empty prompt in the text guidance).
 """
 import math
 
@@ -75,14 +76,24 @@ def _check_scale(scale) -> None:
                      'guidance, or e.g. 5.0.')
 
 
-def guidance_weights(text_scale: float, frame_scale: float | None = None) -> tuple[float, ...]:
+def guidance_weights(text_scale: float, frame_scale: float | None = None, *,
+                     negative: bool = False) -> tuple[float, ...]:
   """Weights of the branches [text + frames, frames only, nothing] (the last two dropped when
   their weight is 0): v = v_none + s_f (v_frames - v_none) + s_t (v_both - v_frames), as in
-  InstructPix2Pix. frame_scale None (no frames given): [text, nothing] weighted s_t, 1 - s_t."""
+  InstructPix2Pix. frame_scale None (no frames given): [text, nothing] weighted s_t, 1 - s_t.
+
+  negative: with frames, a negative prompt's branch [text + frames, negative + frames, frames
+  only, nothing] weighted so that it replaces the frames-only branch in the text guidance
+  alone, v = v_both + (s_t - 1)(v_both - v_negative) + (s_f - 1)(v_frames - v_none): at
+  s_t = 1 it drops out, and the frame guidance stays measured without text. (Without frames a
+  negative prompt is simply the text of the 'nothing' branch.)
+  """
   _check_scale(text_scale)
   if frame_scale is None:
     return (float(text_scale), 1.0 - text_scale)
   _check_scale(frame_scale)
+  if negative:
+    return (float(text_scale), 1.0 - text_scale, frame_scale - 1.0, 1.0 - frame_scale)
   return (float(text_scale), frame_scale - text_scale, 1.0 - frame_scale)
 
 

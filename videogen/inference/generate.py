@@ -4,6 +4,7 @@
   prompts, settings = ['A red circle drifts to the right.'], SampleSettings(steps=25)
   videos = gen.generate(prompts, seeds=[0], settings=settings)   # uint8 [B, T, H, W, 3]
   gen.write(videos, prompts, 'outputs/samples', seeds=[0], settings=settings)  # mp4 + sidecars
+  settings = SampleSettings(negative_prompt='A blue square.')  # guidance steers away from it
 
 Sampling runs on one device by default, whatever mesh the run trained on: the checkpoint is
 restored onto a 1-device mesh. The sampler loop is compiled once per (shape, steps, method,
@@ -14,7 +15,6 @@ frames (a clip's first ones) and SDEdit inputs are encoded by the same VAE.
 """
 import dataclasses
 import functools
-import json
 import math
 import numbers
 import os
@@ -22,9 +22,7 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from videogen.core import media
 from videogen.core import patches
@@ -34,6 +32,7 @@ from videogen.diffusion import samplers
 from videogen.inference import vae as vae_lib
 from videogen.runtime import checkpoint
 from videogen.runtime import dit_run
+from videogen.runtime import weights as weights_lib
 
 _BYTES_PER_GIB = 2 ** 30
 
@@ -49,6 +48,10 @@ class SampleSettings:
   num_frames: int | None = None   # None: the training clip's size
   height: int | None = None
   width: int | None = None
+  # Text guidance steers away from this text's encoding instead of the empty prompt's ('').
+  negative_prompt: str = ''
+  # The time grid's shift (flow.shift_t); None: the run's training shift for these tokens.
+  shift: float | None = None
 
   def __post_init__(self):
     if not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
@@ -58,6 +61,12 @@ class SampleSettings:
       raise ValueError(f'method {self.method!r} is unknown: use one of {samplers.METHODS}.')
     for name, flag in (('cfg_scale', 'cfg'), ('frame_cfg_scale', 'frame_cfg')):
       _check_guidance(name, getattr(self, name), flag)
+    if not isinstance(self.negative_prompt, str):
+      raise ValueError(f'negative_prompt {self.negative_prompt!r} must be a str: pass the text '
+                       "to steer away from, or '' for none.")
+    if self.shift is not None and not (isinstance(self.shift, numbers.Real) and self.shift > 0):
+      raise ValueError(f'shift {self.shift!r} must be a positive number: use 1.0 for an '
+                       "unshifted time grid, or None for the run's training shift.")
     for name in ('num_frames', 'height', 'width'):
       if getattr(self, name) is not None and getattr(self, name) < 1:
         raise ValueError(f'{name} {getattr(self, name)} must be at least 1: leave it unset (None) '
@@ -74,39 +83,12 @@ def _check_guidance(name: str, scale, flag: str) -> None:
                      f'for no guidance or more, e.g. --{flag} 4.')
 
 
-def load_config(workdir) -> ml_collections.ConfigDict:
-  """workdir/config.json, or one clear error when the run does not exist."""
-  path = pathlib.Path(workdir) / 'config.json'
-  if not path.exists():
-    raise FileNotFoundError(f'no trained run in {str(workdir)!r} (missing {path.name}): train '
-                            f'first with experiments/train.py --workdir {workdir}')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
-def saved_steps(workdir) -> list[int]:
-  """The steps of the checkpoints in workdir/checkpoints, oldest first."""
-  folder = pathlib.Path(workdir) / 'checkpoints'
-  return sorted(int(p.name) for p in folder.glob('*') if p.name.isdigit() and p.is_dir())
-
-
-def check_saved_step(workdir, step: int | None) -> None:
-  """Raises one sentence when the run in `workdir` has no checkpoint, or none at `step` (None:
-  the newest)."""
-  steps = saved_steps(workdir)
-  if not steps:
-    raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
-                            f'experiments/train.py --workdir {workdir}')
-  if step is not None and step not in steps:
-    raise FileNotFoundError(f'no checkpoint at step {step} in {str(workdir)!r}: pick one of '
-                            f'{steps} with --step, or omit --step for the newest ({steps[-1]}).')
-
-
-def check_exported_step(workdir, step: int | None, exported_step: int) -> None:
-  """Raises one sentence when `step` asks an export for a step other than the one it holds."""
-  if step is not None and step != exported_step:
-    raise FileNotFoundError(f'{str(workdir)!r} is an export of step {exported_step} only, not '
-                            f'{step}: omit --step, or sample the training run\'s workdir for '
-                            'other steps.')
+# Where a run's weights are read (runtime/weights.py), named here for the sampling API's users.
+load_config = weights_lib.load_config
+saved_steps = weights_lib.saved_steps
+check_saved_step = weights_lib.check_saved_step
+check_exported_step = weights_lib.check_exported_step
+sampling_run = dit_run.sampling_run
 
 
 def available_bytes(device) -> int:
@@ -134,15 +116,6 @@ def _check_mask(mask, shape):
   return jnp.asarray(mask, bool)
 
 
-def sampling_run(config: ml_collections.ConfigDict, devices=None) -> dit_run.DitRun:
-  """The run's DitRun on `devices` (default: this process's first device), whatever mesh
-  and batch it trained with."""
-  config = ml_collections.ConfigDict(config.to_dict())  # an unlocked copy
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
-  config.data.batch_size = 1
-  return dit_run.build(config, devices=devices or jax.local_devices()[:1])
-
-
 class Generator:
   """A restored model plus its text encoder; see the module docstring."""
 
@@ -159,22 +132,9 @@ class Generator:
     `workdir` is a training run (config.json + checkpoints/) or a folder written by `export`
     (config.json + params/ + export.json), which holds only the sampling weights.
     """
-    config = load_config(workdir)
-    exported = pathlib.Path(workdir) / 'params'
-    if exported.is_dir():
-      info = json.loads((pathlib.Path(workdir) / 'export.json').read_text())
-      check_exported_step(workdir, step, info['step'])
-      run = sampling_run(config, devices)
-      params = ocp.StandardCheckpointer().restore(exported.absolute(),
-                                                  run.abstract_state.ema_params)
-      return cls(run, params, info['step'])
-    check_saved_step(workdir, step)
-    run = sampling_run(config, devices)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
-    step = step if step is not None else ckpt.latest_step()
-    state = ckpt.restore(run.abstract_state, step=step)
-    ckpt.close()
-    return cls(run, state.ema_params if use_ema else state.params, step)
+    run, params, step = weights_lib.restore_params(workdir, sampling_run, step=step,
+                                                   use_ema=use_ema, devices=devices)
+    return cls(run, params, step)
 
   def export(self, out_dir, **info) -> pathlib.Path:
     """Writes the sampling weights alone (no optimizer state): config.json, params/ (Orbax) and
@@ -232,8 +192,10 @@ class Generator:
     latent = self.run.vae_config is not None
     shape = self.shape(settings)
     video_shape = (len(prompts), *self.clip_size(settings), 3)
-    text_bld, mask_bl = self.run.encoder.encode(prompts)
-    null_ld, null_mask_l = (a[None] for a in self.run.encoder.unconditional())
+    text = self.run.encoder.encode(prompts)
+    null = tuple(a[None] for a in self.run.encoder.unconditional())
+    negative = (self.run.encoder.encode([settings.negative_prompt])
+                if settings.negative_prompt else None)
     noise = jnp.stack([jax.random.normal(jax.random.key(s), shape) for s in seeds])
     given = pixels_given = None
     if frames is not None:
@@ -243,9 +205,10 @@ class Generator:
     if init is not None:
       init = _as_model_video(init, video_shape, 'init')
       init = self.vae.encode(init, pad=True) if latent else init
-    branches = self._branches(text_bld, mask_bl, null_ld, null_mask_l, given)
+    branches = self._branches(text, null, negative, given)
     weights = samplers.guidance_weights(
-        settings.cfg_scale, settings.frame_cfg_scale if given else None)
+        settings.cfg_scale, settings.frame_cfg_scale if given else None,
+        negative=negative is not None)
     kwargs = {}
     if given:
       kwargs.update(frames=given[0], frame_mask=given[1])
@@ -268,24 +231,27 @@ class Generator:
                                            latents_bthwc.shape[1])
     return latents_bthwc, jnp.asarray(mask)
 
-  def _branches(self, text, mask, null_text, null_mask, given):
-    """Model inputs of the guidance branches: [text (+ frames), no text (+ frames), nothing]."""
+  def _branches(self, text, null, negative, given):
+    """Model inputs of the guidance branches (see samplers.guidance_weights), each a (states,
+    mask) text plus any given frames: [text, null] without frames, where a negative prompt's
+    text stands in for the empty prompt's `null`; with frames [text + frames, (negative +
+    frames,) null + frames, nothing], so the frame guidance stays measured without text."""
     if not given:
-      return [(text, mask), (null_text, null_mask)]
+      return [text, negative or null]
     frames, frame_mask = given
     nothing = (jnp.zeros_like(frames[:1]), jnp.zeros_like(frame_mask[:1]))
-    return [(text, mask, *given), (null_text, null_mask, *given), (null_text, null_mask,
-                                                                    *nothing)]
+    steered = [(*negative, *given)] if negative else []
+    return [(*text, *given), *steered, (*null, *given), (*null, *nothing)]
 
   def _sampler(self, settings: SampleSettings, weights, noise, branches, kwargs):
     """The compiled sampler for these shapes and settings; raises if it cannot fit in memory."""
     signature = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)),
                              (noise, branches, kwargs))
-    key = (settings.steps, settings.method, weights, str(signature))
+    shift = settings.shift or self.run.shift(noise.shape[1:])
+    key = (settings.steps, settings.method, shift, weights, str(signature))
     if key not in self._samplers:
       sampler = samplers.make_sampler(self.run.apply, steps=settings.steps,
-                                      method=settings.method,
-                                      shift=self.run.shift(noise.shape[1:]), weights=weights)
+                                      method=settings.method, shift=shift, weights=weights)
       self._check_memory(sampler, noise, branches, kwargs)
       self._samplers[key] = sampler
     return self._samplers[key]

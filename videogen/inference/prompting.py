@@ -13,7 +13,8 @@ when the aspect ratio differs). Outputs are uint8 [T, H, W, 3]. Given frames com
 (the sampler holds them, diffusion/conditioning.py). A latent model (trained on a VAE's
 latents) does image_to_video, extend forward and edit: its VAE is causal, so only a clip's first
 frames can be given (see LATENT_TASKS). `settings` picks the sampler, the text
-guidance (cfg_scale) and the frame guidance (frame_cfg_scale); its size fields set the window.
+guidance (cfg_scale, steering away from negative_prompt when one is set) and the frame guidance
+(frame_cfg_scale); its size fields set the window.
 """
 import dataclasses
 import os

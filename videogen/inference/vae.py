@@ -16,12 +16,9 @@ import dataclasses
 import json
 import pathlib
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from videogen.core import media
 from videogen.models import autoencoder
@@ -29,7 +26,7 @@ from videogen.models import autoencoder_chunks
 from videogen.runtime import checkpoint
 from videogen.runtime import vae_run
 
-_EXPORT_INFO = 'export.json'
+_EXPORT_INFO = vae_run.EXPORT_INFO_FILE
 
 
 class Autoencoder:
@@ -61,39 +58,18 @@ class Autoencoder:
     workdir = pathlib.Path(workdir)
     if (workdir / 'params').is_dir():
       return cls._from_export(workdir)
-    if not (workdir / 'config.json').is_file():
-      raise FileNotFoundError(f'no trained VAE in {str(workdir)!r} (missing config.json): train '
-                              f'first with experiments/train_vae.py --workdir {workdir}')
-    config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
-    run = vae_run.build(config, devices=jax.devices()[:1])
-    ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'))
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
-                              f'experiments/train_vae.py --workdir {workdir}')
-    state = ckpt.restore(run.abstract_state, step=step)
-    ckpt.close()
-    params = run.autoencoder_params(state.ema_params if use_ema else state.params)
+    params, step, run = vae_run.restore_params(workdir, step=step, use_ema=use_ema)
     stats_path = workdir / vae_run.LATENT_STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     if (stats.get('step'), stats.get('use_ema')) != (step, use_ema):
-      stats = vae_run.measure_latent_stats(config, run.model, params)
+      stats = vae_run.measure_latent_stats(run.config, run.model, params)
     return cls(run.model.config, params, stats, step=step)
 
   @classmethod
   def _from_export(cls, folder: pathlib.Path) -> 'Autoencoder':
-    config = autoencoder.config_from_workdir(folder)
-    model = autoencoder.AutoencoderKL(config)
-    image = jnp.zeros((1, 1, config.spatial_downsample, config.spatial_downsample, 3))
-    shapes = jax.eval_shape(model.init, jax.random.key(0), image, jax.random.key(1))['params']
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                            nn.unbox(shapes))
-    params = ocp.StandardCheckpointer().restore((folder / 'params').absolute(), abstract)
+    params, step, _ = vae_run.restore_params(folder)
     stats = json.loads((folder / vae_run.LATENT_STATS_FILE).read_text())
-    info = json.loads((folder / _EXPORT_INFO).read_text())
-    return cls(config, params, stats, step=info['step'])
+    return cls(autoencoder.config_from_workdir(folder), params, stats, step=step)
 
   def export(self, out_dir, **info) -> pathlib.Path:
     """Writes what the VAE needs and nothing else (no optimizer state): autoencoder.json (its

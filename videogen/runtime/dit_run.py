@@ -3,7 +3,8 @@
 One place decides the model's input shape, the text encoder, the DiT, the optimizer, the mesh
 and the state's shardings, so a checkpoint written by the trainer restores in the sampler.
 A latent run (config.autoencoder names a VAE run or export) models the VAE's latents of the
-world's clips, read from a latent cache; a pixel run ('none') models the pixels.
+world's clips, read from a latent cache; a pixel run ('none') models the pixels of the world's
+clips or of a folder's (data.source 'folder'), at the world section's clip size.
 """
 import dataclasses
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.runtime import run as run_lib
 from videogen.runtime import state as state_lib
+from videogen.runtime import weights
 
 PIXEL_CHANNELS = 3
 # Config sections a checkpoint must agree with to be resumed or sampled.
@@ -50,12 +52,16 @@ class DitRun(run_lib.Run):
       f'model.{field}': old for field, old in OLD_RUN_MODEL.items()}
 
   def dataset(self, shard_index: int, shard_count: int):
-    """This process's batches of config.data.source (world clips or a latent cache); checks a
-    latent cache fits the model first."""
-    if pipeline.source(self.config) == 'latent_cache':
+    """This process's batches of config.data.source (world clips, a folder's clips or a latent
+    cache); checks a latent cache fits the model first."""
+    source = pipeline.source(self.config)
+    if source == 'latent_cache':
       check_latent_cache(self)
       return latent_cache.dataset_from_config(self.config, shard_index=shard_index,
                                               shard_count=shard_count)
+    if source == 'folder':
+      return pipeline.folder_dataset_from_config(self.config, shard_index=shard_index,
+                                                 shard_count=shard_count)
     return pipeline.world_dataset_from_config(self.config, shard_index=shard_index,
                                               shard_count=shard_count)
 
@@ -92,6 +98,11 @@ class DitRun(run_lib.Run):
     tokens = patches.num_tokens((shape or self.shape)[:3], self.model.config.patch_size)
     d = self.config.diffusion
     return flow.resolution_shift(tokens, d.base_tokens, d.base_shift, d.max_tokens, d.max_shift)
+
+  def read_weights(self, folder: str):
+    """The EMA params of the DiT run or export in `folder`, restored as the sampler restores
+    them (onto this process's first device; the shapes are the folder's own)."""
+    return weights.restore_params(folder, sampling_run)[1]
 
   @property
   def frame_conditioning(self) -> bool:
@@ -184,6 +195,15 @@ def latent_autoencoder(config: ml_collections.ConfigDict) -> autoencoder.Autoenc
   if frame_conditioning(config):
     conditioning.check_prefix_tasks(config.conditioning.tasks)
   return autoencoder.config_from_workdir(config.autoencoder)
+
+
+def sampling_run(config: ml_collections.ConfigDict, devices=None) -> DitRun:
+  """The run's DitRun on `devices` (default: this process's first device), whatever mesh
+  and batch it trained with."""
+  config = ml_collections.ConfigDict(config.to_dict())  # an unlocked copy
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
+  config.data.batch_size = 1
+  return build(config, devices=devices or jax.local_devices()[:1])
 
 
 def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:

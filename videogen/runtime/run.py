@@ -11,6 +11,7 @@ import pathlib
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, ClassVar
 
+from absl import logging
 import jax
 import ml_collections
 import optax
@@ -20,6 +21,7 @@ from videogen.data import pipeline
 from videogen.parallel import sharding
 from videogen.runtime import checkpoint
 from videogen.runtime import state as state_lib
+from videogen.runtime import weights
 
 
 @dataclasses.dataclass
@@ -65,16 +67,37 @@ class Run:
   def restore_or_init(self, ckpt: checkpoint.Checkpointer, *, shard_index: int = 0,
                       shard_count: int = 1):
     """(state, data iterator): the newest checkpoint's state with the data iterator moved to
-    its position, else a fresh state and iterator. The iterator is made only once the
-    checkpoint is known compatible (`check_saved`), so a mismatch is reported as such and not
-    as bad data."""
+    its position, else a fresh state (with config.init_from's weights, see `init_state`) and
+    iterator. The iterator is made only once the checkpoint is known compatible
+    (`check_saved`), so a mismatch is reported as such and not as bad data."""
     make_iter = lambda: iter(self.dataset(shard_index, shard_count))
+    init_from = self.config.get('init_from') or ''
     if ckpt.latest_step() is None:
-      return sharding.create_sharded_state(self.init_fn, self.state_shardings, self.mesh,
-                                           self.rules), make_iter()
+      return self.init_state(init_from), make_iter()
+    if init_from:
+      logging.warning('resuming from the checkpoint in %s: init_from %s is ignored (it only '
+                      'starts a run that has no checkpoint yet).', ckpt.directory, init_from)
     self.check_saved(ckpt.restore_config())
     data_iter = make_iter()
     return ckpt.restore(self.abstract_state, data_iter), data_iter
+
+  def init_state(self, init_from: str = '') -> state_lib.TrainState:
+    """A fresh state; with `init_from` (a run or export folder) its params and EMA params
+    start from that folder's EMA params wherever path and shape agree (weights.start_from),
+    so a run can grow from another one's weights with a fresh optimizer."""
+    state = sharding.create_sharded_state(self.init_fn, self.state_shardings, self.mesh,
+                                          self.rules)
+    if not init_from:
+      return state
+    weights.check_init_from(init_from)
+    return weights.start_from(state, self.state_shardings, self.read_weights(init_from),
+                              init_from)
+
+  def read_weights(self, folder: str):
+    """The EMA params of the run or export in `folder`, in this run's params layout and on
+    this process's devices (any mesh): what `init_state` starts from."""
+    raise NotImplementedError(f'{type(self).__name__} cannot start from init_from weights: '
+                              'leave init_from empty.')
 
   def write_config(self, workdir: pathlib.Path) -> None:
     """workdir/config.json (process 0): what the sampler rebuilds the model from."""

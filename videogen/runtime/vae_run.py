@@ -13,20 +13,25 @@ Legend: b batch, t frames, h/w height/width, c channels.
 """
 import dataclasses
 import functools
+import json
+import pathlib
 from typing import ClassVar
 
 import einops
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
 from videogen.data import pipeline
 from videogen.models import autoencoder
 from videogen.models import discriminator as discriminator_lib
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
+from videogen.runtime import checkpoint
 from videogen.runtime import run as run_lib
 from videogen.runtime import state as state_lib
 
@@ -35,6 +40,7 @@ from videogen.runtime import state as state_lib
 COMPATIBLE_KEYS = ('model',)
 ADVERSARIAL_KEYS = ('discriminator.base_channels', 'discriminator.num_layers')
 LATENT_STATS_FILE = 'latent_stats.json'
+EXPORT_INFO_FILE = 'export.json'  # an export's step (and notes), beside autoencoder.json
 AUTOENCODER, DISCRIMINATOR = 'autoencoder', 'discriminator'  # the adversarial state's players
 
 
@@ -81,6 +87,45 @@ class VaeRun(run_lib.Run):
   def autoencoder_params(self, params):
     """The VAE's own params out of the train state's (or its EMA's)."""
     return params if self.discriminator is None else params[AUTOENCODER]
+
+  def read_weights(self, folder: str):
+    """The VAE's EMA params of the run or export in `folder` (`restore_params`), in this run's
+    layout: a discriminator, when on, starts fresh (an export holds none)."""
+    params = restore_params(folder)[0]
+    return params if self.discriminator is None else {AUTOENCODER: params}
+
+
+def restore_params(workdir, *, step: int | None = None, use_ema: bool = True):
+  """(params, step, run): the VAE's own params at `step` (default: the newest) of a run of
+  experiments/train_vae.py, EMA ones unless use_ema=False, on this process's first device,
+  and that run's VaeRun; or an export's (autoencoder.json + params/ + export.json: EMA params
+  of one step), with run None."""
+  workdir = pathlib.Path(workdir)
+  device = jax.local_devices()[0]
+  if (workdir / 'params').is_dir():
+    model = autoencoder.AutoencoderKL(autoencoder.config_from_workdir(workdir))
+    side = model.config.spatial_downsample
+    image = jnp.zeros((1, 1, side, side, 3))
+    shapes = jax.eval_shape(model.init, jax.random.key(0), image, jax.random.key(1))['params']
+    sharded = jax.sharding.SingleDeviceSharding(device)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharded),
+                            nn.unbox(shapes))
+    params = ocp.StandardCheckpointer().restore((workdir / 'params').absolute(), abstract)
+    return params, json.loads((workdir / EXPORT_INFO_FILE).read_text())['step'], None
+  if not (workdir / 'config.json').is_file():
+    raise FileNotFoundError(f'no trained VAE in {str(workdir)!r} (missing config.json): train '
+                            f'first with experiments/train_vae.py --workdir {workdir}')
+  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
+  run = build(config, devices=[device])
+  ckpt = checkpoint.Checkpointer(str(workdir / 'checkpoints'))
+  step = ckpt.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {str(workdir)!r}: train first with '
+                            f'experiments/train_vae.py --workdir {workdir}')
+  state = ckpt.restore(run.abstract_state, step=step)
+  ckpt.close()
+  return run.autoencoder_params(state.ema_params if use_ema else state.params), step, run
 
 
 def model_config(config: ml_collections.ConfigDict) -> autoencoder.AutoencoderConfig:

@@ -2,9 +2,10 @@
 
   loop.train(run, workdir, hooks=hooks.defaults(run, workdir))
 
-DiT runs: a captioned sample grid of the config's prompt set every config.train.sample_every
-steps. VAE runs: held-out clips beside their reconstructions every sample_every steps and at the
-end, then the latent statistics of the final EMA weights (workdir/latent_stats.json).
+DiT runs: a captioned sample grid of the config's prompt set (world captions, or a folder
+run's own captions) every config.train.sample_every steps. VAE runs: held-out clips beside
+their reconstructions every sample_every steps and at the end, then the latent statistics of
+the final EMA weights (workdir/latent_stats.json).
 Every process calls a hook (they gather the weights); process 0 writes.
 """
 import functools
@@ -17,6 +18,7 @@ import numpy as np
 from videogen.core import grids
 from videogen.core import image_metrics
 from videogen.core import media
+from videogen.data import folder_source
 from videogen.data import pipeline
 from videogen.data import prompts as prompts_lib
 from videogen.inference import generate
@@ -49,13 +51,24 @@ def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainSt
   if jax.process_count() > 1:
     run = generate.sampling_run(run.config)
     params = jax.device_put(params, run.mesh.devices.flat[0])
-  prompts = prompts_lib.world_prompts(run.config, num_train=s.num_samples, num_held_out=0)
+  texts, seeds = sample_prompts(run.config, s.num_samples)
   gen = generate.Generator(run, params, step)
   settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
-  texts = [p.text for p in prompts]
-  videos = gen.generate(texts, seeds=[p.seed for p in prompts], settings=settings)
+  videos = gen.generate(texts, seeds=seeds, settings=settings)
   grids.write_grid(workdir / 'samples' / str(step) / 'grid', list(videos), texts,
                    fps=run.config.world.fps)
+
+
+def sample_prompts(config, num: int) -> tuple[list[str], list[int]]:
+  """(captions, seeds) of the sample grid: fixed world prompts, or for a folder run the first
+  `num` distinct non-empty captions of its caption file (repeated when it has fewer), since
+  world prompts describe scenes a folder run never saw."""
+  if pipeline.source(config) != 'folder':
+    prompts = prompts_lib.world_prompts(config, num_train=num, num_held_out=0)
+    return [p.text for p in prompts], [p.seed for p in prompts]
+  _, captions = folder_source.read_captions(pathlib.Path(config.data.root) / config.data.captions)
+  distinct = list(dict.fromkeys(c for c in captions if c.strip())) or ['']
+  return [distinct[i % len(distinct)] for i in range(num)], list(range(num))
 
 
 @functools.partial(jax.jit, static_argnums=0)
