@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from videogen.core import media
 from videogen.core import tables
 from videogen.evals import direction_probe
 from videogen.inference import generate
@@ -41,9 +42,11 @@ def main(argv):
   command = tables.command_line()
   tables.write_results(out.with_suffix('.json'), 'probe_training', rows, command=command)
   table = tables.markdown_table(rows)
-  out.with_suffix('.md').write_text(
+  machine = tables.machine()
+  media.write_text(
+      out.with_suffix('.md'),
       f'# Text controls motion over training\n\n`{command}` at `{tables.revision()}` on '
-      f'{tables.machine()["device"]}\n\n{table}\n')
+      f'{machine["processor"]} ({machine["cpu_count"]} cores, {machine["device"]})\n\n{table}\n')
   print(table)
 
 

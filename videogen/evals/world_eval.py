@@ -257,7 +257,7 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
               '', prompting_tasks.table(tasks), '']
   lines += ['## Per video', '', per_video_table(scored)]
   path = out / 'report.md'
-  path.write_text('\n'.join(lines) + '\n')
+  media.write_text(path, '\n'.join(lines) + '\n')
   return path
 
 
@@ -311,6 +311,6 @@ def compare_aspects(gen: generate.Generator, settings: generate.SampleSettings, 
     results[aspect] = (at, scored)
   rows = aspect_rows(results)
   table = aspect_table(rows)
-  (out / 'aspects.md').write_text(f'# Scores by aspect ratio, step {gen.step}\n\n{table}\n')
+  media.write_text(out / 'aspects.md', f'# Scores by aspect ratio, step {gen.step}\n\n{table}\n')
   tables.write_results(out / 'aspects.json', 'eval_world_aspects', rows)
   return table

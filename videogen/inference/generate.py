@@ -142,7 +142,7 @@ class Generator:
     it back."""
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'config.json').write_text(self.run.config.to_json_best_effort(indent=1))
+    media.write_text(out / 'config.json', self.run.config.to_json_best_effort(indent=1))
     checkpoint.save_params(out / 'params', self.params)
     media.write_json(out / 'export.json', {'step': self.step, **info})
     return out

@@ -96,7 +96,8 @@ def table(out, command: str) -> str:
   percent = world_eval.percent
   formats = {k: percent for k in ('text_controls_motion', *world_scores.CATEGORIES)}
   text = tables.markdown_table(shown, formats)
-  (out / 'ablation.md').write_text(
+  media.write_text(
+      out / 'ablation.md',
       f'# Ablation\n\n`{command}` at `{tables.revision()}` on '
       f'{tables.machine()["processor"]}\n\n'
       f'{text}\n\nOverrides:\n\n'

@@ -20,6 +20,7 @@ import jax
 import ml_collections
 
 from videogen.core import grids
+from videogen.core import media
 from videogen.core import tables
 from videogen.data import world_render
 from videogen.evals import curves
@@ -75,7 +76,7 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
   for name, (gen, scored_videos) in scored.items():
     lines += ['', f'## Per prompt: {name}', '', world_eval.per_video_table(scored_videos)]
   path = out / 'report.md'
-  path.write_text('\n'.join(lines) + '\n')
+  media.write_text(path, '\n'.join(lines) + '\n')
   return path
 
 
