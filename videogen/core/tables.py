@@ -68,11 +68,16 @@ def command_line() -> str:
   return shlex.join(['python', *sys.argv])
 
 
+def provenance(command: str | None = None) -> dict:
+  """{'command', 'revision', 'machine'}: how a result file was made (`command` defaults to this
+  process's command line)."""
+  return {'command': command or command_line(), 'revision': revision(), 'machine': machine()}
+
+
 def write_results(path, name: str, rows: list[dict], command: str | None = None) -> pathlib.Path:
   """Writes {'benchmark', 'command', 'revision', 'machine', 'rows'} as JSON, atomically, and
   returns the path; `command` defaults to this process's command line."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  record = {'benchmark': name, 'command': command or command_line(), 'revision': revision(),
-            'machine': machine(), 'rows': rows}
+  record = {'benchmark': name, **provenance(command), 'rows': rows}
   return media.write_text(path, json.dumps(record, indent=1))

@@ -225,8 +225,7 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
   rows = summary(scored)
   write_worst(out, scored, videos, gen.run.config.world.fps)
   media.write_json(out / 'scores.json', {
-      'command': command or tables.command_line(), 'revision': tables.revision(),
-      'machine': tables.machine(),
+      **tables.provenance(command),
       'step': gen.step, 'settings': dataclasses.asdict(settings), 'summary': rows,
       'videos': [s.to_json() for s in scored],
       **({'direction_probe': direction} if direction else {}),

@@ -86,8 +86,6 @@ def _check_guidance(name: str, scale, flag: str) -> None:
 # Where a run's weights are read (runtime/weights.py), named here for the sampling API's users.
 load_config = weights_lib.load_config
 saved_steps = weights_lib.saved_steps
-check_saved_step = weights_lib.check_saved_step
-check_exported_step = weights_lib.check_exported_step
 sampling_run = dit_run.sampling_run
 
 
