@@ -105,8 +105,8 @@ def test_every_attention_backend_matches_a_plain_softmax(backend, mask):
 
 def test_unknown_attention_backend_is_named():
   x = jnp.zeros((1, 2, 1, 8))
-  with pytest.raises(ValueError, match="'flash'"):
-    attention.dot_product_attention(x, x, x, backend='flash')
+  with pytest.raises(ValueError, match="'splash'"):
+    attention.dot_product_attention(x, x, x, backend='splash')
 
 
 def test_attention_bfloat16_stays_close():
