@@ -44,7 +44,7 @@ class WorldSource:
       raise IndexError(f'index={index} is outside this source of {self.num_records} records.')
     o = self.options if self.sizes is None else self._options_for(self.sizes(index))
     scene = world.sample_scene(o, self.seed, index, self.split)
-    video, _ = world_render.render(scene, o.height, o.width, o.num_frames, o.fps)
+    video = world_render.render_frames(scene, o.height, o.width, o.num_frames, o.fps)
     return {'video': video, 'caption': world.clip_caption(scene, self.seed, index),
             'scene': json.dumps(scene.to_dict()), 'index': index}
 

@@ -96,7 +96,7 @@ def render_groups(config: ml_collections.ConfigDict,
                   groups: list[list[prompts_lib.Prompt]]) -> list[np.ndarray]:
   """The world's own renders of the probe prompts (the measure's ceiling)."""
   w = config.world
-  return [world_render.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
+  return [world_render.render_frames(p.scene, w.height, w.width, w.num_frames, w.fps)
           for group in groups for p in group]
 
 

@@ -63,7 +63,7 @@ def on_world_prompts(gen, prompts, times=TIMES) -> list[dict]:
   """`temporal_influence` of a pixel run's generate.Generator on the world's renders of eval
   prompts (evals/prompts.py), re-noising the first quarter of the frames (at least one)."""
   w = gen.run.config.world
-  clips = np.stack([world_render.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
+  clips = np.stack([world_render.render_frames(p.scene, w.height, w.width, w.num_frames, w.fps)
                     for p in prompts])
   text, mask = gen.run.encoder.encode([p.text for p in prompts])
   return temporal_influence(gen.run.apply, gen.params,

@@ -31,7 +31,7 @@ def lone_object_masks(identities: list[tuple[str, int | None, int]], frame_side:
     scene = world.Scene(view=(float(len(objs)), 1.0), duration=0.0, objects=objs,
                         background='black', background_style='plain', background_seed=0,
                         occluder=None, pan=None)
-    frames, _ = world_render.render(scene, frame_side, len(objs) * frame_side, 1, 1.0)
+    frames = world_render.render_frames(scene, frame_side, len(objs) * frame_side, 1, 1.0)
     labels_hw = tracking.reference_labels(frames)[0]
     for i in range(len(objs)):
       square = np.s_[:, i * frame_side:(i + 1) * frame_side]

@@ -286,7 +286,7 @@ def evaluate(gen: generate.Generator, settings: generate.SampleSettings, out,
   if tasks and gen.run.frame_conditioning:
     w = gen.run.config.world
     given = [p for p in prompts if p.split != 'probe']
-    truths = [world_render.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0]
+    truths = [world_render.render_frames(p.scene, w.height, w.width, w.num_frames, w.fps)
               for p in given]
     task_scores = prompting_tasks.score_tasks(gen, given, truths, settings, out)
   report = write_report(out, gen, scored, videos, settings, direction=direction, spread=spread,

@@ -103,7 +103,8 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   directions = {name: direction_probe.run(g, settings, num_direction_scenes)
                 for name, (g, _) in scored.items()} if num_direction_scenes else None
   w = config.world
-  truth = [world_render.render(p.scene, w.height, w.width, w.num_frames, w.fps)[0] for p in prompts]
+  truth = [world_render.render_frames(p.scene, w.height, w.width, w.num_frames, w.fps)
+           for p in prompts]
   grids.write_grid(out / 'truth_grid', truth, [p.text for p in prompts], fps=w.fps)
   task_scores = None
   if gen.run.frame_conditioning:
