@@ -13,6 +13,7 @@ from configs import vae_world
 from configs import world as world_config
 from videogen.inference import generate
 from videogen.inference import vae as vae_lib
+from videogen.models import dit
 from videogen.parallel import sharding
 from videogen.runtime import checkpoint
 from videogen.runtime import dit_run
@@ -86,6 +87,20 @@ def test_an_export_starts_a_run_as_its_training_run_does(source, tmp_path):
   exported = generate.Generator.from_workdir(folder).export(tmp_path / 'export')
   state = dit_run.build(tiny_config(init_from=exported)).init_state(str(exported))
   assert_trees_equal(state.params, saved.ema_params)
+
+
+@pytest.mark.parametrize('scan_layers', [True, False])
+def test_a_run_starts_from_weights_of_the_other_block_layout(tmp_path, caplog, scan_layers):
+  """Scanned blocks ([depth, ...] under 'blocks') load into unrolled ones ('blocks_<i>') and
+  back, every parameter of every block, none reported new or dropped."""
+  saved = save_run(tmp_path / 'source', tiny_config(scan_layers=scan_layers))
+  with caplog.at_level(logging.WARNING):
+    state = start(tiny_config(init_from=tmp_path / 'source', scan_layers=not scan_layers),
+                  tmp_path / 'run')
+  assert ('blocks' in state.params) == (not scan_layers)
+  assert 'new (kept at init): none; dropped (in the source only): none.' in caplog.text
+  assert_trees_equal(dit.block_layout(host(state.params), scan_layers),
+                     host(saved.ema_params))
 
 
 def test_a_parameter_of_another_shape_is_one_sentence(source):

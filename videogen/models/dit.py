@@ -339,6 +339,25 @@ def segment_values(values_bm, segment_ids_bl):
   return jnp.take_along_axis(values_bm, index, axis=1)
 
 
+def block_layout(params: dict, scan_layers: bool) -> dict:
+  """`params` (a DiT's, or any dict holding its blocks) with the blocks laid out for
+  scan_layers: stacked under 'blocks' [depth, ...] (True) or one 'blocks_<i>' per block
+  (False). The two layouts hold the same numbers, so a run of one can start from (or sample
+  with) the other's weights; params already in the asked layout come back as they are."""
+  unrolled = sorted((k for k in params if k.startswith('blocks_') and k[7:].isdigit()),
+                    key=lambda k: int(k[7:]))
+  if scan_layers and unrolled:
+    rest = {k: v for k, v in params.items() if k not in unrolled}
+    return {**rest, 'blocks': jax.tree.map(lambda *b: np.stack(b),
+                                           *(params[k] for k in unrolled))}
+  if not scan_layers and 'blocks' in params:
+    depth = len(jax.tree.leaves(params['blocks'])[0])
+    rest = {k: v for k, v in params.items() if k != 'blocks'}
+    return {**rest, **{f'blocks_{i}': jax.tree.map(lambda b, i=i: b[i], params['blocks'])
+                       for i in range(depth)}}
+  return params
+
+
 def count_params(params) -> int:
   """Number of parameters in a (boxed or unboxed, concrete or abstract) parameter tree."""
   return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from videogen.models import dit
 from videogen.runtime import checkpoint
 from videogen.runtime import state as state_lib
 
@@ -95,7 +96,9 @@ def match_params(params, source, folder) -> tuple[dict, list[str], list[str]]:
   """(loaded, new, dropped): the host arrays of `source` at the paths of `params` whose shape
   they share (cast to its dtype), and the paths only `params` has (new: kept at init) or only
   `source` has (dropped). A path both have at another shape raises: copying around it would
-  hide that the two models differ."""
+  hide that the two models differ. A DiT's blocks match across the scanned and unrolled layouts
+  (dit.block_layout)."""
+  source = dit.block_layout(source, scan_layers='blocks' in params)
   flat, given = traverse_util.flatten_dict(params), traverse_util.flatten_dict(source)
   for path in sorted(flat.keys() & given.keys()):
     have, want = np.shape(given[path]), np.shape(flat[path])
