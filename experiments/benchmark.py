@@ -22,7 +22,8 @@ _OUT = flags.DEFINE_string('out', 'outputs/bench/model.json', 'Where the JSON re
 _CASES = flags.DEFINE_list(
     'cases', ['T/2:8x32x32:2x8x8:32', 'T/2:8x32x32:1x4x4:8', 'S/2:8x64x64:2x4x4:4',
               'S/2:16x64x64:2x4x4:2'],
-    'variant:TxHxW:ptxphxpw:batch for each train-step case.')
+    'variant:TxHxW:ptxphxpw:batch[:scanned|unrolled] for each train-step case (the last field '
+    "overrides the config's block layout).")
 _LAYOUTS = flags.DEFINE_list('layouts', ['fixed', 'packed'],
                               "Data layouts whose train step is timed on the config's batches.")
 _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')

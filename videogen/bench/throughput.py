@@ -47,9 +47,14 @@ def matmul_rate(size: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
   return 2 * size ** 3 / timing.median_seconds(lambda: matmul(a).block_until_ready(), repeats)
 
 
-def _model_config(config, variant: str, shape_thw, patch, batch_size: int):
+def _model_config(config, variant: str, shape_thw, patch, batch_size: int,
+                  scan_layers: bool | None = None):
+  """`config` at this variant, clip, patch and batch; blocks scanned or unrolled as the config
+  says unless scan_layers does."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.model.update(variant=variant, patch_size=tuple(patch))
+  if scan_layers is not None:
+    config.model.scan_layers = scan_layers
   config.world.update(num_frames=shape_thw[0], height=shape_thw[1], width=shape_thw[2])
   config.data.batch_size = batch_size
   return config
@@ -70,9 +75,10 @@ def _step_runner(parts: dit_run.DitRun):
 
 
 def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
-                    repeats: int = 5) -> dict:
+                    scan_layers: bool | None = None, repeats: int = 5) -> dict:
   """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data."""
-  parts = dit_run.build(_model_config(config, variant, shape_thw, patch, batch_size))
+  parts = dit_run.build(_model_config(config, variant, shape_thw, patch, batch_size,
+                                      scan_layers))
   run = _step_runner(parts)
   rng = np.random.default_rng(0)
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
@@ -85,6 +91,7 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
                                                 parts.encoder.max_length)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)),
           'patch': 'x'.join(map(str, patch)), 'tokens': tokens, 'batch': batch_size,
+          'blocks': 'scanned' if parts.model.config.scan_layers else 'unrolled',
           'params_M': dit.count_params(parts.abstract_state.params) / 1e6, 'step_s': seconds,
           'tokens_per_s': batch_size * tokens / seconds, 'gflops_per_s': flops / seconds / 1e9}
 
@@ -153,16 +160,20 @@ def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
 
 
 def parse_case(case: str) -> dict:
-  """'variant:TxHxW:ptxphxpw:batch' (e.g. 'T/2:8x32x32:2x8x8:32') -> train_step_rate's kwargs."""
+  """'variant:TxHxW:ptxphxpw:batch[:scanned|unrolled]' (e.g. 'T/2:8x32x32:2x8x8:32') ->
+  train_step_rate's kwargs; without the last field, the config's block layout."""
   fields = case.split(':')
   ints = lambda text: tuple(int(v) for v in text.split('x'))
+  layouts = {'scanned': True, 'unrolled': False}
   try:
-    variant, clip, patch, batch = fields
+    variant, clip, patch, batch, *layout = fields
+    if len(layout) > 1 or (layout and layout[0] not in layouts):
+      raise ValueError(layout)
     return {'variant': variant, 'shape_thw': ints(clip), 'patch': ints(patch),
-            'batch_size': int(batch)}
+            'batch_size': int(batch), 'scan_layers': layouts[layout[0]] if layout else None}
   except ValueError as error:
-    raise ValueError(f'case {case!r} is not variant:TxHxW:ptxphxpw:batch, e.g. '
-                     'T/2:8x32x32:2x8x8:32.') from error
+    raise ValueError(f'case {case!r} is not variant:TxHxW:ptxphxpw:batch[:scanned|unrolled], '
+                     'e.g. T/2:8x32x32:2x8x8:32.') from error
 
 
 def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10) -> dict:
@@ -175,9 +186,10 @@ def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10) -> dict:
     kwargs = parse_case(case)
     row = train_step_rate(config, **kwargs)
     train_rows.append({**row, 'mfu_pct': 100 * row['gflops_per_s'] * 1e9 / peak})
-    sampler_rows.append(sampler_overhead(config, variant=kwargs['variant'],
-                                         shape_thw=kwargs['shape_thw'], patch=kwargs['patch'],
-                                         steps=sampler_steps))
+    if kwargs['scan_layers'] is None:  # a case naming its block layout compares train steps
+      sampler_rows.append(sampler_overhead(config, variant=kwargs['variant'],
+                                           shape_thw=kwargs['shape_thw'], patch=kwargs['patch'],
+                                           steps=sampler_steps))
   return {'peak_gflops_per_s': peak / 1e9, 'train': train_rows, 'sampler': sampler_rows,
           'layouts': layout_step_rates(config, layouts) if layouts else []}
 

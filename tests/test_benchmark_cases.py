@@ -1,0 +1,20 @@
+"""The benchmark runner's case strings: variant, clip, patch, batch and an optional block layout."""
+import pytest
+
+from videogen.bench import throughput
+
+
+def test_a_case_names_its_shape_and_optionally_its_block_layout():
+  assert throughput.parse_case('T/2:8x32x32:2x8x8:32') == {
+      'variant': 'T/2', 'shape_thw': (8, 32, 32), 'patch': (2, 8, 8), 'batch_size': 32,
+      'scan_layers': None}
+  assert throughput.parse_case('S/2:8x64x64:2x4x4:4:unrolled')['scan_layers'] is False
+  assert throughput.parse_case('T/2:8x32x32:2x8x8:32:scanned')['scan_layers'] is True
+
+
+@pytest.mark.parametrize('case', ['T/2:8x32x32:2x8x8', 'T/2:8x32x32:2x8x8:32:looped',
+                                  'T/2:8x32:2x8x8:32:scanned:x', 'T/2:8xAx32:2x8x8:32'])
+def test_a_malformed_case_is_one_sentence(case):
+  with pytest.raises(ValueError, match=r'is not variant:TxHxW:ptxphxpw:batch\[:scanned\|'
+                                       r'unrolled\], e\.g\. T/2:8x32x32:2x8x8:32\.$'):
+    throughput.parse_case(case)
