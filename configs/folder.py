@@ -21,26 +21,16 @@ and an image is a still clip. A file that cannot be decoded is skipped and logge
 count, and the next file takes its place; a folder where nothing decodes stops with one error
 naming it. The world section's other fields (objects, colours, ...) are unused here.
 """
-import importlib.util
-import pathlib
-
 import ml_collections
 
 from videogen.core import config_args
 
 
-def _world_config(arg: str) -> ml_collections.ConfigDict:
-  """configs/world.py's get_config(arg), loaded by path as config files are."""
-  spec = importlib.util.spec_from_file_location(
-      'dit_world_config', pathlib.Path(__file__).with_name('world.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = config_args.parse_arg(arg, variant='T/2', runlocal=False)
-  config = _world_config(f'variant={arg.variant},runlocal={arg.runlocal}')
+  config = config_args.sibling_config(__file__, 'world.py',
+                                       f'variant={arg.variant},runlocal={arg.runlocal}')
   config.data.update(
       # The folder; required: --config.data.root=DIR.
       source='folder', root=ml_collections.FieldReference(None, field_type=str),

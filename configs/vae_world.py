@@ -8,21 +8,10 @@ line: `--config.train.steps=5000`.
   preset:   autoencoder size, decoded in videogen/models/autoencoder.py ('world', 'tiny', 'wan').
   runlocal: shrink everything to a seconds-long smoke test.
 """
-import importlib.util
-import pathlib
-
 import ml_collections
 
 from videogen.core import config_args
 
-
-def _dit_world() -> ml_collections.ConfigDict:
-  """The world section of configs/world.py: the VAE learns the scenes the DiT will see."""
-  spec = importlib.util.spec_from_file_location(
-      'dit_world_config', pathlib.Path(__file__).with_name('world.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config().world
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -35,9 +24,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # wins. '' starts from init.
   config.init_from = ''
 
-  # The DiT's 8-frame world clips plus one frame: the causal VAE takes 1 + 4k frames (9 -> 3
-  # latent frames); the DiT side pads 8 to 9 and trims the decoded frame.
-  config.world = _dit_world()
+  # The world section of configs/world.py (the VAE learns the scenes the DiT will see), with
+  # the DiT's 8-frame clips plus one frame: the causal VAE takes 1 + 4k frames (9 -> 3 latent
+  # frames); the DiT side pads 8 to 9 and trims the decoded frame.
+  config.world = config_args.sibling_config(__file__, 'world.py').world
   config.world.num_frames = 9
 
   config.data = ml_collections.ConfigDict(dict(

@@ -8,6 +8,7 @@ config it names, so a typo at any depth is one sentence naming the key and the n
 import ast
 import difflib
 import importlib.util
+import pathlib
 import re
 import sys
 
@@ -16,6 +17,16 @@ import ml_collections
 from ml_collections import config_flags
 
 _NEAREST = 3  # valid keys suggested for a mistyped one
+
+
+def sibling_config(config_file: str, name: str, arg: str | None = None):
+  """get_config(arg) of the config file `name` beside `config_file` (a config's __file__),
+  loaded by path as config files are (runners do not put configs/ on the import path)."""
+  path = pathlib.Path(config_file).with_name(name)
+  spec = importlib.util.spec_from_file_location(f'_sibling_{path.stem}_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def nearest_keys(key: str, keys, count: int = _NEAREST) -> list[str]:

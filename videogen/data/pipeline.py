@@ -1,7 +1,8 @@
-"""Grain input pipeline: world or folder clips -> float batches in [-1, 1], one disjoint shard
-per process.
+"""Grain input pipeline: world, folder or TFDS clips -> float batches in [-1, 1], one disjoint
+shard per process.
 
-Records flow: WorldSource[i] (render, uint8) or FolderSource (decode a file, uint8) -> keep
+Records flow: WorldSource[i] (render, uint8), FolderSource (decode a file, uint8) or TfdsSource
+(read an ArrayRecord example, uint8) -> keep
 video + caption -> normalise -> batch, or pack into token rows -> (optionally) worker processes
 -> prefetch. The data layout picks how clips of many sizes share a batch (LAYOUTS). The
 iterator's `get_state()`/`set_state()` resume at exactly the next batch, so Orbax saves it
@@ -18,6 +19,7 @@ from videogen.core import patches
 from videogen.data import folder_source
 from videogen.data import packing
 from videogen.data import sizes as sizes_lib
+from videogen.data import tfds_source
 from videogen.data import world
 from videogen.data import world_source
 
@@ -26,8 +28,9 @@ from videogen.data import world_source
 LAYOUTS = ('packed', 'buckets', 'fixed')
 # 'world': clips rendered as they are read; 'latent_cache': VAE latents and caption states
 # encoded once (data/latent_cache.py); 'folder': clips of your own videos and images, listed
-# with their captions in a caption file in data.root (data/folder_source.py).
-SOURCES = ('world', 'latent_cache', 'folder')
+# with their captions in a caption file in data.root (data/folder_source.py); 'tfds': a TFDS
+# dataset prepared as ArrayRecord, named by data.tfds_name (data/tfds_source.py).
+SOURCES = ('world', 'latent_cache', 'folder', 'tfds')
 
 @dataclasses.dataclass(frozen=True)
 class ToTrainRecord(grain.transforms.Map):
@@ -163,6 +166,10 @@ def source(config) -> str:
     raise ValueError("data.source 'folder' trains on a folder of videos that data.root must "
                      'name: pass --config.data.root=DIR (DIR holding the media and '
                      'captions.jsonl).')
+  if name == 'tfds' and not config.data.get('tfds_name'):
+    raise ValueError("data.source 'tfds' trains on a TFDS dataset that data.tfds_name must "
+                     'name: pass --config.data.tfds_name=NAME/CONFIG (prepared as ArrayRecord '
+                     'in data.tfds_data_dir).')
   return name
 
 
@@ -248,3 +255,40 @@ def _folder_source(config, name: str) -> folder_source.FolderSource:
   return folder_source.FolderSource(d.root, num_frames=w.num_frames, fps=w.fps,
                                     captions=d.captions, seed=config.seed,
                                     num_records=d.num_records, **size)
+
+
+def tfds_dataset_from_config(config, *, shard_index: int = 0,
+                             shard_count: int = 1) -> grain.IterDataset:
+  """Batches of the TFDS dataset config.data.tfds_name (split data.split, in data.tfds_data_dir)
+  for one process, every clip num_frames x height x width at fps of the world section (fixed
+  layout; data/tfds_source.py says how a stored clip is resampled and cut). The stored frame
+  rate is each example's 'fps' field, or data.tfds_fps for a dataset without one. Records are
+  a shuffle, seeded by config.seed, of data.num_records clips (record j: stored example
+  j % examples); each process takes every shard_count-th of them from shard_index."""
+  d, w = config.data, config.world
+  if layout(config) != 'fixed':
+    raise ValueError(f"data.source 'tfds' trains every clip at one size, not in layout "
+                     f"{d.layout!r}: pass --config.data.layout=fixed.")
+  local_batch = local_batch_size(d.batch_size, shard_count)
+  _check_shards(shard_index=shard_index, shard_count=shard_count, num_records=d.num_records,
+                batch_size=local_batch)
+  source_ = tfds_source.TfdsSource(
+      d.tfds_name, d.split, data_dir=d.get('tfds_data_dir'), num_frames=w.num_frames,
+      height=w.height, width=w.width, fps=w.fps, source_fps=d.get('tfds_fps'),
+      seed=config.seed, video_key=d.video_key, caption_key=d.caption_key or None)
+  if 'fps' not in source_.data.dataset_info.features and not d.get('tfds_fps'):
+    raise ValueError(f'{d.tfds_name} stores no frame rate (no fps field): pass its frames per '
+                     'second as --config.data.tfds_fps=N.')
+  ds = grain.MapDataset.range(d.num_records).shuffle(seed=config.seed)
+  ds = ds.map(_ReadTfdsRecord(source_))[shard_index::shard_count]
+  return _batches(ds, local_batch, num_workers=d.num_workers, num_threads=d.num_threads,
+                  prefetch=d.prefetch)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReadTfdsRecord(grain.transforms.Map):
+  """Record j of a TFDS run: stored example j % examples, as training reads it."""
+  source: tfds_source.TfdsSource
+
+  def map(self, record):
+    return ToTrainRecord().map(self.source[int(record) % len(self.source)])

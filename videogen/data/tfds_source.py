@@ -57,3 +57,11 @@ class TfdsSource:
     return (f'TfdsSource({self.data.dataset_info.full_name}, {len(self)} records, '
             f'num_frames={self.num_frames}, height={self.height}, width={self.width}, '
             f'fps={self.fps}, seed={self.seed})')
+
+
+def first_captions(name: str, split: str, *, count: int, data_dir=None,
+                   caption_key: str = 'caption') -> list[str]:
+  """The captions of a split's first `count` examples (fewer when it holds fewer)."""
+  data = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  texts = [data[i][caption_key] for i in range(min(count, len(data)))]
+  return [t.decode() if isinstance(t, bytes) else str(t) for t in texts]

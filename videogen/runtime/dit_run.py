@@ -52,8 +52,8 @@ class DitRun(run_lib.Run):
       f'model.{field}': old for field, old in OLD_RUN_MODEL.items()}
 
   def dataset(self, shard_index: int, shard_count: int):
-    """This process's batches of config.data.source (world clips, a folder's clips or a latent
-    cache); checks a latent cache fits the model first."""
+    """This process's batches of config.data.source (world clips, a folder's clips, a TFDS
+    dataset or a latent cache); checks a latent cache fits the model first."""
     source = pipeline.source(self.config)
     if source == 'latent_cache':
       check_latent_cache(self)
@@ -62,6 +62,9 @@ class DitRun(run_lib.Run):
     if source == 'folder':
       return pipeline.folder_dataset_from_config(self.config, shard_index=shard_index,
                                                  shard_count=shard_count)
+    if source == 'tfds':
+      return pipeline.tfds_dataset_from_config(self.config, shard_index=shard_index,
+                                               shard_count=shard_count)
     return pipeline.world_dataset_from_config(self.config, shard_index=shard_index,
                                               shard_count=shard_count)
 

@@ -21,6 +21,7 @@ from videogen.core import media
 from videogen.data import folder_source
 from videogen.data import pipeline
 from videogen.data import prompts as prompts_lib
+from videogen.data import tfds_source
 from videogen.inference import generate
 from videogen.parallel import distributed
 from videogen.runtime import dit_run
@@ -60,13 +61,20 @@ def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainSt
 
 
 def sample_prompts(config, num: int) -> tuple[list[str], list[int]]:
-  """(captions, seeds) of the sample grid: fixed world prompts, or for a folder run the first
-  `num` distinct non-empty captions of its caption file (repeated when it has fewer), since
-  world prompts describe scenes a folder run never saw."""
-  if pipeline.source(config) != 'folder':
+  """(captions, seeds) of the sample grid: fixed world prompts, or for a folder (TFDS) run the
+  first `num` distinct non-empty captions of its caption file (of its first examples), repeated
+  when it has fewer, since world prompts describe scenes such a run never saw."""
+  source = pipeline.source(config)
+  d = config.data
+  if source == 'folder':
+    _, captions = folder_source.read_captions(pathlib.Path(d.root) / d.captions)
+  elif source == 'tfds':
+    captions = tfds_source.first_captions(
+        d.tfds_name, d.split, count=16 * num, data_dir=d.get('tfds_data_dir'),
+        caption_key=d.caption_key) if d.caption_key else []
+  else:
     prompts = prompts_lib.world_prompts(config, num_train=num, num_held_out=0)
     return [p.text for p in prompts], [p.seed for p in prompts]
-  _, captions = folder_source.read_captions(pathlib.Path(config.data.root) / config.data.captions)
   distinct = list(dict.fromkeys(c for c in captions if c.strip())) or ['']
   return [distinct[i % len(distinct)] for i in range(num)], list(range(num))
 
