@@ -342,8 +342,8 @@ def segment_values(values_bm, segment_ids_bl):
 def block_layout(params: dict, scan_layers: bool) -> dict:
   """`params` (a DiT's, or any dict holding its blocks) with the blocks laid out for
   scan_layers: stacked under 'blocks' [depth, ...] (True) or one 'blocks_<i>' per block
-  (False). The two layouts hold the same numbers, so a run of one can start from (or sample
-  with) the other's weights; params already in the asked layout come back as they are."""
+  (False). The two layouts hold the same numbers, so a run of one can start from the other's
+  weights (init_from); params already in the asked layout come back as they are."""
   unrolled = sorted((k for k in params if k.startswith('blocks_') and k[7:].isdigit()),
                     key=lambda k: int(k[7:]))
   if scan_layers and unrolled:
