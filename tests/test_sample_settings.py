@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import world as world_config
 from videogen.core import media
 from videogen.diffusion import samplers
 from videogen.inference import generate
 from videogen.inference import prompting
-from videogen.parallel import sharding
+
+import random_generator
 
 PROMPT, NEGATIVE = 'A red circle moves to the right.', 'A blue square moves up.'
 SETTINGS = generate.SampleSettings(steps=2, method='euler', cfg_scale=3.0)
@@ -23,15 +23,7 @@ SETTINGS = generate.SampleSettings(steps=2, method='euler', cfg_scale=3.0)
 
 @pytest.fixture(scope='module')
 def gen():
-  """A Generator of the runlocal config with random weights (a fresh init zeroes the output
-  layer, so every prompt would give the same video)."""
-  run = generate.sampling_run(world_config.get_config('runlocal=True'))
-  params = sharding.create_sharded_state(run.init_fn, run.state_shardings, run.mesh,
-                                         run.rules).ema_params
-  rng = np.random.default_rng(0)
-  params = jax.tree.map(lambda a: jnp.asarray(0.1 * rng.standard_normal(a.shape), a.dtype),
-                        params)
-  return generate.Generator(run, params, step=0)
+  return random_generator.runlocal_generator()
 
 
 def by_hand(gen, null_text, seed=0, settings=SETTINGS):

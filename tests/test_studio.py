@@ -9,22 +9,19 @@ import json
 import os
 import socket
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 gradio_client = pytest.importorskip('gradio_client', reason='the studio extra is not installed: '
                                     'pip install -e ".[studio]"')
 
-from configs import world as world_config  # noqa: E402
 from videogen.core import media  # noqa: E402
-from videogen.inference import generate  # noqa: E402
-from videogen.parallel import sharding  # noqa: E402
 from videogen.studio import forms  # noqa: E402
 from videogen.studio import judge  # noqa: E402
 from videogen.studio import layout  # noqa: E402
 from videogen.studio import session  # noqa: E402
+
+import random_generator  # noqa: E402
 
 PROMPT = 'A red circle drifts slowly to the right.'
 
@@ -41,15 +38,8 @@ def free_port() -> int:
 
 
 def tiny_export(folder) -> str:
-  """An export of the runlocal model (16x16, 2 frames, patch 1x8x8) with random weights (a fresh
-  init zeroes the output layer, so every prompt would give the same video)."""
-  run = generate.sampling_run(world_config.get_config('runlocal=True'))
-  params = sharding.create_sharded_state(run.init_fn, run.state_shardings, run.mesh,
-                                         run.rules).ema_params
-  rng = np.random.default_rng(0)
-  params = jax.tree.map(lambda a: jnp.asarray(0.1 * rng.standard_normal(a.shape), a.dtype),
-                        params)
-  return str(generate.Generator(run, params, step=3).export(folder))
+  """An export of the runlocal model (16x16, 2 frames, patch 1x8x8) with random weights."""
+  return str(random_generator.runlocal_generator(step=3).export(folder))
 
 
 @pytest.fixture(scope='module')
