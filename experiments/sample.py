@@ -28,6 +28,7 @@ from absl import logging
 
 import cluster_flags
 from videogen.core import media
+from videogen.diffusion import samplers
 from videogen.inference import generate
 from videogen.inference import prompting
 from videogen.parallel import distributed
@@ -58,9 +59,10 @@ _STRICT = flags.DEFINE_bool('strict', False, 'Refuse inputs of another aspect ra
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/samples/<step>).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Noise seed of the first prompt; the i-th uses seed+i.')
 _STEPS = flags.DEFINE_integer('steps', 25, 'Sampler steps.')
-_METHOD = flags.DEFINE_enum('method', 'heun', ['euler', 'heun', 'ab2'],
+_METHOD = flags.DEFINE_enum('method', 'heun', list(samplers.METHODS),
                             'euler: 1 call/step; heun: 2 calls/step, more accurate; ab2: '
-                            '2nd-order multistep at 1 call/step.')
+                            '2nd-order multistep at 1 call/step; unipc, fm_euler: diffusers\' '
+                            'UniPC (Wan\'s default) and FlowMatchEuler schedulers, 1 call/step.')
 _CFG = flags.DEFINE_float('cfg', 4.0, 'Text guidance scale (1 = no guidance).')
 _SHIFT = flags.DEFINE_float('shift', None, 'Time-grid shift of the sampler (more steps near '
                             'noise above 1; default: the run\'s training shift).')

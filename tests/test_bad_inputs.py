@@ -95,7 +95,8 @@ def test_zero_or_negative_train_steps_stop_the_build(steps):
     (dict(steps=0), r'^steps 0 must be a whole number of at least 1: use e.g. 25 sampler steps'),
     (dict(steps=-3), r'^steps -3 must be a whole number of at least 1'),
     (dict(steps=2.5), r'^steps 2.5 must be a whole number'),
-    (dict(method='rk4'), r"^method 'rk4' is unknown: use one of \('euler', 'heun', 'ab2'\)"),
+    (dict(method='rk4'), r"^method 'rk4' is unknown: use one of \('euler', 'heun', 'ab2', "
+                         r"'unipc', 'fm_euler'\)"),
     (dict(cfg_scale=0.5), r'^cfg_scale 0.5 is below 1, which steers away from what it guides: '
                           r'use 1 for no guidance or more, e.g. --cfg 4\.$'),
     (dict(cfg_scale=0.0), r'^cfg_scale 0.0 is below 1'),

@@ -9,8 +9,8 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'videogen'
-LAYERS = ('core', 'parallel', 'models', 'data', 'diffusion', 'runtime', 'inference', 'train',
-          'evals', 'bench', 'jobs', 'studio')
+LAYERS = ('core', 'parallel', 'models', 'data', 'diffusion', 'runtime', 'inference', 'convert',
+          'train', 'evals', 'bench', 'jobs', 'studio')
 
 
 def module_name(path: pathlib.Path) -> str:

@@ -35,7 +35,9 @@ def test_straight_flow_to_a_point_lands_on_it(method):
   noise = jax.random.normal(jax.random.key(0), (4, 3))
   x0 = jax.jit(lambda n: samplers.sample(velocity_fn, n, steps=50, method=method, shift=2.0))(
       noise)
-  np.testing.assert_allclose(x0, jnp.broadcast_to(point, x0.shape), atol=1e-4)
+  # 'unipc' calls the model at diffusers' integer timesteps, up to 1/1000 below its state's time.
+  np.testing.assert_allclose(x0, jnp.broadcast_to(point, x0.shape),
+                             atol=1e-3 if method == 'unipc' else 1e-4)
 
 
 def test_second_order_methods_beat_euler_on_a_gaussian():

@@ -1,13 +1,19 @@
 """Samplers: integrate the learned velocity from noise (t = 1) to data (t = 0).
 
-Times: linspace(1, 0, steps + 1) through `flow.shift_t`, so a shift > 1 spends more steps near
-noise, as in training. Methods:
-  'euler': x <- x + dt v(x, t); one model call per step.
-  'heun':  Euler predictor, trapezoid corrector; two calls per step, the last step plain Euler
-           (as in EDM: the step that lands on t = 0 gains little from a corrector there).
-  'ab2':   2nd-order Adams-Bashforth on the velocity with variable steps: one call per step,
-           v_eff = (1 + r/2) v_n - (r/2) v_{n-1} with r = dt_n / dt_{n-1}; the first step is Euler.
-           Second order at Euler's cost (the linear-multistep cousin of DPM-Solver++(2M)).
+Times (`time_grid`): linspace(1, 0, steps + 1) through `flow.shift_t`, so a shift > 1 spends
+more steps near noise, as in training. Methods:
+  'euler':    x <- x + dt v(x, t); one model call per step.
+  'heun':     Euler predictor, trapezoid corrector; two calls per step, the last step plain Euler
+              (as in EDM: the step that lands on t = 0 gains little from a corrector there).
+  'ab2':      2nd-order Adams-Bashforth on the velocity with variable steps: one call per step,
+              v_eff = (1 + r/2) v_n - (r/2) v_{n-1} with r = dt_n / dt_{n-1}; the first step is
+              Euler. Second order at Euler's cost (the linear-multistep cousin of DPM-Solver++(2M)).
+Two more reproduce diffusers' schedulers for Wan 2.1 step for step, each on its own grid
+(`schedule`), with shift as their flow_shift / shift:
+  'unipc':    UniPCMultistepScheduler as Wan's pipeline sets it up, Wan's default (see `unipc`);
+              one call per step.
+  'fm_euler': FlowMatchEulerDiscreteScheduler: Euler on shift(linspace(1, shift(1/1000),
+              steps)) then 0 (diffusers shifts the smallest time twice); one call per step.
 The loop is one `lax.fori_loop`, so a sampler compiles once per input shape.
 Classifier-free guidance: v = v_uncond + s (v_cond - v_uncond), from ONE forward pass over the
 batch [cond; uncond]; with given frames, separate scales for text and frames (three branches,
@@ -21,8 +27,9 @@ import numpy as np
 
 from videogen.diffusion import conditioning
 from videogen.diffusion import flow
+from videogen.diffusion import unipc
 
-METHODS = ('euler', 'heun', 'ab2')
+METHODS = ('euler', 'heun', 'ab2', 'unipc', 'fm_euler')
 
 
 def _check(steps: int, method: str, shift: float) -> None:
@@ -39,14 +46,38 @@ def time_grid(steps: int, shift: float = 1.0) -> np.ndarray:
   return flow.shift_t(np.linspace(1.0, 0.0, steps + 1), shift).astype(np.float32)
 
 
+def flow_match_grid(steps: int, shift: float = 1.0) -> np.ndarray:
+  """float32 [steps + 1] times of FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps:
+  the range of its shifted training times (float32, 1 to shift(1/1000)), spaced evenly and
+  shifted again, then 0."""
+  n = unipc.TRAIN_TIMESTEPS
+  ends = flow.shift_t(np.array([n, 1], np.float32) / np.float32(n), np.float32(shift))
+  times = np.linspace(*(ends.astype(np.float64) * n), steps) / n
+  return np.append(flow.shift_t(times, shift), 0.0).astype(np.float32)
+
+
+def schedule(steps: int, method: str = 'euler',
+             shift: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """(times [steps + 1] of the states from 1 to 0, times [steps] the model is called at on
+  them), float32. They differ only for 'unipc', whose model times are diffusers' integer
+  timesteps / 1000."""
+  _check(steps, method, shift)
+  if method == 'unipc':
+    return unipc.schedule(steps, shift)
+  grid = flow_match_grid(steps, shift) if method == 'fm_euler' else time_grid(steps, shift)
+  return grid, grid[:-1]
+
+
 def sample(velocity_fn, noise, *, steps: int, method: str = 'euler', shift: float = 1.0,
            t_start=1.0):
   """x0 from `noise` [B, ...] (x at t_start) by integrating velocity_fn(x, t_b) -> v in float32
-  over the time grid scaled by t_start; pure, jittable."""
+  over the method's time grid (`schedule`) scaled by t_start; pure, jittable."""
   _check(steps, method, shift)
   noise = jnp.asarray(noise, jnp.float32)
-  ts = jnp.asarray(time_grid(steps, shift)) * t_start
   velocity = lambda x, t: velocity_fn(x, jnp.full(x.shape[:1], t, jnp.float32))
+  if method == 'unipc':
+    return unipc.sample(velocity, noise, steps=steps, shift=shift, t_start=t_start)
+  ts = jnp.asarray(schedule(steps, method, shift)[0]) * t_start
 
   def euler(i, x):
     return x + (ts[i + 1] - ts[i]) * velocity(x, ts[i])
@@ -63,7 +94,7 @@ def sample(velocity_fn, noise, *, steps: int, method: str = 'euler', shift: floa
     v = velocity(x, ts[i])
     return x + dt * ((1 + half_r) * v - half_r * v_prev), v
 
-  if method == 'euler':
+  if method in ('euler', 'fm_euler'):
     return jax.lax.fori_loop(0, steps, euler, noise)
   if method == 'heun':
     return euler(steps - 1, jax.lax.fori_loop(0, steps - 1, heun, noise))

@@ -168,15 +168,20 @@ class Generator:
     patches.check_divisible(shape[:3], self.run.model.config.patch_size)
     return shape
 
-  def generate(self, prompts: list[str], *, seeds: list[int] | None = None,
-               settings: SampleSettings = SampleSettings(), frames=None, frame_mask=None,
-               init=None) -> np.ndarray:
-    """uint8 videos [B, T, H, W, 3], one per prompt; seed i fixes video i's noise.
+  def generate(self, prompts: list[str], **kwargs) -> np.ndarray:
+    """uint8 videos [B, T, H, W, 3], one per prompt: `generate_float`'s, quantised."""
+    return media.to_uint8(self.generate_float(prompts, **kwargs))
+
+  def generate_float(self, prompts: list[str], *, seeds: list[int] | None = None,
+                     settings: SampleSettings = SampleSettings(), frames=None, frame_mask=None,
+                     init=None, noise=None) -> np.ndarray:
+    """float32 videos [B, T, H, W, 3] in [-1, 1], one per prompt; seed i fixes video i's noise.
 
     frames (uint8 [B, T, H, W, 3]) with frame_mask (bool [B, T]) give frames the video must
     contain (a frame-conditioned model; a latent one takes a clip's first frames only); init
     (uint8 [B, T, H, W, 3]) is the video SDEdit starts from at settings.strength. See
-    videogen/inference/prompting.py for the tasks built on these.
+    videogen/inference/prompting.py for the tasks built on these. noise (float [B, *shape]), if
+    given, replaces the seeds' starting noise, e.g. to reproduce another implementation's run.
     """
     if not prompts:
       raise ValueError('no prompts given: pass at least one prompt (an empty string is the '
@@ -194,7 +199,12 @@ class Generator:
     null = tuple(a[None] for a in self.run.encoder.unconditional())
     negative = (self.run.encoder.encode([settings.negative_prompt])
                 if settings.negative_prompt else None)
-    noise = jnp.stack([jax.random.normal(jax.random.key(s), shape) for s in seeds])
+    if noise is None:
+      noise = jnp.stack([jax.random.normal(jax.random.key(s), shape) for s in seeds])
+    elif np.shape(noise) != (len(prompts), *shape):
+      raise ValueError(f'noise of shape {np.shape(noise)} must be {(len(prompts), *shape)}: one '
+                       'starting point per prompt, of the shape the settings sample.')
+    noise = jnp.asarray(noise, jnp.float32)
     given = pixels_given = None
     if frames is not None:
       pixels_given = (_as_model_video(frames, video_shape, 'frames'),
@@ -219,7 +229,7 @@ class Generator:
       x0 = self.vae.decode(x0)[:, :video_shape[1]]
       if pixels_given:  # the given frames come back exactly, not as the VAE reconstructs them
         x0 = conditioning.paste_given_frames(x0, *pixels_given)
-    return media.to_uint8(np.asarray(x0))
+    return np.asarray(x0)
 
   def _encode_given(self, frames_bthwc, mask_bt):
     """A latent run's given frames: their latents and the latent frames they fix (a clip's

@@ -1,5 +1,6 @@
 """Causal 3D VAE laid out like Wan 2.1's (the 'wan' preset is its exact shape, 126,892,531
-parameters), so that its weights convert name for name.
+parameters), so that its weights convert name for name (videogen/convert/wan_vae.py) and compute
+what Diffusers' AutoencoderKLWan computes, whole clip or chunked (tests/test_wan_vae.py).
 
 Encoder: causal conv -> per level: residual blocks, then a stride-2 spatial conv and, on the
 deepest levels, a causal stride-2 time conv -> mid block (residual, per-frame attention,
@@ -183,7 +184,7 @@ def _middle(x_bthwc, config: AutoencoderConfig):
 def _head(x_bthwc, features: int, config: AutoencoderConfig):
   """RMS norm, SiLU, causal conv to `features`: Wan's head.{0,2}."""
   return CausalConv3d(features, name='head_conv', **config.conv_kwargs)(
-      nn.silu(blocks.rms_norm('head_norm', jnp.dtype(config.param_dtype))(x_bthwc)))
+      nn.silu(blocks.RMSNorm(jnp.dtype(config.param_dtype), name='head_norm')(x_bthwc)))
 
 
 class Encoder(nn.Module):

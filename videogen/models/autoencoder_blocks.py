@@ -13,6 +13,7 @@ from typing import Any
 
 import einops
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from videogen.models import attention
@@ -20,11 +21,23 @@ from videogen.models import causal_conv
 from videogen.models.causal_conv import CausalConv3d
 
 
-def rms_norm(name: str, param_dtype: Any) -> nn.RMSNorm:
-  """RMS norm over channels, computed in float32."""
-  return nn.RMSNorm(epsilon=1e-6, dtype=jnp.float32, param_dtype=param_dtype, name=name,
-                    scale_init=nn.with_logical_partitioning(nn.initializers.ones,
-                                                            causal_conv.CHANNEL_AXES))
+class RMSNorm(nn.Module):
+  """Wan's RMS_norm over channels, in float32: x / max(|x|, 1e-12) · sqrt(C) · scale, that is
+  x / rms(x) with no epsilon under the root (Flax's nn.RMSNorm adds 1e-6 to the mean square,
+  which moved our encoder's outputs 1e-5 off Wan's). The floor sits on the mean square, so an
+  all-zero pixel gives zeros and a finite gradient, not NaN."""
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    scale = self.param('scale', nn.with_logical_partitioning(nn.initializers.ones,
+                                                             causal_conv.CHANNEL_AXES),
+                       (channels,), self.param_dtype)
+    x = x.astype(jnp.float32)
+    mean_square = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(mean_square, 1e-24 / channels)) * scale.astype(
+        jnp.float32)
 
 
 def _conv2d(features: int, name: str, dtype: Any, param_dtype: Any, **kwargs) -> nn.Conv:
@@ -46,9 +59,9 @@ class ResidualBlock(nn.Module):
   def __call__(self, x_bthwc):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     h_bthwc = CausalConv3d(self.features, name='conv1', **kw)(
-        nn.silu(rms_norm('norm1', self.param_dtype)(x_bthwc)))
+        nn.silu(RMSNorm(self.param_dtype, name='norm1')(x_bthwc)))
     h_bthwc = CausalConv3d(self.features, name='conv2', **kw)(
-        nn.silu(rms_norm('norm2', self.param_dtype)(h_bthwc)))
+        nn.silu(RMSNorm(self.param_dtype, name='norm2')(h_bthwc)))
     if x_bthwc.shape[-1] != self.features:
       x_bthwc = CausalConv3d(self.features, (1, 1, 1), name='shortcut', **kw)(x_bthwc)
     return x_bthwc + h_bthwc
@@ -67,7 +80,7 @@ class AttentionBlock(nn.Module):
     axes = causal_conv.KERNEL_AXES[3:]
     x_nlc = einops.rearrange(x_bthwc, 'b t h w c -> (b t) (h w) c')
     qkv_nlc = attention.dense(3 * c, axes, name='to_qkv', **kw)(
-        rms_norm('norm', self.param_dtype)(x_nlc).astype(self.dtype))
+        RMSNorm(self.param_dtype, name='norm')(x_nlc).astype(self.dtype))
     q_nl1c, k_nl1c, v_nl1c = jnp.split(qkv_nlc[:, :, None], 3, axis=-1)
     out_nlc = attention.dot_product_attention(q_nl1c, k_nl1c, v_nl1c)[:, :, 0]
     out_nlc = attention.dense(c, axes, name='proj', kernel_init=nn.initializers.zeros,

