@@ -1,12 +1,15 @@
 """Benchmarks the train step and the sampler against this machine's measured matmul rate.
 
   python experiments/benchmark.py --out outputs/bench/model.json
+  python experiments/benchmark.py --layouts= --peer_python=REFVENV/bin/python   # against torch
 
 For each (variant, clip, patch): step time, tokens/s, achieved GFLOP/s and that as a share of the
 fp32 matmul rate measured in the same run (MFU on CPU); then sampling seconds per video and the
 compiled sampler loop's overhead over `steps` separate forward passes; then the config's train
 step on the world's own batches in each data layout (fixed clips, packed rows of many sizes,
-buckets), in real (non-padding) tokens/s.
+buckets), in real (non-padding) tokens/s. With --peer_python, diffusers' WanTransformer3DModel of
+each case's shape is timed too (forward and train step, torch eager on 2 threads), after ours
+in the same run, and the ratios printed (experiments/peer_benchmark.py).
 """
 from absl import app
 from absl import flags
@@ -22,11 +25,14 @@ _OUT = flags.DEFINE_string('out', 'outputs/bench/model.json', 'Where the JSON re
 _CASES = flags.DEFINE_list(
     'cases', ['T/2:8x32x32:2x8x8:32', 'T/2:8x32x32:1x4x4:8', 'S/2:8x64x64:2x4x4:4',
               'S/2:16x64x64:2x4x4:2'],
-    'variant:TxHxW:ptxphxpw:batch[:scanned|unrolled] for each train-step case (the last field '
-    "overrides the config's block layout).")
+    'variant:TxHxW:ptxphxpw:batch[:scanned|unrolled][:remat=none|dots|full] for each train-step '
+    "case (the optional fields override the config's block layout and remat policy).")
 _LAYOUTS = flags.DEFINE_list('layouts', ['fixed', 'packed'],
                               "Data layouts whose train step is timed on the config's batches.")
 _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')
+_PEER_PYTHON = flags.DEFINE_string(
+    'peer_python', None, 'The python of a venv with torch and diffusers: also times the same '
+    'DiTs in diffusers (experiments/peer_benchmark.py) in this run, side by side with ours.')
 
 
 def main(argv):
@@ -34,10 +40,13 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   results = throughput.model_benchmark(_CONFIG.value, _CASES.value, _LAYOUTS.value,
                                        sampler_steps=_SAMPLER_STEPS.value)
-  print(throughput.benchmark_report(results, _CONFIG.value.model.variant))
+  if _PEER_PYTHON.value:
+    results['peer'] = throughput.peer_rows(results['train'], _PEER_PYTHON.value)
   rows = [{'matmul_gflops_per_s': results['peak_gflops_per_s']}, *results['train'],
-          *results['sampler'], *results['layouts']]
-  print('wrote', tables.write_results(_OUT.value, 'model', rows))
+          *results.get('peer', []), *results['sampler'], *results['layouts']]
+  path = tables.write_results(_OUT.value, 'model', rows)
+  print(throughput.benchmark_report(results, _CONFIG.value.model.variant))
+  print('wrote', path)
 
 if __name__ == '__main__':
   app.run(main)

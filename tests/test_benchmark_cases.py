@@ -1,20 +1,27 @@
-"""The benchmark runner's case strings: variant, clip, patch, batch and an optional block layout."""
+"""The benchmark runner's case strings: variant, clip, patch, batch and an optional block layout
+and remat policy."""
 import pytest
 
 from videogen.bench import throughput
 
 
-def test_a_case_names_its_shape_and_optionally_its_block_layout():
+def test_a_case_names_its_shape_and_optionally_its_block_layout_and_remat():
   assert throughput.parse_case('T/2:8x32x32:2x8x8:32') == {
       'variant': 'T/2', 'shape_thw': (8, 32, 32), 'patch': (2, 8, 8), 'batch_size': 32,
-      'scan_layers': None}
+      'scan_layers': None, 'remat': None}
   assert throughput.parse_case('S/2:8x64x64:2x4x4:4:unrolled')['scan_layers'] is False
   assert throughput.parse_case('T/2:8x32x32:2x8x8:32:scanned')['scan_layers'] is True
+  case = throughput.parse_case('T/2:8x32x32:2x8x8:32:unrolled:remat=dots')
+  assert (case['scan_layers'], case['remat']) == (False, 'dots')
+  assert throughput.parse_case('T/2:8x32x32:2x8x8:32:remat=full')['remat'] == 'full'
 
 
 @pytest.mark.parametrize('case', ['T/2:8x32x32:2x8x8', 'T/2:8x32x32:2x8x8:32:looped',
-                                  'T/2:8x32:2x8x8:32:scanned:x', 'T/2:8xAx32:2x8x8:32'])
+                                  'T/2:8x32:2x8x8:32:scanned:x', 'T/2:8xAx32:2x8x8:32',
+                                  'T/2:8x32x32:2x8x8:32:scanned:unrolled',
+                                  'T/2:8x32x32:2x8x8:32:remat=some'])
 def test_a_malformed_case_is_one_sentence(case):
   with pytest.raises(ValueError, match=r'is not variant:TxHxW:ptxphxpw:batch\[:scanned\|'
-                                       r'unrolled\], e\.g\. T/2:8x32x32:2x8x8:32\.$'):
+                                       r'unrolled\]\[:remat=none\|dots\|full\], e\.g\. '
+                                       r'T/2:8x32x32:2x8x8:32\.$'):
     throughput.parse_case(case)

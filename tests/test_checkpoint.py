@@ -12,6 +12,7 @@ from test_train_step import BATCH, build_run, make_example
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.runtime import checkpoint as checkpoint_lib
+from videogen.runtime import dit_run
 from videogen.train import preemption
 from videogen.train import step as step_lib
 
@@ -118,6 +119,19 @@ def test_an_option_added_since_a_save_means_its_old_behaviour():
   with pytest.raises(ValueError, match=r"model.pos_embed \(saved '<missing>', now 'sincos'\)"):
     checkpoint_lib.check_compatible(saved, {'model': {'width': 16, 'pos_embed': 'sincos'}},
                                     missing=old)
+
+
+def test_how_the_model_is_computed_may_change_on_resume():
+  """A run saved with remat 'none' resumes with 'dots' (the same function, other memory), as
+  dit_run.FREE_KEYS allows; a width change still refuses."""
+  saved = {'model': {'width': 16, 'remat': 'none', 'attention_backend': 'xla'}}
+  now = {'model': {'width': 16, 'remat': 'dots', 'attention_backend': 'flash'}}
+  checkpoint_lib.check_compatible(saved, now, free=dit_run.FREE_KEYS)
+  with pytest.raises(ValueError, match=r"model.remat \(saved 'none', now 'dots'\)"):
+    checkpoint_lib.check_compatible(saved, now)
+  with pytest.raises(ValueError, match=r'model.width \(saved 16, now 32\)'):
+    checkpoint_lib.check_compatible(saved, {'model': {**now['model'], 'width': 32}},
+                                    free=dit_run.FREE_KEYS)
 
 
 def test_sigterm_sets_the_stop_flag_and_restores_the_handler():

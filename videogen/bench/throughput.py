@@ -1,4 +1,8 @@
 """Throughput: the input pipeline (clips/s), the train step (tokens/s, FLOP/s), the sampler."""
+import json
+import pathlib
+import subprocess
+import tempfile
 import time
 
 import jax
@@ -48,13 +52,15 @@ def matmul_rate(size: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
 
 
 def _model_config(config, variant: str, shape_thw, patch, batch_size: int,
-                  scan_layers: bool | None = None):
-  """`config` at this variant, clip, patch and batch; blocks scanned or unrolled as the config
-  says unless scan_layers does."""
+                  scan_layers: bool | None = None, remat: str | None = None):
+  """`config` at this variant, clip, patch and batch; blocks scanned or unrolled and
+  rematerialised as the config says unless scan_layers and remat do."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.model.update(variant=variant, patch_size=tuple(patch))
   if scan_layers is not None:
     config.model.scan_layers = scan_layers
+  if remat is not None:
+    config.model.remat = remat
   config.world.update(num_frames=shape_thw[0], height=shape_thw[1], width=shape_thw[2])
   config.data.batch_size = batch_size
   return config
@@ -75,10 +81,11 @@ def _step_runner(parts: dit_run.DitRun):
 
 
 def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
-                    scan_layers: bool | None = None, repeats: int = 5) -> dict:
+                    scan_layers: bool | None = None, remat: str | None = None,
+                    repeats: int = 5) -> dict:
   """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data."""
   parts = dit_run.build(_model_config(config, variant, shape_thw, patch, batch_size,
-                                      scan_layers))
+                                      scan_layers, remat))
   run = _step_runner(parts)
   rng = np.random.default_rng(0)
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
@@ -86,14 +93,28 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
       {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
        'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh, parts.rules))
   seconds = timing.median_seconds(lambda: run(batch), repeats)
+  forward = jax.jit(parts.apply)
+  params = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
+                                         parts.rules).params
+  t = jnp.full((batch_size,), 0.5)
+  forward_s = timing.median_seconds(lambda: forward(
+      params, batch['video'], t, batch['text'], batch['text_mask']).block_until_ready(), repeats)
   tokens = patches.num_tokens(shape_thw, patch)
+  c = parts.model.config
   flops = 3 * batch_size * dit.flops_per_sample(parts.model.config, tokens,
                                                 parts.encoder.max_length)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)),
           'patch': 'x'.join(map(str, patch)), 'tokens': tokens, 'batch': batch_size,
           'blocks': 'scanned' if parts.model.config.scan_layers else 'unrolled',
+          'remat': parts.model.config.remat,
           'params_M': dit.count_params(parts.abstract_state.params) / 1e6, 'step_s': seconds,
-          'tokens_per_s': batch_size * tokens / seconds, 'gflops_per_s': flops / seconds / 1e9}
+          'forward_s': forward_s, 'tokens_per_s': batch_size * tokens / seconds,
+          'gflops_per_s': flops / seconds / 1e9,
+          # The same DiT for experiments/peer_benchmark.py, and its text input (tokens:width).
+          'peer_case': ':'.join(map(str, (c.dim, c.depth, c.heads, c.mlp_dim, c.in_channels,
+                                          c.out_channels, 'x'.join(map(str, shape_thw)),
+                                          'x'.join(map(str, patch)), batch_size))),
+          'peer_text': f'{parts.encoder.max_length}:{parts.encoder.dim}'}
 
 
 def _layout_run(config, layout: str, num_batches: int):
@@ -160,20 +181,25 @@ def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
 
 
 def parse_case(case: str) -> dict:
-  """'variant:TxHxW:ptxphxpw:batch[:scanned|unrolled]' (e.g. 'T/2:8x32x32:2x8x8:32') ->
-  train_step_rate's kwargs; without the last field, the config's block layout."""
-  fields = case.split(':')
+  """'variant:TxHxW:ptxphxpw:batch[:scanned|unrolled][:remat=POLICY]' (e.g. 'T/2:8x32x32:2x8x8:32'
+  or 'T/2:8x32x32:2x8x8:32:remat=dots') -> train_step_rate's kwargs; a field left out keeps the
+  config's block layout or remat policy."""
   ints = lambda text: tuple(int(v) for v in text.split('x'))
   layouts = {'scanned': True, 'unrolled': False}
+  remats = {f'remat={name}': name for name in dit.REMAT_POLICIES}
   try:
-    variant, clip, patch, batch, *layout = fields
-    if len(layout) > 1 or (layout and layout[0] not in layouts):
-      raise ValueError(layout)
+    variant, clip, patch, batch, *options = case.split(':')
+    unknown = [o for o in options if o not in layouts and o not in remats]
+    if unknown or len(options) > 2 or len({o in layouts for o in options}) < len(options):
+      raise ValueError(options)
     return {'variant': variant, 'shape_thw': ints(clip), 'patch': ints(patch),
-            'batch_size': int(batch), 'scan_layers': layouts[layout[0]] if layout else None}
+            'batch_size': int(batch),
+            'scan_layers': next((layouts[o] for o in options if o in layouts), None),
+            'remat': next((remats[o] for o in options if o in remats), None)}
   except ValueError as error:
-    raise ValueError(f'case {case!r} is not variant:TxHxW:ptxphxpw:batch[:scanned|unrolled], '
-                     'e.g. T/2:8x32x32:2x8x8:32.') from error
+    raise ValueError(f'case {case!r} is not variant:TxHxW:ptxphxpw:batch[:scanned|unrolled]'
+                     f'[:remat={"|".join(dit.REMAT_POLICIES)}], e.g. T/2:8x32x32:2x8x8:32.'
+                     ) from error
 
 
 def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10) -> dict:
@@ -186,7 +212,7 @@ def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10) -> dict:
     kwargs = parse_case(case)
     row = train_step_rate(config, **kwargs)
     train_rows.append({**row, 'mfu_pct': 100 * row['gflops_per_s'] * 1e9 / peak})
-    if kwargs['scan_layers'] is None:  # a case naming its block layout compares train steps
+    if kwargs['scan_layers'] is None and kwargs['remat'] is None:  # else: train-step variants
       sampler_rows.append(sampler_overhead(config, variant=kwargs['variant'],
                                            shape_thw=kwargs['shape_thw'], patch=kwargs['patch'],
                                            steps=sampler_steps))
@@ -194,12 +220,48 @@ def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10) -> dict:
           'layouts': layout_step_rates(config, layouts) if layouts else []}
 
 
+def peer_rows(train_rows: list[dict], peer_python: str, *, threads: int = 2,
+              repeats: int = 5) -> list[dict]:
+  """Runs experiments/peer_benchmark.py with `peer_python` (a venv with torch and diffusers) on
+  the DiTs of `train_rows` (one call per text shape) and returns a row per case: the peer's
+  forward and train step seconds and ours, with the ratios (above 1: ours faster)."""
+  script = pathlib.Path(__file__).resolve().parents[2] / 'experiments' / 'peer_benchmark.py'
+  rows = []
+  for text in dict.fromkeys(row['peer_text'] for row in train_rows):
+    ours = [row for row in train_rows if row['peer_text'] == text]
+    with tempfile.TemporaryDirectory() as tmp:
+      out = pathlib.Path(tmp) / 'peer.json'
+      done = subprocess.run(
+          [peer_python, str(script), '--cases', ','.join(r['peer_case'] for r in ours),
+           '--text', text, '--threads', str(threads), '--repeats', str(repeats),
+           '--out', str(out)], capture_output=True, text=True, check=False)
+      if done.returncode:
+        raise RuntimeError(f'the peer benchmark failed with {peer_python} ({done.stderr[-500:]}): '
+                           'pass the python of a venv with torch and diffusers '
+                           '(experiments/peer_benchmark.py names the versions).')
+      record = json.loads(out.read_text())
+    for row, peer in zip(ours, record['rows']):
+      rows.append({'variant': row['variant'], 'clip': row['clip'], 'patch': row['patch'],
+                   'batch': row['batch'], 'blocks': row['blocks'], 'remat': row['remat'],
+                   'peer': f"torch {record['torch']} eager, {record['threads']} threads",
+                   'peer_params_M': peer['params_M'], 'params_M': row['params_M'],
+                   'peer_forward_s': peer['forward_s'], 'forward_s': row['forward_s'],
+                   'forward_ratio': peer['forward_s'] / row['forward_s'],
+                   'peer_step_s': peer['step_s'], 'step_s': row['step_s'],
+                   'step_ratio': peer['step_s'] / row['step_s']})
+  return rows
+
+
 def benchmark_report(results: dict, variant: str) -> str:
   """model_benchmark's tables as markdown."""
   parts = [f'fp32 matmul 2048^2: {results["peak_gflops_per_s"]:.1f} GFLOP/s']
   if results['train']:
-    parts += ['Train step', tables.markdown_table(results['train']),
-              'Sampler', tables.markdown_table(results['sampler'])]
+    parts += ['Train step', tables.markdown_table(results['train'])]
+  if results.get('peer'):
+    parts += ['Against the peer (ratios above 1: ours faster)',
+              tables.markdown_table(results['peer'])]
+  if results['sampler']:
+    parts += ['Sampler', tables.markdown_table(results['sampler'])]
   if results['layouts']:
     parts += [f'Data layouts ({variant}, real tokens/s; vs_first: against '
               f'{results["layouts"][0]["layout"]})', tables.markdown_table(results['layouts'])]

@@ -310,20 +310,22 @@ _MISSING = '<missing>'
 def check_compatible(saved_config: Mapping[str, Any],
                      config: ml_collections.ConfigDict | Mapping[str, Any],
                      keys: Sequence[str] = ('model',),
-                     missing: Mapping[str, Any] | None = None) -> None:
+                     missing: Mapping[str, Any] | None = None,
+                     free: Sequence[str] = ()) -> None:
   """Raises ValueError naming every field under `keys` (dotted paths) that differs from the save.
 
-  Fields outside `keys` (learning rate, logging, mesh) may change between a save and a resume;
-  a field on one side only that is None on the other (an option added since, left unset) is
-  no difference, nor is a field a save lacks whose value is what `missing` (dotted path ->
-  value) says such saves meant (an option added since, with the old behaviour as its value).
+  Fields outside `keys` (learning rate, logging, mesh), and those in `free` (how the same
+  function is computed, e.g. model.remat), may change between a save and a resume; a field on
+  one side only that is None on the other (an option added since, left unset) is no
+  difference, nor is a field a save lacks whose value is what `missing` (dotted path -> value)
+  says such saves meant (an option added since, with the old behaviour as its value).
   """
   missing = missing or {}
   saved, current = _as_dict(saved_config), _as_dict(config)
   differences = []
   for key in keys:
     old, new = _flatten(_lookup(saved, key), key), _flatten(_lookup(current, key), key)
-    for path in sorted(set(old) | set(new)):
+    for path in sorted((set(old) | set(new)) - set(free)):
       before, after = old.get(path, _MISSING), new.get(path, _MISSING)
       unset = ((before is _MISSING and (after is None or missing.get(path, _MISSING) == after))
                or (before is None and after is _MISSING))

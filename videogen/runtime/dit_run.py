@@ -36,6 +36,8 @@ PIXEL_CHANNELS = 3
 # Config sections a checkpoint must agree with to be resumed or sampled.
 COMPATIBLE_KEYS = ('model', 'text', 'autoencoder', 'diffusion.prediction', 'conditioning.enabled',
                    'world.height', 'world.width', 'world.num_frames')
+# Model options that change how, not what, the DiT computes: a run may resume with others.
+FREE_KEYS = ('model.remat', 'model.attention_backend')
 # Model options added since runs were first saved, and the value a config without them means:
 # the behaviour before them, so older runs and exports restore and resume as they trained.
 OLD_RUN_MODEL = {'pos_embed': 'none', 'cross_attn_init': 'zero', 'pooled_text': False}
@@ -48,6 +50,7 @@ class DitRun(run_lib.Run):
   vae_config: autoencoder.AutoencoderConfig | None = None  # a latent run's VAE; None: pixels
 
   compatible_keys: ClassVar[tuple[str, ...]] = COMPATIBLE_KEYS
+  free_keys: ClassVar[tuple[str, ...]] = FREE_KEYS
   missing_fields: ClassVar[Mapping[str, Any]] = {
       f'model.{field}': old for field, old in OLD_RUN_MODEL.items()}
 

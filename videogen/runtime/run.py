@@ -39,6 +39,7 @@ class Run:
 
   # Config sections a checkpoint must agree with to be resumed or sampled.
   compatible_keys: ClassVar[tuple[str, ...]] = ()
+  free_keys: ClassVar[tuple[str, ...]] = ()  # under compatible_keys, yet free to change
   # What a config without a field meant (runs saved before the field existed): {'a.b': value}.
   missing_fields: ClassVar[Mapping[str, Any]] = {}
   description: ClassVar[str] = 'train'   # the progress bar's label
@@ -57,7 +58,7 @@ class Run:
   def check_saved(self, saved: ml_collections.ConfigDict) -> None:
     """Raises when a checkpoint saved with config `saved` cannot be resumed by this run."""
     checkpoint.check_compatible(saved, self.config, self.compatible_keys,
-                                missing=self.missing_fields)
+                                missing=self.missing_fields, free=self.free_keys)
     saved_layout = saved.get('data', {}).get('layout', 'fixed')  # runs before layouts: 'fixed'
     if saved_layout != pipeline.layout(self.config):
       raise ValueError(f'the checkpoint holds a data position of data.layout {saved_layout!r}, '

@@ -1,0 +1,96 @@
+"""Times the PyTorch peer of our DiT, diffusers' WanTransformer3DModel, at given shapes (needs
+torch and diffusers, not videogen: run it with the python of the reference venv that
+experiments/wan_parity.py uses, or let experiments/benchmark.py --peer_python=REFVENV/bin/python
+run it beside ours in one run).
+
+  REFVENV/bin/python experiments/peer_benchmark.py \
+      --cases 128:4:4:512:7:3:8x32x32:2x8x8:32 --text 32:384 --out peer.json
+
+A case is width:depth:heads:mlp:in_channels:out_channels:TxHxW:ptxphxpw:batch, the shape of one
+of our DiTs (benchmark.py passes them). For each: the forward pass (no gradients) and the train
+step (forward, mean squared error against a random target, backward, AdamW), in float32, eager,
+on `--threads` threads; the median of `--repeats` after one warm-up. Writes JSON rows (and the
+torch version and thread count) to --out; prints them.
+"""
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+from diffusers import WanTransformer3DModel
+
+
+def parse_case(case: str) -> dict:
+  """'width:depth:heads:mlp:in:out:TxHxW:ptxphxpw:batch' -> its fields."""
+  width, depth, heads, mlp, channels_in, channels_out, clip, patch, batch = case.split(':')
+  ints = lambda text: tuple(int(v) for v in text.split('x'))
+  return dict(width=int(width), depth=int(depth), heads=int(heads), mlp=int(mlp),
+              in_channels=int(channels_in), out_channels=int(channels_out), clip=ints(clip),
+              patch=ints(patch), batch=int(batch))
+
+
+def median_seconds(fn, repeats: int) -> float:
+  fn()  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def time_case(case: dict, text_length: int, text_dim: int, repeats: int) -> dict:
+  torch.manual_seed(0)
+  model = WanTransformer3DModel(
+      patch_size=case['patch'], num_attention_heads=case['heads'],
+      attention_head_dim=case['width'] // case['heads'], in_channels=case['in_channels'],
+      out_channels=case['out_channels'], text_dim=text_dim, ffn_dim=case['mlp'],
+      num_layers=case['depth'])
+  frames, height, width = case['clip']
+  x = torch.randn(case['batch'], case['in_channels'], frames, height, width)
+  t = torch.rand(case['batch']) * 1000
+  text = torch.randn(case['batch'], text_length, text_dim)
+  target = torch.randn(case['batch'], case['out_channels'], frames, height, width)
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+  def forward():
+    with torch.no_grad():
+      model(x, t, text, return_dict=False)
+
+  def train_step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.mse_loss(model(x, t, text, return_dict=False)[0], target)
+    loss.backward()
+    optimizer.step()
+
+  params = sum(p.numel() for p in model.parameters())
+  return {'clip': 'x'.join(map(str, case['clip'])), 'patch': 'x'.join(map(str, case['patch'])),
+          'width': case['width'], 'depth': case['depth'], 'batch': case['batch'],
+          'params_M': params / 1e6, 'forward_s': median_seconds(forward, repeats),
+          'step_s': median_seconds(train_step, repeats)}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--cases', required=True,
+                      help='comma-separated width:depth:heads:mlp:in:out:TxHxW:ptxphxpw:batch')
+  parser.add_argument('--text', default='32:384', help='text tokens:width (ours: MiniLM, 384)')
+  parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
+  parser.add_argument('--repeats', type=int, default=5, help='timed repeats after a warm-up')
+  parser.add_argument('--out', required=True, help='JSON file to write')
+  args = parser.parse_args()
+  torch.set_num_threads(args.threads)
+  text_length, text_dim = (int(v) for v in args.text.split(':'))
+  rows = [time_case(parse_case(case), text_length, text_dim, args.repeats)
+          for case in args.cases.split(',')]
+  record = {'peer': 'diffusers.WanTransformer3DModel', 'torch': torch.__version__,
+            'threads': args.threads, 'python': platform.python_version(), 'rows': rows}
+  with open(args.out, 'w') as f:
+    json.dump(record, f, indent=1)
+  print(json.dumps(record, indent=1))
+
+
+if __name__ == '__main__':
+  main()
