@@ -73,6 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       max_length=32,
       weights=None, tokenizer=None, config=None,   # paths, for t5/umt5
       dropout=0.1,        # fraction of captions replaced by '' (classifier-free guidance)
+      # False: the DiT attends to the padding positions' zero states too (Wan 2.1's convention).
+      mask_padding=True,
   ))
 
   config.model = ml_collections.ConfigDict(dict(

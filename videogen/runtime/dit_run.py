@@ -52,7 +52,8 @@ class DitRun(run_lib.Run):
   compatible_keys: ClassVar[tuple[str, ...]] = COMPATIBLE_KEYS
   free_keys: ClassVar[tuple[str, ...]] = FREE_KEYS
   missing_fields: ClassVar[Mapping[str, Any]] = {
-      f'model.{field}': old for field, old in OLD_RUN_MODEL.items()}
+      **{f'model.{field}': old for field, old in OLD_RUN_MODEL.items()},
+      'text.mask_padding': True}  # runs before the option masked padding
 
   def dataset(self, shard_index: int, shard_count: int):
     """This process's batches of config.data.source (world clips, a folder's clips, a TFDS
