@@ -150,3 +150,8 @@ def test_fine_tune_config_needs_an_export(tmp_path):
     wan_config.get_config('')
   with pytest.raises(FileNotFoundError, match='is not an export of experiments/convert_wan.py'):
     wan_config.get_config(f'export={tmp_path}')
+
+
+def test_a_missing_source_names_the_src_flag(tmp_path):
+  with pytest.raises(FileNotFoundError, match='transformer .*nothere does not exist.*--src'):
+    _convert(tmp_path / 'nothere', tmp_path / 'out')

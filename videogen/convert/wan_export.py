@@ -64,8 +64,8 @@ class Sources:
         raise FileNotFoundError(
             f'{name} {path} does not exist: pass the folder of a Wan 2.1 Diffusers release '
             '(transformer/, vae/, text_encoder/, tokenizer/), or name this part with '
-            f'--{name} (the original release has no safetensors VAE or text encoder: take '
-            "the Diffusers release's).")
+            f"--{'src' if name == 'transformer' else name} (the original release has no "
+            "safetensors VAE or text encoder: take the Diffusers release's).")
     return parts
 
   def transformer_config(self) -> dict:
