@@ -32,6 +32,7 @@ from videogen.diffusion import samplers
 from videogen.inference import generate
 from videogen.inference import prompting
 from videogen.parallel import distributed
+from videogen.runtime import weights
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder written by experiments/train.py '
                                '(or a folder written by experiments/export.py).', required=True)
@@ -58,12 +59,15 @@ _STRICT = flags.DEFINE_bool('strict', False, 'Refuse inputs of another aspect ra
                             'cropping them with a warning.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/samples/<step>).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Noise seed of the first prompt; the i-th uses seed+i.')
-_STEPS = flags.DEFINE_integer('steps', 25, 'Sampler steps.')
-_METHOD = flags.DEFINE_enum('method', 'heun', list(samplers.METHODS),
+_STEPS = flags.DEFINE_integer('steps', None, "Sampler steps (default: the run's config.sample, "
+                               'e.g. 25 for the world, 50 for a Wan export).')
+_METHOD = flags.DEFINE_enum('method', None, list(samplers.METHODS),
                             'euler: 1 call/step; heun: 2 calls/step, more accurate; ab2: '
                             '2nd-order multistep at 1 call/step; unipc, fm_euler: diffusers\' '
-                            'UniPC (Wan\'s default) and FlowMatchEuler schedulers, 1 call/step.')
-_CFG = flags.DEFINE_float('cfg', 4.0, 'Text guidance scale (1 = no guidance).')
+                            'UniPC (Wan\'s default) and FlowMatchEuler schedulers, 1 call/step '
+                            "(default: the run's config.sample).")
+_CFG = flags.DEFINE_float('cfg', None, "Text guidance scale (1 = no guidance; default: the run's "
+                          'config.sample).')
 _SHIFT = flags.DEFINE_float('shift', None, 'Time-grid shift of the sampler (more steps near '
                             'noise above 1; default: the run\'s training shift).')
 _NEGATIVE = flags.DEFINE_string('negative_prompt', '', 'Text the text guidance steers away '
@@ -83,8 +87,12 @@ def checked_flags() -> tuple[list[str], generate.SampleSettings, prompting.TaskI
   the model loads."""
   try:
     prompts = prompting.gather_prompts(_PROMPTS.value, _PROMPTS_FILE.value)
-    settings = generate.SampleSettings(steps=_STEPS.value, method=_METHOD.value,
-                                       cfg_scale=_CFG.value, frame_cfg_scale=_FRAME_CFG.value,
+    run_default = generate.sample_defaults(weights.load_config(_WORKDIR.value))
+    given = lambda flag, field: run_default[field] if flag.value is None else flag.value
+    settings = generate.SampleSettings(steps=given(_STEPS, 'steps'),
+                                       method=given(_METHOD, 'method'),
+                                       cfg_scale=given(_CFG, 'cfg_scale'),
+                                       frame_cfg_scale=_FRAME_CFG.value,
                                        num_frames=_FRAMES.value, height=_HEIGHT.value,
                                        width=_WIDTH.value, negative_prompt=_NEGATIVE.value,
                                        shift=_SHIFT.value)

@@ -21,6 +21,7 @@ from configs import world as world_config
 from tests import runner_env
 from videogen.convert import wan_export
 from videogen.inference import generate
+from videogen.runtime import weights
 
 DATA = pathlib.Path(__file__).parent / 'data' / 'wan'
 GOLDEN = np.load(DATA / 'pipeline_golden.npz')
@@ -155,3 +156,13 @@ def test_fine_tune_config_needs_an_export(tmp_path):
 def test_a_missing_source_names_the_src_flag(tmp_path):
   with pytest.raises(FileNotFoundError, match='transformer .*nothere does not exist.*--src'):
     _convert(tmp_path / 'nothere', tmp_path / 'out')
+
+
+def test_sample_py_defaults_to_the_exports_sampler(export):
+  """experiments/sample.py without --method/--steps/--cfg samples as the run's config says: Wan's
+  UniPC, 50 steps, guidance 5 for an export; SampleSettings' own defaults for a config without
+  a sample section."""
+  config = weights.load_config(export)
+  assert generate.sample_defaults(config) == {'steps': 50, 'method': 'unipc', 'cfg_scale': 5.0}
+  del config.sample
+  assert generate.sample_defaults(config) == {'steps': 25, 'method': 'heun', 'cfg_scale': 4.0}

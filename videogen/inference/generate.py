@@ -97,6 +97,15 @@ def available_bytes(device) -> int:
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
 
 
+def sample_defaults(config) -> dict:
+  """{'steps', 'method', 'cfg_scale'}: how a run's config says to sample it (config.sample;
+  SampleSettings' defaults where it says nothing), e.g. UniPC, 50 steps, guidance 5 for a Wan
+  export."""
+  sample = config.get('sample') or {}
+  return {field: sample.get(field, getattr(SampleSettings, field))
+          for field in ('steps', 'method', 'cfg_scale')}
+
+
 def _as_model_video(video, shape, name: str):
   """uint8 [B, T, H, W, 3] -> float32 in [-1, 1] of exactly `shape`, or a clear error."""
   video = np.asarray(video)
