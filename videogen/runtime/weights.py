@@ -23,16 +23,18 @@ from videogen.runtime import state as state_lib
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:
-  """workdir/config.json, or one clear error when the run does not exist."""
+  """workdir/config.json, or one clear error when the run does not exist. A relative
+  config.autoencoder naming a folder inside workdir (a converted export's vae/) is made absolute,
+  so the folder can move."""
   path = pathlib.Path(workdir) / 'config.json'
   if not path.exists():
     raise FileNotFoundError(f'no trained run in {str(workdir)!r} (missing {path.name}): train '
                             f'first with experiments/train.py --workdir {workdir}')
   config = ml_collections.ConfigDict(json.loads(path.read_text()))
-  beside = pathlib.Path(workdir) / str(config.get('autoencoder', 'none'))
-  if config.get('autoencoder', 'none') != 'none' and not pathlib.Path(
-      config.autoencoder).is_absolute() and beside.is_dir():
-    config.autoencoder = str(beside.absolute())  # a VAE kept inside the folder (an export's)
+  vae = config.get('autoencoder') or 'none'
+  inside = pathlib.Path(workdir) / vae
+  if vae != 'none' and not pathlib.Path(vae).is_absolute() and inside.is_dir():
+    config.autoencoder = str(inside.absolute())  # a VAE kept inside the folder (an export's)
   return config
 
 
