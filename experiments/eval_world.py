@@ -58,11 +58,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = generate.load_config(_WORKDIR.value)
   world_eval.check_world_run(config, _WORKDIR.value)
-  s = config.sample
-  settings = generate.SampleSettings(steps=s.steps if _STEPS.value is None else _STEPS.value,
-                                     method=_METHOD.value or s.method,
-                                     cfg_scale=s.cfg_scale if _CFG.value is None else _CFG.value,
-                                     shift=_SHIFT.value)
+  settings = generate.settings_for(config, steps=_STEPS.value, method=_METHOD.value,
+                                   cfg_scale=_CFG.value, shift=_SHIFT.value)
   out = media.check_writable_folder(_OUT.value or f'{_WORKDIR.value}/eval_world')
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
   counts = world_eval.PromptCounts(_PROMPTS.value, _HELD_OUT.value, _PROBES.value)

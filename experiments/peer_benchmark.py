@@ -14,12 +14,15 @@ torch version and thread count) to --out; prints them.
 """
 import argparse
 import json
+import pathlib
 import platform
-import statistics
-import time
+import sys
 
 import torch
 from diffusers import WanTransformer3DModel
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from videogen.core import timing  # noqa: E402  (numpy only: ours and the peer timed alike)
 
 
 def parse_case(case: str) -> dict:
@@ -29,16 +32,6 @@ def parse_case(case: str) -> dict:
   return dict(width=int(width), depth=int(depth), heads=int(heads), mlp=int(mlp),
               in_channels=int(channels_in), out_channels=int(channels_out), clip=ints(clip),
               patch=ints(patch), batch=int(batch))
-
-
-def median_seconds(fn, repeats: int) -> float:
-  fn()  # warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def time_case(case: dict, text_length: int, text_dim: int, repeats: int) -> dict:
@@ -68,8 +61,8 @@ def time_case(case: dict, text_length: int, text_dim: int, repeats: int) -> dict
   params = sum(p.numel() for p in model.parameters())
   return {'clip': 'x'.join(map(str, case['clip'])), 'patch': 'x'.join(map(str, case['patch'])),
           'width': case['width'], 'depth': case['depth'], 'batch': case['batch'],
-          'params_M': params / 1e6, 'forward_s': median_seconds(forward, repeats),
-          'step_s': median_seconds(train_step, repeats)}
+          'params_M': params / 1e6, 'forward_s': timing.median_seconds(forward, repeats),
+          'step_s': timing.median_seconds(train_step, repeats)}
 
 
 def main() -> None:

@@ -31,8 +31,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   config = generate.load_config(_WORKDIR.value)
-  s = config.sample
-  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  settings = generate.settings_for(config)
   try:
     steps = [int(step) for step in _STEPS.value]
   except ValueError as error:

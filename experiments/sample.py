@@ -87,15 +87,11 @@ def checked_flags() -> tuple[list[str], generate.SampleSettings, prompting.TaskI
   the model loads."""
   try:
     prompts = prompting.gather_prompts(_PROMPTS.value, _PROMPTS_FILE.value)
-    run_default = generate.sample_defaults(weights.load_config(_WORKDIR.value))
-    given = lambda flag, field: run_default[field] if flag.value is None else flag.value
-    settings = generate.SampleSettings(steps=given(_STEPS, 'steps'),
-                                       method=given(_METHOD, 'method'),
-                                       cfg_scale=given(_CFG, 'cfg_scale'),
-                                       frame_cfg_scale=_FRAME_CFG.value,
-                                       num_frames=_FRAMES.value, height=_HEIGHT.value,
-                                       width=_WIDTH.value, negative_prompt=_NEGATIVE.value,
-                                       shift=_SHIFT.value)
+    settings = generate.settings_for(weights.load_config(_WORKDIR.value), steps=_STEPS.value,
+                                     method=_METHOD.value, cfg_scale=_CFG.value,
+                                     frame_cfg_scale=_FRAME_CFG.value, num_frames=_FRAMES.value,
+                                     height=_HEIGHT.value, width=_WIDTH.value,
+                                     negative_prompt=_NEGATIVE.value, shift=_SHIFT.value)
     inputs = prompting.TaskInputs(
         image=_IMAGE.value, video=_VIDEO.value, video_b=_VIDEO_B.value,
         keyframes=tuple(_KEYFRAMES.value), frames=_NEW_FRAMES.value, direction=_DIRECTION.value,

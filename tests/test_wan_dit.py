@@ -27,7 +27,8 @@ DIFFUSERS_FILE = DATA / 'transformer' / 'diffusion_pytorch_model.safetensors'
 
 
 def _model_and_abstract(scan_layers: bool):
-  model = dit.DiT(wan_dit.config_from(FIELDS, scan_layers=scan_layers))
+  model = dit.DiT(dit.DiTConfig(**FIELDS, pos_embed='none', pooled_text=False,
+                                scan_layers=scan_layers))
   x = jnp.zeros((1, 3, 4, 6, FIELDS['in_channels']))
   boxed = jax.eval_shape(model.init, jax.random.key(0), x, jnp.zeros((1,)),
                          jnp.zeros((1, 7, FIELDS['text_dim'])), jnp.ones((1, 7), bool))['params']

@@ -163,6 +163,9 @@ def test_sample_py_defaults_to_the_exports_sampler(export):
   UniPC, 50 steps, guidance 5 for an export; SampleSettings' own defaults for a config without
   a sample section."""
   config = weights.load_config(export)
-  assert generate.sample_defaults(config) == {'steps': 50, 'method': 'unipc', 'cfg_scale': 5.0}
+  wan = generate.settings_for(config)
+  assert (wan.steps, wan.method, wan.cfg_scale) == (50, 'unipc', 5.0)
+  assert generate.settings_for(config, steps=8).steps == 8  # a flag given wins
   del config.sample
-  assert generate.sample_defaults(config) == {'steps': 25, 'method': 'heun', 'cfg_scale': 4.0}
+  plain = generate.settings_for(config)
+  assert (plain.steps, plain.method, plain.cfg_scale) == (25, 'heun', 4.0)

@@ -66,11 +66,15 @@ def _model_config(config, variant: str, shape_thw, patch, batch_size: int,
   return config
 
 
-def _step_runner(parts: dit_run.DitRun):
-  """run(batch): one step of the sharded train step from a fresh state, carried between calls;
-  returns when the step is done."""
-  holder = {'state': sharding.create_sharded_state(parts.init_fn, parts.state_shardings,
-                                                   parts.mesh, parts.rules)}
+def _fresh_state(parts: dit_run.DitRun):
+  return sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
+                                       parts.rules)
+
+
+def _step_runner(parts: dit_run.DitRun, state=None):
+  """run(batch): one step of the sharded train step from `state` (default: a fresh one), carried
+  between calls (the state given is donated); returns when the step is done."""
+  holder = {'state': _fresh_state(parts) if state is None else state}
   step = loop.make_sharded_train_step(parts)
 
   def run(batch):
@@ -86,27 +90,23 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
   """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data."""
   parts = dit_run.build(_model_config(config, variant, shape_thw, patch, batch_size,
                                       scan_layers, remat))
-  run = _step_runner(parts)
   rng = np.random.default_rng(0)
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
   batch = sharding.shard_batch(
       {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
        'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh, parts.rules))
+  state = _fresh_state(parts)
+  forward, t = jax.jit(parts.apply), jnp.full((batch_size,), 0.5)
+  forward_s = timing.median_seconds(lambda: jax.block_until_ready(forward(
+      state.params, batch['video'], t, batch['text'], batch['text_mask'])), repeats)
+  run = _step_runner(parts, state)  # the forward is timed first: the steps donate the state
   seconds = timing.median_seconds(lambda: run(batch), repeats)
-  forward = jax.jit(parts.apply)
-  params = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
-                                         parts.rules).params
-  t = jnp.full((batch_size,), 0.5)
-  forward_s = timing.median_seconds(lambda: forward(
-      params, batch['video'], t, batch['text'], batch['text_mask']).block_until_ready(), repeats)
   tokens = patches.num_tokens(shape_thw, patch)
   c = parts.model.config
-  flops = 3 * batch_size * dit.flops_per_sample(parts.model.config, tokens,
-                                                parts.encoder.max_length)
+  flops = 3 * batch_size * dit.flops_per_sample(c, tokens, parts.encoder.max_length)
   return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)),
           'patch': 'x'.join(map(str, patch)), 'tokens': tokens, 'batch': batch_size,
-          'blocks': 'scanned' if parts.model.config.scan_layers else 'unrolled',
-          'remat': parts.model.config.remat,
+          'blocks': 'scanned' if c.scan_layers else 'unrolled', 'remat': c.remat,
           'params_M': dit.count_params(parts.abstract_state.params) / 1e6, 'step_s': seconds,
           'forward_s': forward_s, 'tokens_per_s': batch_size * tokens / seconds,
           'gflops_per_s': flops / seconds / 1e9,
@@ -165,8 +165,7 @@ def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
                      repeats: int = 3) -> dict:
   """Seconds per video, and the compiled loop's time over `steps` separate forward passes."""
   parts = dit_run.build(_model_config(config, variant, shape_thw, patch, 1))
-  params = sharding.create_sharded_state(parts.init_fn, parts.state_shardings, parts.mesh,
-                                         parts.rules).ema_params
+  params = _fresh_state(parts).ema_params
   text, mask = (jnp.asarray(a) for a in parts.encoder.encode(['a red circle moves left']))
   noise = jax.random.normal(jax.random.key(0), (1, *parts.shape))
   forward = jax.jit(parts.apply)

@@ -23,7 +23,6 @@ import jax
 import numpy as np
 
 from videogen.convert import checkpoint_files
-from videogen.models import dit
 from videogen.models import dit_sizes
 
 # Original release name part -> Diffusers', applied in this order (as
@@ -141,13 +140,16 @@ class Source:
     return set(self._names)
 
   def shape(self, name: str) -> tuple[int, ...]:
-    return self.files.shape(self._names[name])
+    return self.files.shape(self._stored_name(name))
 
   def get(self, name: str) -> np.ndarray:
+    return self.files.get(self._stored_name(name))
+
+  def _stored_name(self, name: str) -> str:
     if name not in self._names:
       raise KeyError(f'Tensor {name} is missing from {self.files.path}: is every shard there, '
                      'and is it a Wan 2.1 text-to-video transformer?')
-    return self.files.get(self._names[name])
+    return self._names[name]
 
 
 def plan(abstract_params, scan_layers: bool) -> dict:
@@ -172,12 +174,10 @@ def check(source: Source, abstract_params, scan_layers: bool, allow_unused: bool
   for path, sources in plan(abstract_params, scan_layers).items():
     want = specs[path].shape[1:] if scan_layers and path[0] == 'blocks' else specs[path].shape
     for name, transform in sources:
-      if name not in source.names():
-        raise KeyError(f'Tensor {name} is missing from {source.files.path}: is every shard there, '
-                       'and is it a Wan 2.1 text-to-video transformer?')
-      have = jax.eval_shape(transform, jax.ShapeDtypeStruct(source.shape(name), np.float32)).shape
+      stored = source.shape(name)
+      have = jax.eval_shape(transform, jax.ShapeDtypeStruct(stored, np.float32)).shape
       if have != tuple(want):
-        raise ValueError(f'Tensor {name} has shape {source.shape(name)}, but the named variant '
+        raise ValueError(f'Tensor {name} has shape {stored}, but the named variant '
                          f'needs {tuple(want)} for {"/".join(path)}: convert with the '
                          "checkpoint's own config.json.")
       used.add(name)
@@ -188,7 +188,7 @@ def check(source: Source, abstract_params, scan_layers: bool, allow_unused: bool
                      '--allow_unused to drop them, if that is intended.')
 
 
-def convert(source: Source, abstract_params, shardings, scan_layers: bool, dtype=None) -> dict:
+def convert(source: Source, abstract_params, shardings, scan_layers: bool) -> dict:
   """Params like `abstract_params`, each made on its `shardings` leaf from the shards' slices."""
   flat_specs = traverse_util.flatten_dict(abstract_params)
   flat_shardings = traverse_util.flatten_dict(shardings)
@@ -196,9 +196,8 @@ def convert(source: Source, abstract_params, shardings, scan_layers: bool, dtype
   for path, sources in plan(abstract_params, scan_layers).items():
     spec = flat_specs[path]
     stacked = scan_layers and path[0] == 'blocks'
-    out_dtype = dtype or spec.dtype
 
-    def shard(index, sources=sources, stacked=stacked, out_dtype=out_dtype):
+    def shard(index, sources=sources, stacked=stacked, out_dtype=spec.dtype):
       if not stacked:
         name, transform = sources[0]
         return np.asarray(transform(source.get(name))[index], out_dtype)
@@ -209,7 +208,3 @@ def convert(source: Source, abstract_params, shardings, scan_layers: bool, dtype
     out[path] = jax.make_array_from_callback(spec.shape, flat_shardings[path], shard)
   return traverse_util.unflatten_dict(out)
 
-
-def config_from(fields: Mapping, **overrides) -> dit.DiTConfig:
-  """The DiTConfig of converted weights: Wan's layout (RoPE only, no pooled text)."""
-  return dit.DiTConfig(**fields, **{'pos_embed': 'none', 'pooled_text': False, **overrides})

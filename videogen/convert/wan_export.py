@@ -30,6 +30,7 @@ from videogen.models import dit
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
 from videogen.runtime import checkpoint
+from videogen.runtime import dit_run
 
 VAE_FOLDER = 'vae'  # inside the export; config.autoencoder names it relative to the export
 # Wan 2.1's sampling defaults (its pipeline and generate.py): UniPC, 50 steps, guidance 5, flow
@@ -121,32 +122,15 @@ def export_config(base: ml_collections.ConfigDict, fields: dict, text_files: dic
   return config
 
 
-def model_config(config: ml_collections.ConfigDict, fields: dict) -> dit.DiTConfig:
-  """The DiTConfig `dit_run.build` makes of the export's config (what its params restore into)."""
-  m = config.model
-  return dit.dit_config(m.variant, in_channels=fields['in_channels'],
-                        out_channels=fields['out_channels'], text_dim=fields['text_dim'],
-                        patch_size=m.patch_size, remat=m.remat, scan_layers=m.scan_layers,
-                        attention_backend=m.attention_backend, dtype=m.dtype,
-                        param_dtype=m.param_dtype, pos_embed=m.pos_embed,
-                        cross_attn_init=m.cross_attn_init, pooled_text=m.pooled_text)
-
-
 def memory_plan(abstract_params, shardings, source: wan_dit.Source) -> dict:
-  """Bytes: the converted params in all, on the most loaded device, and the host's peak (the
-  largest tensor read at once, as float32)."""
+  """Bytes: the converted params in all, on each device (JAX's shard shapes), and the host's
+  peak (the largest tensor read at once, as float32)."""
   leaves = jax.tree.leaves(abstract_params)
-  nbytes = [x.size * x.dtype.itemsize for x in leaves]
-  per_device = sum(n // _pieces(s, x.shape)
-                   for n, x, s in zip(nbytes, leaves, jax.tree.leaves(shardings)))
+  per_device = sum(math.prod(s.shard_shape(x.shape)) * x.dtype.itemsize
+                   for x, s in zip(leaves, jax.tree.leaves(shardings)))
   largest = max(4 * math.prod(source.shape(name)) for name in source.names())
-  return dict(params_bytes=sum(nbytes), per_device_bytes=per_device, host_peak_bytes=largest)
-
-
-def _pieces(sharding_, shape) -> int:
-  """How many distinct pieces `sharding_` cuts an array of `shape` into."""
-  return len({tuple((s.start, s.stop) for s in index)
-              for index in sharding_.devices_indices_map(shape).values()})
+  return dict(params_bytes=sum(x.size * x.dtype.itemsize for x in leaves),
+              per_device_bytes=per_device, host_peak_bytes=largest)
 
 
 def convert(base: ml_collections.ConfigDict, src, out, *, vae=None, text_encoder=None,
@@ -168,7 +152,9 @@ def convert(base: ml_collections.ConfigDict, src, out, *, vae=None, text_encoder
   devices = jax.devices() if devices is None else list(devices)
   config.mesh.update(data=1, fsdp=fsdp, context=1, tensor=1)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  model = dit.DiT(model_config(config, fields))
+  model = dit.DiT(dit_run.dit_config(  # what the export's params restore into
+      config.model, in_channels=fields['in_channels'], out_channels=fields['out_channels'],
+      text_dim=fields['text_dim']))
   boxed = jax.eval_shape(
       model.init, jax.random.key(0), jnp.zeros((1, 1, 2, 2, fields['in_channels'])),
       jnp.zeros((1,)), jnp.zeros((1, 1, fields['text_dim'])), jnp.ones((1, 1), bool))['params']

@@ -138,8 +138,9 @@ def vae_params_from_diffusers(tensors: CheckpointFiles,
     if name not in tensors:
       raise ValueError(f'Tensor {name} is missing from the checkpoint: is it the Wan 2.1 VAE its '
                        'config.json describes?')
-    if tensors.shape(name) != expected:
-      raise ValueError(f'Tensor {name} has shape {tensors.shape(name)}, not {expected} as the '
+    stored = tensors.shape(name)
+    if stored != expected:
+      raise ValueError(f'Tensor {name} has shape {stored}, not {expected} as the '
                        'config.json implies: pass the config.json that came with these weights.')
     params[path] = convert(tensors.get(name))
     used.add(name)

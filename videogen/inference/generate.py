@@ -97,13 +97,15 @@ def available_bytes(device) -> int:
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
 
 
-def sample_defaults(config) -> dict:
-  """{'steps', 'method', 'cfg_scale'}: how a run's config says to sample it (config.sample;
-  SampleSettings' defaults where it says nothing), e.g. UniPC, 50 steps, guidance 5 for a Wan
-  export."""
+def settings_for(config, **fields) -> SampleSettings:
+  """SampleSettings(**fields), with steps, method and cfg_scale taken from the run's
+  config.sample wherever `fields` leaves them None (SampleSettings' defaults where the config
+  says nothing), e.g. UniPC, 50 steps, guidance 5 for a Wan export."""
   sample = config.get('sample') or {}
-  return {field: sample.get(field, getattr(SampleSettings, field))
-          for field in ('steps', 'method', 'cfg_scale')}
+  for field in ('steps', 'method', 'cfg_scale'):
+    if fields.get(field) is None:
+      fields[field] = sample.get(field, getattr(SampleSettings, field))
+  return SampleSettings(**fields)
 
 
 def _as_model_video(video, shape, name: str):

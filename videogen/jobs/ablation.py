@@ -61,8 +61,7 @@ def run_variant(config: ml_collections.ConfigDict, variant: str, out, *, steps: 
   result = loop.train(dit_run.build(config), folder / 'run', progress=progress)
   minutes = (time.perf_counter() - start) / 60
   gen = generate.Generator.from_workdir(folder / 'run')
-  s = config.sample
-  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  settings = generate.settings_for(config)
   prompts = world_eval.prompt_set(config, num_train=num_prompts, num_held_out=0)
   scored, _ = world_eval.sample_and_score(gen, prompts, settings, folder / 'eval')
   means = world_scores.summarize([v.scores for v in scored])

@@ -88,8 +88,7 @@ def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
   report's path. `reference=None` (or a missing folder) skips the reference."""
   out = pathlib.Path(out_dir)
   result = loop.train(dit_run.build(config), out / 'run', progress=progress)
-  s = config.sample
-  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  settings = generate.settings_for(config)
   prompts = world_eval.prompt_set(config, num_train=num_train_prompts,
                                   num_held_out=num_held_out_prompts)
   gen = generate.Generator.from_workdir(out / 'run')  # every process: the restore may sync them

@@ -106,8 +106,7 @@ def run(config: ml_collections.ConfigDict, study: Study, out, *,
           (json.loads(results_path.read_text())['rows'] if results_path.exists() else [])}
   prompts = world_eval.prompt_set(study_config(config, study.unit), num_train=study.num_prompts,
                                   num_held_out=0)
-  s = config.sample
-  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  settings = generate.settings_for(config)
   for size in study.sizes:
     cfg = study_config(config, size)
     last = steps[size][study.multipliers[-1]]

@@ -204,6 +204,18 @@ def latent_autoencoder(config: ml_collections.ConfigDict) -> autoencoder.Autoenc
   return autoencoder.config_from_workdir(config.autoencoder)
 
 
+def dit_config(model: ml_collections.ConfigDict, *, in_channels: int, out_channels: int,
+               text_dim: int) -> dit.DiTConfig:
+  """The DiTConfig of a config's model section for these input, output and text widths (an
+  option older runs lack takes its OLD_RUN_MODEL value)."""
+  return dit.dit_config(
+      model.variant, in_channels=in_channels, out_channels=out_channels, text_dim=text_dim,
+      patch_size=model.patch_size, remat=model.remat, scan_layers=model.scan_layers,
+      attention_backend=model.attention_backend, dtype=model.dtype,
+      param_dtype=model.param_dtype,
+      **{field: model.get(field, old) for field, old in OLD_RUN_MODEL.items()})
+
+
 def sampling_run(config: ml_collections.ConfigDict, devices=None) -> DitRun:
   """The run's DitRun on `devices` (default: this process's first device), whatever mesh
   and batch it trained with."""
@@ -229,12 +241,8 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
   shape = model_shape(vae_config, w.num_frames, w.height, w.width)
   channels = shape[-1]
   in_channels = 2 * channels + 1 if frame_conditioning(config) else channels
-  model_config = dit.dit_config(
-      m.variant, in_channels=in_channels, out_channels=channels, text_dim=encoder.dim,
-      patch_size=m.patch_size,
-      remat=m.remat, scan_layers=m.scan_layers, attention_backend=m.attention_backend,
-      dtype=m.dtype, param_dtype=m.param_dtype,
-      **{field: m.get(field, old) for field, old in OLD_RUN_MODEL.items()})
+  model_config = dit_config(m, in_channels=in_channels, out_channels=channels,
+                            text_dim=encoder.dim)
   model = dit.DiT(model_config)
   patch = model_config.patch_size
   if vae_config is not None and any(p > 0 and n % p for n, p in zip(shape, patch)):

@@ -54,7 +54,7 @@ def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainSt
     params = jax.device_put(params, run.mesh.devices.flat[0])
   texts, seeds = sample_prompts(run.config, s.num_samples)
   gen = generate.Generator(run, params, step)
-  settings = generate.SampleSettings(steps=s.steps, method=s.method, cfg_scale=s.cfg_scale)
+  settings = generate.settings_for(run.config)
   videos = gen.generate(texts, seeds=seeds, settings=settings)
   grids.write_grid(workdir / 'samples' / str(step) / 'grid', list(videos), texts,
                    fps=run.config.world.fps)
