@@ -19,6 +19,7 @@ import pathlib
 import ml_collections
 
 from videogen.core import config_args
+from videogen.runtime import lora
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -34,4 +35,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.init_from = str(export.absolute())
   config.autoencoder = str((export / config.autoencoder).absolute())
   config.data.update(source='latent_cache', layout='fixed')
+  if 'lora' not in config:  # exports converted before LoRA: full fine-tuning unless asked
+    config.lora = ml_collections.ConfigDict(lora.DEFAULTS)
   return config

@@ -11,6 +11,7 @@ Any field can be overridden from the command line: `--config.train.steps=100`.
 import ml_collections
 
 from videogen.core import config_args
+from videogen.runtime import lora
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -22,6 +23,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # shape agree (the rest at init, the optimizer fresh); once it has checkpoints, resuming wins.
   # '' starts from init.
   config.init_from = ''
+  # LoRA (videogen/runtime/lora.py): rank > 0 freezes the base model, init_from's weights
+  # (required), and trains low-rank adapters on the blocks' kernels that targets name
+  # ('self_attn', 'cross_attn': q, k, v, o; 'ffn': ffn_in, ffn_out), each adapted kernel
+  # computing W + (alpha / rank)·A @ B; the state and checkpoints hold the adapters alone.
+  # rank 0: every weight trains.
+  config.lora = ml_collections.ConfigDict(lora.DEFAULTS)  # rank 0, alpha 8, all three targets
 
   # What the world renders. Training keeps scenes simple enough for a CPU to learn in minutes:
   # one object, moving, on a plain background; held-out combinations test generalisation.

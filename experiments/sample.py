@@ -13,6 +13,8 @@
   python experiments/sample.py --workdir RUN --task loop --prompt "..."   # or with --video
   python experiments/sample.py --workdir RUN --prompt "A red circle moves up." \
       --negative_prompt "A blue square."   # guidance steers away from it (default: '')
+  python experiments/sample.py --workdir LORA_RUN --prompt "..."  # adapters merged onto its base
+  python experiments/sample.py --workdir BASE --lora LORA_RUN --prompt "..."  # onto BASE
 
 Tasks (videogen/inference/prompting.py): text, image (animate a still), extend (forward or backward, any
 length, window by window), loop (a clip that plays seamlessly on repeat), connect (a transition
@@ -32,6 +34,7 @@ from videogen.diffusion import samplers
 from videogen.inference import generate
 from videogen.inference import prompting
 from videogen.parallel import distributed
+from videogen.runtime import lora
 from videogen.runtime import weights
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder written by experiments/train.py '
@@ -80,6 +83,10 @@ _HEIGHT = flags.DEFINE_integer('height', None, 'Height in pixels (default: train
 _WIDTH = flags.DEFINE_integer('width', None, 'Width in pixels (default: training size).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
 _RAW = flags.DEFINE_bool('raw_weights', False, 'Use the raw weights instead of the EMA ones.')
+_LORA = flags.DEFINE_string('lora', None, 'A LoRA run (trained with --config.lora.rank above 0) '
+                            'whose adapters to merge onto the --workdir weights instead of onto '
+                            'its own base; --step and --raw_weights then pick its adapters, and '
+                            'the outputs go to LORA/samples/<step> by default.')
 
 
 def checked_flags() -> tuple[list[str], generate.SampleSettings, prompting.TaskInputs]:
@@ -97,6 +104,8 @@ def checked_flags() -> tuple[list[str], generate.SampleSettings, prompting.TaskI
         keyframes=tuple(_KEYFRAMES.value), frames=_NEW_FRAMES.value, direction=_DIRECTION.value,
         context=_CONTEXT.value, strength=_STRENGTH.value, strict=_STRICT.value)
     prompting.check_inputs(_TASK.value, inputs)
+    if _LORA.value:
+      lora.check_lora_run(weights.load_config(_LORA.value), _LORA.value)
   except (ValueError, FileNotFoundError) as error:  # a missing or malformed flag
     raise app.UsageError(str(error)) from error
   return prompts, settings, inputs
@@ -110,8 +119,8 @@ def main(argv):
   if _OUT.value and distributed.is_main_process():
     media.check_writable_folder(_OUT.value)
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value,
-                                        use_ema=not _RAW.value)
-  out = _OUT.value or f'{_WORKDIR.value}/samples/{gen.step}'
+                                        use_ema=not _RAW.value, lora=_LORA.value)
+  out = _OUT.value or f'{_LORA.value or _WORKDIR.value}/samples/{gen.step}'
   paths = prompting.sample_and_write(gen, _TASK.value, prompts, _SEED.value, settings, out,
                                      inputs)
   if distributed.is_main_process():

@@ -32,6 +32,7 @@ from videogen.diffusion import samplers
 from videogen.inference import vae as vae_lib
 from videogen.runtime import checkpoint
 from videogen.runtime import dit_run
+from videogen.runtime import lora as lora_lib
 from videogen.runtime import weights as weights_lib
 
 _BYTES_PER_GIB = 2 ** 30
@@ -134,24 +135,31 @@ class Generator:
 
   @classmethod
   def from_workdir(cls, workdir, *, step: int | None = None, use_ema: bool = True,
-                   devices=None) -> 'Generator':
+                   devices=None, lora=None) -> 'Generator':
     """Restores `step` (default: newest) of the run in `workdir` onto `devices` (default: this
     process's first device; in a multi-process job every process restores its own copy).
 
     `workdir` is a training run (config.json + checkpoints/) or a folder written by `export`
-    (config.json + params/ + export.json), which holds only the sampling weights.
+    (config.json + params/ + export.json), which holds only the sampling weights. A LoRA run
+    samples its adapters merged onto its base (its config.init_from). lora: a LoRA run whose
+    adapters (at `step`) to merge onto the weights in `workdir` instead of onto its own base.
     """
-    run, params, step = weights_lib.restore_params(workdir, sampling_run, step=step,
-                                                   use_ema=use_ema, devices=devices)
+    if lora is None:
+      run, params, step = dit_run.restore_params(workdir, step=step, use_ema=use_ema,
+                                                 devices=devices)
+    else:
+      run, params, step = dit_run.restore_params(lora, base=workdir, step=step,
+                                                 use_ema=use_ema, devices=devices)
     return cls(run, params, step)
 
   def export(self, out_dir, **info) -> pathlib.Path:
     """Writes the sampling weights alone (no optimizer state): config.json, params/ (Orbax) and
     export.json (the step plus `info`, e.g. the command and git revision). `from_workdir` reads
-    it back."""
+    it back. A LoRA run's export holds its merged weights, a model like any other."""
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    media.write_text(out / 'config.json', self.run.config.to_json_best_effort(indent=1))
+    config = lora_lib.merged_config(self.run.config)
+    media.write_text(out / 'config.json', config.to_json_best_effort(indent=1))
     checkpoint.save_params(out / 'params', self.params)
     media.write_json(out / 'export.json', {'step': self.step, **info})
     return out

@@ -4,12 +4,16 @@ One place decides the model's input shape, the text encoder, the DiT, the optimi
 and the state's shardings, so a checkpoint written by the trainer restores in the sampler.
 A latent run (config.autoencoder names a VAE run or export) models the VAE's latents of the
 world's clips, read from a latent cache; a pixel run ('none') models the pixels of the world's
-clips or of a folder's (data.source 'folder'), at the world section's clip size.
+clips or of a folder's (data.source 'folder'), at the world section's clip size. A LoRA run
+(config.lora.rank > 0, runtime/lora.py) trains adapters on a frozen base, config.init_from's
+weights: its train state holds the adapters, the run holds the base.
 """
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -28,6 +32,7 @@ from videogen.models import text
 from videogen.parallel import context_attention
 from videogen.parallel import mesh as mesh_lib
 from videogen.parallel import sharding
+from videogen.runtime import lora
 from videogen.runtime import run as run_lib
 from videogen.runtime import state as state_lib
 from videogen.runtime import weights
@@ -48,12 +53,61 @@ class DitRun(run_lib.Run):
   """What `build` makes; see the module docstring. `model` is the dit.DiT."""
   encoder: text.TextEncoder | None = None
   vae_config: autoencoder.AutoencoderConfig | None = None  # a latent run's VAE; None: pixels
+  # A LoRA run's frozen base params as ShapeDtypeStructs with their shardings; None: every
+  # parameter trains.
+  abstract_base: Any = None
 
-  compatible_keys: ClassVar[tuple[str, ...]] = COMPATIBLE_KEYS
   free_keys: ClassVar[tuple[str, ...]] = FREE_KEYS
   missing_fields: ClassVar[Mapping[str, Any]] = {
       **{f'model.{field}': old for field, old in OLD_RUN_MODEL.items()},
-      'text.mask_padding': True}  # runs before the option masked padding
+      'text.mask_padding': True,  # runs before the option masked padding
+      'lora.rank': 0}  # runs before LoRA trained every weight
+
+  @property
+  def compatible_keys(self) -> tuple[str, ...]:
+    """COMPATIBLE_KEYS and lora.rank; a LoRA run's whole lora section (a checkpoint holds
+    adapters of one rank, on one set of kernels, at one scale)."""
+    return COMPATIBLE_KEYS + (('lora',) if self.abstract_base is not None else ('lora.rank',))
+
+  @property
+  def init_from_is_base(self) -> bool:
+    """True for a LoRA run: config.init_from is its frozen base."""
+    return self.abstract_base is not None
+
+  @functools.cached_property
+  def base_params(self):
+    """A LoRA run's frozen base (`read_base`), read on first use and kept; None when every
+    parameter trains."""
+    return None if self.abstract_base is None else self.read_base()
+
+  def read_base(self):
+    """config.init_from's EMA params (a LoRA run's merged) as this run's frozen base: in this
+    model's block layout, on this run's mesh as the base's shardings say (lora.frozen_base)."""
+    folder = self.config.init_from
+    weights.check_init_from(folder)
+    return lora.frozen_base(self.read_weights(folder), self.abstract_base, folder)
+
+  def model_params(self, params, base_params=None):
+    """The DiT's params from the train state's (or their EMA): those, or a LoRA run's adapters
+    merged onto base_params (default: the run's base)."""
+    if self.abstract_base is None:
+      return params
+    base_params = self.base_params if base_params is None else base_params
+    return lora.merge(base_params, params, self.config.lora.alpha, self.config.lora.rank)
+
+  def init_state(self, init_from: str = '') -> state_lib.TrainState:
+    """A fresh state (see Run.init_state); a LoRA run's holds fresh adapters (the merged model
+    is its base) and reads its base now, so one that does not fit fails before any step."""
+    if self.abstract_base is None:
+      return super().init_state(init_from)
+    base = dit.count_params(self.base_params)
+    state = sharding.create_sharded_state(self.init_fn, self.state_shardings, self.mesh,
+                                          self.rules)
+    adapters = dit.count_params(state.params)
+    logging.warning("LoRA: rank %d adapters on %s (%d parameters, %.2f%% of the base's %d); "
+                    'base %s frozen.', self.config.lora.rank, ', '.join(self.config.lora.targets),
+                    adapters, 100 * adapters / base, base, self.config.init_from)
+    return state
 
   def dataset(self, shard_index: int, shard_count: int):
     """This process's batches of config.data.source (world clips, a folder's clips, a TFDS
@@ -108,8 +162,9 @@ class DitRun(run_lib.Run):
 
   def read_weights(self, folder: str):
     """The EMA params of the DiT run or export in `folder`, restored as the sampler restores
-    them (onto this process's first device; the shapes are the folder's own)."""
-    return weights.restore_params(folder, sampling_run)[1]
+    them (`restore_params`: onto this process's first device; the shapes are the folder's
+    own, a LoRA run's adapters merged onto its base)."""
+    return restore_params(folder)[1]
 
   @property
   def frame_conditioning(self) -> bool:
@@ -216,18 +271,46 @@ def dit_config(model: ml_collections.ConfigDict, *, in_channels: int, out_channe
       **{field: model.get(field, old) for field, old in OLD_RUN_MODEL.items()})
 
 
-def sampling_run(config: ml_collections.ConfigDict, devices=None) -> DitRun:
+def sampling_run(config: ml_collections.ConfigDict, devices=None, *,
+                 init_from: str | None = None) -> DitRun:
   """The run's DitRun on `devices` (default: this process's first device), whatever mesh
-  and batch it trained with."""
+  and batch it trained with; init_from, when given, replaces a LoRA run's base."""
   config = ml_collections.ConfigDict(config.to_dict())  # an unlocked copy
   config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
   config.data.batch_size = 1
+  if init_from is not None:
+    config.init_from = str(init_from)
   return build(config, devices=devices or jax.local_devices()[:1])
+
+
+def restore_params(workdir, *, base=None, step: int | None = None, use_ema: bool = True,
+                   devices=None) -> tuple[DitRun, Any, int]:
+  """(run, params, step): the DiT weights at `step` (default: the newest) of the run or export
+  in `workdir`, EMA ones unless use_ema=False, on `devices` (weights.restore_params with
+  sampling_run); a LoRA run's adapters come merged onto its base, config.init_from's weights or
+  `base`'s when given (another run or export of the same model)."""
+  make_run = sampling_run
+  if base is not None:
+    lora.check_lora_run(weights.load_config(workdir), workdir)
+    make_run = lambda config, devices: sampling_run(config, devices, init_from=base)
+  run, params, step = weights.restore_params(workdir, make_run, step=step, use_ema=use_ema,
+                                             devices=devices)
+  if run.abstract_base is None:
+    return run, params, step
+  try:
+    base_params = run.read_base()  # not kept: the merged params replace it
+  except ValueError as error:
+    if base is None:
+      raise
+    raise ValueError(f'the adapters of {str(workdir)!r} do not fit the base {str(base)!r}: '
+                     f'{error}') from error
+  return run, run.model_params(params, base_params), step
 
 
 def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
   """Builds every part from `config` (see configs/world.py); allocates no parameters."""
   state_lib.train_steps(config.train)
+  lora.check_config(config)
   vae_config = latent_autoencoder(config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   rules = sharding.rules_from_config(config)
@@ -257,18 +340,29 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
                      f'of {flow.PREDICTIONS}.')
   optimizer = state_lib.make_optimizer(config.optim)
 
-  def init_fn():
+  def model_init(rng):
     x = jnp.zeros((1, *shape[:3], in_channels), jnp.float32)
     txt = jnp.zeros((1, encoder.max_length, encoder.dim), jnp.float32)
     mask = jnp.ones((1, encoder.max_length), bool)
-    model_init = lambda rng: model.init(rng, x, jnp.zeros((1,)), txt, mask)['params']
-    return state_lib.init_train_state(model_init, optimizer, jax.random.key(config.seed))
+    return model.init(rng, x, jnp.zeros((1,)), txt, mask)['params']
+
+  trained_init, abstract_base = model_init, None
+  if lora.enabled(config):  # the state trains adapters; the base's layout is the model's
+    abstract_base = sharding.abstract_state_and_shardings(
+        lambda: model_init(jax.random.key(0)), mesh, rules)[0]
+    lora.check_rank(lora.target_kernels(abstract_base, config.lora.targets), config.lora.rank)
+    trained_init = lambda rng: lora.init_adapters(
+        jax.eval_shape(model_init, rng), config.lora.rank, config.lora.targets, rng)
+
+  def init_fn():
+    return state_lib.init_train_state(trained_init, optimizer, jax.random.key(config.seed))
 
   abstract_state, state_shardings = sharding.abstract_state_and_shardings(init_fn, mesh, rules)
   return DitRun(config=config, mesh=mesh, rules=rules, encoder=encoder, model=model,
                     optimizer=optimizer, lr_schedule=state_lib.learning_rate_schedule(config.optim),
                     init_fn=init_fn, abstract_state=abstract_state,
-                    state_shardings=state_shardings, vae_config=vae_config)
+                    state_shardings=state_shardings, vae_config=vae_config,
+                    abstract_base=abstract_base)
 
 
 def check_latent_cache(parts: DitRun) -> dict:

@@ -75,12 +75,18 @@ class Run:
     init_from = self.config.get('init_from') or ''
     if ckpt.latest_step() is None:
       return self.init_state(init_from), make_iter()
-    if init_from:
+    if init_from and not self.init_from_is_base:
       logging.warning('resuming from the checkpoint in %s: init_from %s is ignored (it only '
                       'starts a run that has no checkpoint yet).', ckpt.directory, init_from)
     self.check_saved(ckpt.restore_config())
     data_iter = make_iter()
     return ckpt.restore(self.abstract_state, data_iter), data_iter
+
+  @property
+  def init_from_is_base(self) -> bool:
+    """Whether config.init_from stays in use after the first start: the frozen base a LoRA
+    run trains adapters on (dit_run.py), not only the weights a run starts from."""
+    return False
 
   def init_state(self, init_from: str = '') -> state_lib.TrainState:
     """A fresh state; with `init_from` (a run or export folder) its params and EMA params

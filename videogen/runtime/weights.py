@@ -129,13 +129,16 @@ def start_from(state: state_lib.TrainState, state_shardings, source,
   logging.warning('init_from %s: loaded %d parameters; new (kept at init): %s; dropped (in the '
                   'source only): %s.', folder, len(loaded), ', '.join(new) or 'none',
                   ', '.join(dropped) or 'none')
-  shardings = traverse_util.flatten_dict(state_shardings.params)
+  # A fresh array per tree: params and EMA must not share buffers.
+  return state.replace(params=place(state.params, loaded, state_shardings.params),
+                       ema_params=place(state.ema_params, loaded, state_shardings.params))
 
-  def place(tree):  # a fresh array per tree: params and EMA must not share buffers
-    flat = traverse_util.flatten_dict(tree)
-    for path, host in loaded.items():
-      flat[path] = jax.make_array_from_callback(host.shape, shardings[path],
-                                                lambda index, host=host: host[index])
-    return traverse_util.unflatten_dict(flat)
 
-  return state.replace(params=place(state.params), ema_params=place(state.ema_params))
+def place(tree, loaded: dict, shardings):
+  """`tree` with the host arrays `loaded` (path -> array, as `match_params` gives them) put in
+  at their paths as new global arrays, laid out as `shardings` (a tree like `tree`) says."""
+  flat, flat_shardings = traverse_util.flatten_dict(tree), traverse_util.flatten_dict(shardings)
+  for path, host in loaded.items():
+    flat[path] = jax.make_array_from_callback(host.shape, flat_shardings[path],
+                                              lambda index, host=host: host[index])
+  return traverse_util.unflatten_dict(flat)

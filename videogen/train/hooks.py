@@ -42,11 +42,11 @@ def defaults(run, workdir) -> list[loop.Hook]:
 
 def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainState,
                       run: dit_run.DitRun) -> None:
-  """The config's prompt set from the EMA weights, as a captioned grid in
-  workdir/samples/<step>/grid.{mp4,png}. In a multi-process run every process gathers the
-  weights, then process 0 samples on one of its devices."""
+  """The config's prompt set from the EMA weights (a LoRA run's merged onto its base), as a
+  captioned grid in workdir/samples/<step>/grid.{mp4,png}. In a multi-process run every
+  process gathers the weights, then process 0 samples on one of its devices."""
   s = run.config.sample
-  params = distributed.gather(state.ema_params if s.use_ema else state.params)
+  params = distributed.gather(run.model_params(state.ema_params if s.use_ema else state.params))
   if jax.process_index() != 0:
     return
   if jax.process_count() > 1:

@@ -55,15 +55,17 @@ class TrainResult:
 def make_sharded_train_step(run: run_lib.Run, *,
                             skip_nonfinite: bool = False) -> step_lib.StepFn:
   """The jitted, donated train step of the run's objective on run.mesh; with skip_nonfinite, one
-  that drops updates whose loss or gradient norm is nan/inf (`step.skip_nonfinite`)."""
-  make = objective.make_train_step if isinstance(run, dit_run.DitRun) else (
-      vae_objective.make_train_step)
-  train_step = make(run)
+  that drops updates whose loss or gradient norm is nan/inf (`step.skip_nonfinite`). A LoRA
+  run's step also reads its frozen base (run.base_params, read here on first use)."""
+  if isinstance(run, dit_run.DitRun):
+    train_step, frozen = objective.make_train_step(run), run.base_params
+  else:
+    train_step, frozen = vae_objective.make_train_step(run), None
   if skip_nonfinite:
     train_step = step_lib.skip_nonfinite(train_step)
   return step_lib.jit_train_step(train_step, run.state_shardings,
                                  sharding.batch_sharding(run.mesh, run.rules), run.mesh,
-                                 rules=run.rules)
+                                 rules=run.rules, frozen=frozen)
 
 
 def _dropped_steps(flags: list, last_step: int) -> list[int]:

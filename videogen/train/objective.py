@@ -5,6 +5,8 @@ sizes (data/packing.py), each segment trained as a clip of its own.
 
 Legend: b batch, m segments of a row, l tokens, p patch values, k a token's pt frames, t frames.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -120,7 +122,23 @@ def packed_loss(parts: dit_run.DitRun, params, rows, t_bm, eps_blp, given_bmt=No
 
 
 def make_train_step(run: dit_run.DitRun) -> step_lib.StepFn:
-  """The (unjitted) train step of `run`: this objective, AdamW, clipping, EMA, accumulation."""
-  return step_lib.make_train_step(
-      make_loss_fn(run), run.optimizer, ema_decay=run.config.optim.ema_decay,
+  """The (unjitted) train step of `run`: this objective, AdamW, clipping, EMA, accumulation.
+  A LoRA run's, train_step(state, batch, base_params), updates the adapters alone (its
+  state.params): the loss sees the base with their low-rank updates merged in, and the base is
+  a constant, so no gradient reaches it (runtime/lora.py)."""
+  loss_fn = make_loss_fn(run)
+  make_step = functools.partial(
+      step_lib.make_train_step, optimizer=run.optimizer, ema_decay=run.config.optim.ema_decay,
       lr_schedule=run.lr_schedule, grad_accum_steps=state_lib.grad_accum_steps(run.config.optim))
+  if run.abstract_base is None:
+    return make_step(loss_fn)
+
+  def adapters_step(state, batch, base_params):
+    base_params = jax.lax.stop_gradient(base_params)
+
+    def merged_loss(adapters, batch, rng):
+      return loss_fn(run.model_params(adapters, base_params), batch, rng)
+
+    return make_step(merged_loss)(state, batch)
+
+  return adapters_step

@@ -14,7 +14,9 @@ from videogen.runtime.state import TrainState
 
 # loss_fn(params, batch, rng) -> (scalar loss, dict of scalar aux metrics)
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
-StepFn = Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
+# train_step(state, batch) -> (state, metrics); a step on frozen weights (jit_train_step's
+# `frozen`) takes them as a third argument.
+StepFn = Callable[..., tuple[TrainState, dict[str, jax.Array]]]
 
 
 def split_micro_batches(batch: Any, grad_accum_steps: int) -> Any:
@@ -121,18 +123,24 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
 
 def jit_train_step(train_step: StepFn, state_shardings: Any, batch_sharding: NamedSharding,
-                   mesh: jax.sharding.Mesh, *, rules: sharding.LogicalRules) -> StepFn:
+                   mesh: jax.sharding.Mesh, *, rules: sharding.LogicalRules,
+                   frozen: Any = None) -> StepFn:
   """jax.jit with explicit shardings, the state donated, traced under the mesh and rules.
 
-  Metrics come back replicated, so every process can read them.
+  Metrics come back replicated, so every process can read them. frozen: weights every step
+  reads and none updates (a LoRA run's base params, jax.Arrays on the mesh), handed to
+  train_step as its third argument on their own shardings, never donated; the step returned
+  takes (state, batch) either way.
   """
-  jitted = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding),
+  frozen_args = () if frozen is None else (frozen,)
+  frozen_shardings = tuple(jax.tree.map(lambda x: x.sharding, a) for a in frozen_args)
+  jitted = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding, *frozen_shardings),
                    out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
                    donate_argnums=0)
 
   def sharded_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     with sharding.sharding_context(mesh, rules):
-      return jitted(state, batch)
+      return jitted(state, batch, *frozen_args)
 
   return sharded_step
 
@@ -155,8 +163,8 @@ def skip_nonfinite(train_step: StepFn) -> StepFn:
   old state must then live until the new one is made, which can cost a second copy of it in
   device memory (why the loop uses this only when config.train.skip_nonfinite asks).
   """
-  def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
-    new_state, step_metrics = train_step(state, batch)
+  def step(state: TrainState, batch: Any, *frozen) -> tuple[TrainState, dict[str, jax.Array]]:
+    new_state, step_metrics = train_step(state, batch, *frozen)
     finite = jnp.isfinite(step_metrics['loss']) & jnp.isfinite(step_metrics['grad_norm'])
     kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     return kept.replace(step=new_state.step), {**step_metrics,
