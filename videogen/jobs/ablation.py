@@ -8,7 +8,6 @@ t = 0.9 (evals/influence.py). Its row goes to out/<variant>/row.json, so variant
 separate processes side by side; `table` gathers every row in `out` into ablation.{json,md}.
 """
 import copy
-import json
 import pathlib
 import time
 
@@ -16,12 +15,12 @@ import ml_collections
 import numpy as np
 
 from videogen.core import media
-from videogen.core import tables
 from videogen.evals import direction_probe
 from videogen.evals import influence
 from videogen.evals import world_eval
 from videogen.evals import world_scores
 from videogen.inference import generate
+from videogen.jobs import variant_table
 from videogen.runtime import dit_run
 from videogen.train import loop
 
@@ -38,7 +37,7 @@ VARIANTS = {
     'sincos_only': {**_NO_SHIFT, **_NO_TEXT_PATH},
     'before': {**_NO_SINCOS, **_NO_SHIFT, **_NO_TEXT_PATH},
 }
-ROW_FILE = 'row.json'
+ROW_FILE = variant_table.ROW_FILE
 
 
 def variant_config(config: ml_collections.ConfigDict, variant: str,
@@ -82,23 +81,8 @@ def run_variant(config: ml_collections.ConfigDict, variant: str, out, *, steps: 
 
 
 def table(out, command: str) -> str:
-  """Gathers out/*/row.json into out/ablation.json (+ command, revision, machine) and returns
-  (and writes to out/ablation.md) the markdown table."""
-  out = pathlib.Path(out)
-  rows = [json.loads(p.read_text()) for p in sorted(out.glob(f'*/{ROW_FILE}'))]
-  if not rows:
-    raise FileNotFoundError(f'no variant rows in {str(out)!r}: run a variant first.')
-  order = list(VARIANTS)
-  rows.sort(key=lambda r: order.index(r['variant']) if r['variant'] in order else len(order))
-  tables.write_results(out / 'ablation.json', 'ablation', rows, command=command)
-  shown = [{k: v for k, v in r.items() if k != 'overrides'} for r in rows]
-  percent = world_eval.percent
-  formats = {k: percent for k in ('text_controls_motion', *world_scores.CATEGORIES)}
-  text = tables.markdown_table(shown, formats)
-  media.write_text(
-      out / 'ablation.md',
-      f'# Ablation\n\n`{command}` at `{tables.revision()}` on '
-      f'{tables.machine()["processor"]}\n\n'
-      f'{text}\n\nOverrides:\n\n'
-      + '\n'.join(f'- {r["variant"]}: `{r["overrides"]}`' for r in rows) + '\n')
-  return text
+  """Gathers out/*/row.json into out/ablation.{json,md} (variant_table.gather); returns the
+  markdown table."""
+  return variant_table.gather(out, name='ablation', title='Ablation', order=list(VARIANTS),
+                              percent=('text_controls_motion', *world_scores.CATEGORIES),
+                              command=command)

@@ -9,7 +9,6 @@ parameters a variant trains against the model's (a LoRA run's adapters against i
 its last checkpoint on disk (the trained parameters, their EMA and their two Adam moments).
 """
 import copy
-import json
 import pathlib
 import time
 
@@ -17,10 +16,10 @@ import ml_collections
 import numpy as np
 
 from videogen.core import media
-from videogen.core import tables
 from videogen.evals import world_eval
 from videogen.evals import world_scores
 from videogen.inference import generate
+from videogen.jobs import variant_table
 from videogen.models import dit
 from videogen.runtime import dit_run
 from videogen.runtime import lora
@@ -33,7 +32,7 @@ VARIANTS = {
     'full': {'lora.rank': 0, 'optim.learning_rate': 2e-4},
     'lora': {'lora.rank': 8, 'optim.learning_rate': 2e-3},
 }
-ROW_FILE = 'row.json'
+ROW_FILE = variant_table.ROW_FILE
 
 
 def variant_config(base: str, world: dict, variant: str, steps: int) -> ml_collections.ConfigDict:
@@ -87,20 +86,9 @@ def folder_bytes(folder) -> int:
 
 
 def table(out, command: str) -> str:
-  """Gathers out/*/row.json into out/finetune.json (+ command, revision, machine) and returns
-  (and writes to out/finetune.md) the markdown table."""
-  out = pathlib.Path(out)
-  rows = [json.loads(p.read_text()) for p in sorted(out.glob(f'*/{ROW_FILE}'))]
-  if not rows:
-    raise FileNotFoundError(f'no variant rows in {str(out)!r}: run a variant first.')
-  tables.write_results(out / 'finetune.json', 'finetune', rows, command=command)
-  shown = [{k: v for k, v in r.items() if k != 'overrides'} for r in rows]
-  percent = world_eval.percent
-  formats = {k: percent for k in ('trained_share_of_model', *world_scores.CATEGORIES)}
-  text = tables.markdown_table(shown, formats)
-  media.write_text(
-      out / 'finetune.md',
-      f'# LoRA against a full fine-tune\n\n`{command}` at `{tables.revision()}` on '
-      f'{tables.machine()["processor"]}\n\n{text}\n\nOverrides:\n\n'
-      + '\n'.join(f'- {r["variant"]}: `{r["overrides"]}`' for r in rows) + '\n')
-  return text
+  """Gathers out/*/row.json into out/finetune.{json,md} (variant_table.gather); returns the
+  markdown table."""
+  return variant_table.gather(out, name='finetune', title='LoRA against a full fine-tune',
+                              order=list(VARIANTS),
+                              percent=('trained_share_of_model', *world_scores.CATEGORIES),
+                              command=command)
