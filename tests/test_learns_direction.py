@@ -11,7 +11,7 @@ from videogen.inference import generate
 from videogen.runtime import dit_run
 from videogen.train import loop
 
-pytestmark = pytest.mark.integration  # trains a model for about two minutes
+pytestmark = pytest.mark.integration  # trains a model for minutes (800 steps)
 
 STEPS = 800
 SCENES = 8
