@@ -10,6 +10,14 @@ step on the world's own batches in each data layout (fixed clips, packed rows of
 buckets), in real (non-padding) tokens/s. With --peer_python, diffusers' WanTransformer3DModel of
 each case's shape is timed too (forward and train step, torch eager on 2 threads), after ours
 in the same run, and the ratios printed (experiments/peer_benchmark.py).
+
+On a GPU (scripts/gpu_benchmark.sh runs this): Wan 2.1 1.3B's train step in bfloat16 with cuDNN
+attention, at Wan's text shape, against the bf16 matmul rate and the peer on the same GPU:
+
+  python experiments/benchmark.py --config configs/world.py:variant=1.3B \
+      --config.model.dtype=bfloat16 --config.model.attention_backend=cudnn \
+      --cases 1.3B:9x60x104:1x2x2:1 --layouts= --text_shape 512:4096 --matmul_size 8192 \
+      --peer_python python3 --peer_device cuda
 """
 from absl import app
 from absl import flags
@@ -30,6 +38,15 @@ _CASES = flags.DEFINE_list(
 _LAYOUTS = flags.DEFINE_list('layouts', ['fixed', 'packed'],
                               "Data layouts whose train step is timed on the config's batches.")
 _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')
+_TEXT_SHAPE = flags.DEFINE_string(
+    'text_shape', None, "tokens:width of the captions the DiTs are timed with (e.g. 512:4096, "
+    "Wan's umT5), as fixed random states (throughput.SyntheticText); default: the config's "
+    'text encoder.')
+_MATMUL_SIZE = flags.DEFINE_integer(
+    'matmul_size', 2048, "Side of the square matmul, in the config's model.dtype, whose rate MFU "
+    'is measured against (2048 saturates a CPU; use 8192 on a GPU).')
+_PEER_DEVICE = flags.DEFINE_enum('peer_device', 'cpu', ['cpu', 'cuda'],
+                                 'Where the peer runs (its dtype is the config\'s model.dtype).')
 _PEER_PYTHON = flags.DEFINE_string(
     'peer_python', None, 'The python of a venv with torch and diffusers: also times the same '
     'DiTs in diffusers (experiments/peer_benchmark.py) in this run, side by side with ours.')
@@ -38,11 +55,16 @@ _PEER_PYTHON = flags.DEFINE_string(
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  text_shape = _TEXT_SHAPE.value and tuple(int(v) for v in _TEXT_SHAPE.value.split(':'))
   results = throughput.model_benchmark(_CONFIG.value, _CASES.value, _LAYOUTS.value,
-                                       sampler_steps=_SAMPLER_STEPS.value)
+                                       sampler_steps=_SAMPLER_STEPS.value, text_shape=text_shape,
+                                       matmul_size=_MATMUL_SIZE.value)
   if _PEER_PYTHON.value:
-    results['peer'] = throughput.peer_rows(results['train'], _PEER_PYTHON.value)
-  rows = [{'matmul_gflops_per_s': results['peak_gflops_per_s']}, *results['train'],
+    results['peer'] = throughput.peer_rows(results['train'], _PEER_PYTHON.value,
+                                           device=_PEER_DEVICE.value,
+                                           dtype=_CONFIG.value.model.dtype)
+  rows = [{'matmul': results['matmul'], 'matmul_gflops_per_s': results['peak_gflops_per_s']},
+          *results['train'],
           *results.get('peer', []), *results['sampler'], *results['layouts']]
   path = tables.write_results(_OUT.value, 'model', rows)
   print(throughput.benchmark_report(results, _CONFIG.value.model.variant))

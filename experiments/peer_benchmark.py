@@ -8,9 +8,11 @@ run it beside ours in one run).
 
 A case is width:depth:heads:mlp:in_channels:out_channels:TxHxW:ptxphxpw:batch, the shape of one
 of our DiTs (benchmark.py passes them). For each: the forward pass (no gradients) and the train
-step (forward, mean squared error against a random target, backward, AdamW), in float32, eager,
-on `--threads` threads; the median of `--repeats` after one warm-up. Writes JSON rows (and the
-torch version and thread count) to --out; prints them.
+step (forward, mean squared error against a random target, backward, AdamW), eager, on the CPU
+(`--threads` threads) or a CUDA GPU (`--device cuda`), in float32 or in bfloat16 autocast over
+float32 weights (`--dtype bfloat16`, as our model.dtype=bfloat16 computes); the median of
+`--repeats` after one warm-up. Writes JSON rows (and the torch version and where it ran) to
+--out; prints them.
 """
 import argparse
 import json
@@ -34,29 +36,36 @@ def parse_case(case: str) -> dict:
               patch=ints(patch), batch=int(batch))
 
 
-def time_case(case: dict, text_length: int, text_dim: int, repeats: int) -> dict:
+def time_case(case: dict, text_length: int, text_dim: int, repeats: int, device: str,
+              dtype: str) -> dict:
   torch.manual_seed(0)
   model = WanTransformer3DModel(
       patch_size=case['patch'], num_attention_heads=case['heads'],
       attention_head_dim=case['width'] // case['heads'], in_channels=case['in_channels'],
       out_channels=case['out_channels'], text_dim=text_dim, ffn_dim=case['mlp'],
-      num_layers=case['depth'])
+      num_layers=case['depth']).to(device)
   frames, height, width = case['clip']
-  x = torch.randn(case['batch'], case['in_channels'], frames, height, width)
-  t = torch.rand(case['batch']) * 1000
-  text = torch.randn(case['batch'], text_length, text_dim)
-  target = torch.randn(case['batch'], case['out_channels'], frames, height, width)
+  x = torch.randn(case['batch'], case['in_channels'], frames, height, width, device=device)
+  t = torch.rand(case['batch'], device=device) * 1000
+  text = torch.randn(case['batch'], text_length, text_dim, device=device)
+  target = torch.randn(case['batch'], case['out_channels'], frames, height, width, device=device)
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+  autocast = lambda: torch.autocast(device, torch.bfloat16, enabled=dtype == 'bfloat16')
+  done = torch.cuda.synchronize if device == 'cuda' else lambda: None
 
   def forward():
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
       model(x, t, text, return_dict=False)
+    done()
 
   def train_step():
     optimizer.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.mse_loss(model(x, t, text, return_dict=False)[0], target)
+    with autocast():
+      out = model(x, t, text, return_dict=False)[0]
+    loss = torch.nn.functional.mse_loss(out.float(), target)
     loss.backward()
     optimizer.step()
+    done()
 
   params = sum(p.numel() for p in model.parameters())
   return {'clip': 'x'.join(map(str, case['clip'])), 'patch': 'x'.join(map(str, case['patch'])),
@@ -72,14 +81,19 @@ def main() -> None:
   parser.add_argument('--text', default='32:384', help='text tokens:width (ours: MiniLM, 384)')
   parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
   parser.add_argument('--repeats', type=int, default=5, help='timed repeats after a warm-up')
+  parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help='where to run')
+  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'],
+                      help='compute dtype (bfloat16: autocast over float32 weights)')
   parser.add_argument('--out', required=True, help='JSON file to write')
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   text_length, text_dim = (int(v) for v in args.text.split(':'))
-  rows = [time_case(parse_case(case), text_length, text_dim, args.repeats)
-          for case in args.cases.split(',')]
+  rows = [time_case(parse_case(case), text_length, text_dim, args.repeats, args.device,
+                    args.dtype) for case in args.cases.split(',')]
+  where = (f'{torch.cuda.get_device_name()}, {args.dtype}' if args.device == 'cuda'
+           else f'{args.threads} threads, {args.dtype}')
   record = {'peer': 'diffusers.WanTransformer3DModel', 'torch': torch.__version__,
-            'threads': args.threads, 'python': platform.python_version(), 'rows': rows}
+            'where': where, 'python': platform.python_version(), 'rows': rows}
   with open(args.out, 'w') as f:
     json.dump(record, f, indent=1)
   print(json.dumps(record, indent=1))

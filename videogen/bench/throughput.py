@@ -1,4 +1,5 @@
 """Throughput: the input pipeline (clips/s), the train step (tokens/s, FLOP/s), the sampler."""
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -45,10 +46,35 @@ def pipeline_rate(options: world.WorldOptions, *, batch_size: int, num_workers: 
 
 
 def matmul_rate(size: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
-  """This machine's dense matmul rate in FLOP/s: the ceiling that MFU is measured against."""
+  """This machine's dense matmul rate in FLOP/s: the ceiling that MFU is measured against
+  (2048 saturates a CPU; a GPU needs about 8192)."""
   a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   matmul = jax.jit(lambda x: x @ x)
   return 2 * size ** 3 / timing.median_seconds(lambda: matmul(a).block_until_ready(), repeats)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticText:
+  """Stands in for the text encoder where only the DiT's speed is measured: every caption gets
+  the same fixed random states [max_length, dim], so a DiT is timed at any text shape (Wan's
+  umT5: 512 x 4096) without the encoder's weights. Nothing it feeds is meant to learn."""
+  max_length: int
+  dim: int
+  name: str = 'synthetic'
+
+  def encode(self, texts) -> tuple[np.ndarray, np.ndarray]:
+    states_ld = np.random.default_rng(0).standard_normal((self.max_length, self.dim))
+    return (np.broadcast_to(states_ld.astype(np.float32), (len(texts), *states_ld.shape)),
+            np.ones((len(texts), self.max_length), bool))
+
+  def unconditional(self) -> tuple[np.ndarray, np.ndarray]:
+    states_bld, mask_bl = self.encode([''])
+    return states_bld[0], mask_bl[0]
+
+
+def _build(config, text_shape):
+  """dit_run.build, with SyntheticText(*text_shape) for the encoder unless text_shape is None."""
+  return dit_run.build(config, encoder=text_shape and SyntheticText(*text_shape))
 
 
 def _model_config(config, variant: str, shape_thw, patch, batch_size: int,
@@ -86,10 +112,12 @@ def _step_runner(parts: dit_run.DitRun, state=None):
 
 def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
                     scan_layers: bool | None = None, remat: str | None = None,
-                    repeats: int = 5) -> dict:
-  """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data."""
-  parts = dit_run.build(_model_config(config, variant, shape_thw, patch, batch_size,
-                                      scan_layers, remat))
+                    repeats: int = 5, text_shape: tuple[int, int] | None = None) -> dict:
+  """Steps/s, tokens/s and achieved FLOP/s of the real train step on random data; text_shape
+  (tokens, width) times it on SyntheticText captions of that shape, else on the config's
+  encoder's."""
+  parts = _build(_model_config(config, variant, shape_thw, patch, batch_size, scan_layers, remat),
+                 text_shape)
   rng = np.random.default_rng(0)
   text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
   batch = sharding.shard_batch(
@@ -162,9 +190,9 @@ def layout_step_rates(config, layouts=('fixed', 'packed'), *, num_batches: int =
 
 
 def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
-                     repeats: int = 3) -> dict:
+                     repeats: int = 3, text_shape: tuple[int, int] | None = None) -> dict:
   """Seconds per video, and the compiled loop's time over `steps` separate forward passes."""
-  parts = dit_run.build(_model_config(config, variant, shape_thw, patch, 1))
+  parts = _build(_model_config(config, variant, shape_thw, patch, 1), text_shape)
   params = _fresh_state(parts).ema_params
   text, mask = (jnp.asarray(a) for a in parts.encoder.encode(['a red circle moves left']))
   noise = jax.random.normal(jax.random.key(0), (1, *parts.shape))
@@ -201,29 +229,33 @@ def parse_case(case: str) -> dict:
                      ) from error
 
 
-def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10) -> dict:
-  """{'peak_gflops_per_s', 'train', 'sampler', 'layouts'}: each case's train step (with its
-  achieved FLOP/s as a share of the fp32 matmul rate measured in the same run: MFU on CPU) and
-  sampler overhead, then the config's train step in each data layout."""
-  peak = matmul_rate()
+def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10,
+                    text_shape: tuple[int, int] | None = None, matmul_size: int = 2048) -> dict:
+  """{'matmul', 'peak_gflops_per_s', 'train', 'sampler', 'layouts'}: each case's train step (with
+  its achieved FLOP/s as a share of the matmul rate measured in the same run, in the model's
+  compute dtype: MFU) and sampler overhead, then the config's train step in each data layout."""
+  dtype = config.model.dtype
+  peak = matmul_rate(matmul_size, jnp.dtype(dtype))
   train_rows, sampler_rows = [], []
   for case in cases:
     kwargs = parse_case(case)
-    row = train_step_rate(config, **kwargs)
+    row = train_step_rate(config, **kwargs, text_shape=text_shape)
     train_rows.append({**row, 'mfu_pct': 100 * row['gflops_per_s'] * 1e9 / peak})
     if kwargs['scan_layers'] is None and kwargs['remat'] is None:  # else: train-step variants
       sampler_rows.append(sampler_overhead(config, variant=kwargs['variant'],
                                            shape_thw=kwargs['shape_thw'], patch=kwargs['patch'],
-                                           steps=sampler_steps))
-  return {'peak_gflops_per_s': peak / 1e9, 'train': train_rows, 'sampler': sampler_rows,
+                                           steps=sampler_steps, text_shape=text_shape))
+  return {'matmul': f'{dtype} {matmul_size}^2', 'peak_gflops_per_s': peak / 1e9,
+          'train': train_rows, 'sampler': sampler_rows,
           'layouts': layout_step_rates(config, layouts) if layouts else []}
 
 
-def peer_rows(train_rows: list[dict], peer_python: str, *, threads: int = 2,
-              repeats: int = 5) -> list[dict]:
+def peer_rows(train_rows: list[dict], peer_python: str, *, threads: int = 2, repeats: int = 5,
+              device: str = 'cpu', dtype: str = 'float32') -> list[dict]:
   """Runs experiments/peer_benchmark.py with `peer_python` (a venv with torch and diffusers) on
-  the DiTs of `train_rows` (one call per text shape) and returns a row per case: the peer's
-  forward and train step seconds and ours, with the ratios (above 1: ours faster)."""
+  the DiTs of `train_rows` (one call per text shape) on `device` ('cpu' or 'cuda') in `dtype`
+  and returns a row per case: the peer's forward and train step seconds and ours, with the
+  ratios (above 1: ours faster)."""
   script = pathlib.Path(__file__).resolve().parents[2] / 'experiments' / 'peer_benchmark.py'
   rows = []
   for text in dict.fromkeys(row['peer_text'] for row in train_rows):
@@ -233,7 +265,8 @@ def peer_rows(train_rows: list[dict], peer_python: str, *, threads: int = 2,
       done = subprocess.run(
           [peer_python, str(script), '--cases', ','.join(r['peer_case'] for r in ours),
            '--text', text, '--threads', str(threads), '--repeats', str(repeats),
-           '--out', str(out)], capture_output=True, text=True, check=False)
+           '--device', device, '--dtype', dtype, '--out', str(out)],
+          capture_output=True, text=True, check=False)
       if done.returncode:
         raise RuntimeError(f'the peer benchmark failed with {peer_python} ({done.stderr[-500:]}): '
                            'pass the python of a venv with torch and diffusers '
@@ -242,7 +275,7 @@ def peer_rows(train_rows: list[dict], peer_python: str, *, threads: int = 2,
     for row, peer in zip(ours, record['rows']):
       rows.append({'variant': row['variant'], 'clip': row['clip'], 'patch': row['patch'],
                    'batch': row['batch'], 'blocks': row['blocks'], 'remat': row['remat'],
-                   'peer': f"torch {record['torch']} eager, {record['threads']} threads",
+                   'peer': f"torch {record['torch']} eager, {record['where']}",
                    'peer_params_M': peer['params_M'], 'params_M': row['params_M'],
                    'peer_forward_s': peer['forward_s'], 'forward_s': row['forward_s'],
                    'forward_ratio': peer['forward_s'] / row['forward_s'],
@@ -253,7 +286,7 @@ def peer_rows(train_rows: list[dict], peer_python: str, *, threads: int = 2,
 
 def benchmark_report(results: dict, variant: str) -> str:
   """model_benchmark's tables as markdown."""
-  parts = [f'fp32 matmul 2048^2: {results["peak_gflops_per_s"]:.1f} GFLOP/s']
+  parts = [f'{results["matmul"]} matmul: {results["peak_gflops_per_s"]:.1f} GFLOP/s']
   if results['train']:
     parts += ['Train step', tables.markdown_table(results['train'])]
   if results.get('peer'):

@@ -307,8 +307,10 @@ def restore_params(workdir, *, base=None, step: int | None = None, use_ema: bool
   return run, run.model_params(params, base_params), step
 
 
-def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
-  """Builds every part from `config` (see configs/world.py); allocates no parameters."""
+def build(config: ml_collections.ConfigDict, *, devices=None,
+          encoder: text.TextEncoder | None = None) -> DitRun:
+  """Builds every part from `config` (see configs/world.py); allocates no parameters. `encoder`
+  replaces the text encoder config.text names (benchmarks give one of another text shape)."""
   state_lib.train_steps(config.train)
   lora.check_config(config)
   vae_config = latent_autoencoder(config)
@@ -316,7 +318,7 @@ def build(config: ml_collections.ConfigDict, *, devices=None) -> DitRun:
   rules = sharding.rules_from_config(config)
   sharding.check_batch_divisible(config.data.batch_size, mesh, rules,
                                  state_lib.grad_accum_steps(config.optim))
-  encoder = text.encoder_from_config(config.text)
+  encoder = encoder or text.encoder_from_config(config.text)
   m = config.model
   if frame_conditioning(config):
     conditioning.task_probabilities(config.conditioning.tasks)
