@@ -55,19 +55,20 @@ _PEER_PYTHON = flags.DEFINE_string(
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  config = _CONFIG.value
   text_shape = _TEXT_SHAPE.value and tuple(int(v) for v in _TEXT_SHAPE.value.split(':'))
-  results = throughput.model_benchmark(_CONFIG.value, _CASES.value, _LAYOUTS.value,
+  peer = _PEER_PYTHON.value and throughput.peer_timings(
+      config, _CASES.value, _PEER_PYTHON.value, text_shape=text_shape, device=_PEER_DEVICE.value)
+  results = throughput.model_benchmark(config, _CASES.value, _LAYOUTS.value,
                                        sampler_steps=_SAMPLER_STEPS.value, text_shape=text_shape,
                                        matmul_size=_MATMUL_SIZE.value)
-  if _PEER_PYTHON.value:
-    results['peer'] = throughput.peer_rows(results['train'], _PEER_PYTHON.value,
-                                           device=_PEER_DEVICE.value,
-                                           dtype=_CONFIG.value.model.dtype)
+  if peer:
+    results['peer'] = throughput.peer_rows(results['train'], peer)
   rows = [{'matmul': results['matmul'], 'matmul_gflops_per_s': results['peak_gflops_per_s']},
           *results['train'],
           *results.get('peer', []), *results['sampler'], *results['layouts']]
   path = tables.write_results(_OUT.value, 'model', rows)
-  print(throughput.benchmark_report(results, _CONFIG.value.model.variant))
+  print(throughput.benchmark_report(results, config.model.variant))
   print('wrote', path)
 
 if __name__ == '__main__':

@@ -25,3 +25,15 @@ def test_a_malformed_case_is_one_sentence(case):
                                        r'unrolled\]\[:remat=none\|dots\|full\], e\.g\. '
                                        r'T/2:8x32x32:2x8x8:32\.$'):
     throughput.parse_case(case)
+
+
+def test_a_case_is_timed_at_the_text_shape_asked_without_a_text_encoder():
+  from configs import world  # pylint: disable=g-import-not-at-top
+  config = world.get_config('runlocal=True')
+  row = throughput.train_step_rate(config, variant='T/2', shape_thw=(4, 16, 16), patch=(2, 8, 8),
+                                   batch_size=8, repeats=1, text_shape=(7, 24))
+  assert row['peer_text'] == '7:24' and row['tokens'] == 8
+  assert row['peer_case'].split(':')[-3:] == ['4x16x16', '2x8x8', '8']
+  assert row['step_s'] > 0 and row['forward_s'] > 0
+  states, mask = throughput.SyntheticText(7, 24).encode(['a', 'b'])
+  assert states.shape == (2, 7, 24) and mask.all() and (states[0] == states[1]).all()

@@ -110,6 +110,16 @@ def _step_runner(parts: dit_run.DitRun, state=None):
   return run
 
 
+def _peer_case(parts: dit_run.DitRun, shape_thw, patch, batch_size: int) -> dict:
+  """The same DiT for experiments/peer_benchmark.py (its --cases field) and its text input
+  (--text, tokens:width)."""
+  c = parts.model.config
+  return {'peer_case': ':'.join(map(str, (c.dim, c.depth, c.heads, c.mlp_dim, c.in_channels,
+                                          c.out_channels, 'x'.join(map(str, shape_thw)),
+                                          'x'.join(map(str, patch)), batch_size))),
+          'peer_text': f'{parts.encoder.max_length}:{parts.encoder.dim}'}
+
+
 def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
                     scan_layers: bool | None = None, remat: str | None = None,
                     repeats: int = 5, text_shape: tuple[int, int] | None = None) -> dict:
@@ -138,11 +148,7 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
           'params_M': dit.count_params(parts.abstract_state.params) / 1e6, 'step_s': seconds,
           'forward_s': forward_s, 'tokens_per_s': batch_size * tokens / seconds,
           'gflops_per_s': flops / seconds / 1e9,
-          # The same DiT for experiments/peer_benchmark.py, and its text input (tokens:width).
-          'peer_case': ':'.join(map(str, (c.dim, c.depth, c.heads, c.mlp_dim, c.in_channels,
-                                          c.out_channels, 'x'.join(map(str, shape_thw)),
-                                          'x'.join(map(str, patch)), batch_size))),
-          'peer_text': f'{parts.encoder.max_length}:{parts.encoder.dim}'}
+          **_peer_case(parts, shape_thw, patch, batch_size)}
 
 
 def _layout_run(config, layout: str, num_batches: int):
@@ -250,38 +256,51 @@ def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10,
           'layouts': layout_step_rates(config, layouts) if layouts else []}
 
 
-def peer_rows(train_rows: list[dict], peer_python: str, *, threads: int = 2, repeats: int = 5,
-              device: str = 'cpu', dtype: str = 'float32') -> list[dict]:
+def peer_timings(config, cases, peer_python: str, *, text_shape: tuple[int, int] | None = None,
+                 threads: int = 2, repeats: int = 5, device: str = 'cpu') -> list[dict]:
   """Runs experiments/peer_benchmark.py with `peer_python` (a venv with torch and diffusers) on
-  the DiTs of `train_rows` (one call per text shape) on `device` ('cpu' or 'cuda') in `dtype`
-  and returns a row per case: the peer's forward and train step seconds and ours, with the
-  ratios (above 1: ours faster)."""
+  the DiT of each case (parse_case's strings), in the config's model.dtype, on `device` ('cpu'
+  or 'cuda'), one call per text shape; returns its rows in case order, each with the torch
+  version and where it ran. Run it before ours: an accelerator's memory that jax has taken
+  stays taken until our process ends."""
   script = pathlib.Path(__file__).resolve().parents[2] / 'experiments' / 'peer_benchmark.py'
-  rows = []
-  for text in dict.fromkeys(row['peer_text'] for row in train_rows):
-    ours = [row for row in train_rows if row['peer_text'] == text]
+  wanted = []
+  for case in cases:
+    kwargs = parse_case(case)
+    parts = _build(_model_config(config, kwargs['variant'], kwargs['shape_thw'],
+                                 kwargs['patch'], kwargs['batch_size']), text_shape)
+    wanted.append(_peer_case(parts, kwargs['shape_thw'], kwargs['patch'], kwargs['batch_size']))
+  rows = [None] * len(wanted)
+  for text in dict.fromkeys(w['peer_text'] for w in wanted):
+    indices = [i for i, w in enumerate(wanted) if w['peer_text'] == text]
     with tempfile.TemporaryDirectory() as tmp:
       out = pathlib.Path(tmp) / 'peer.json'
       done = subprocess.run(
-          [peer_python, str(script), '--cases', ','.join(r['peer_case'] for r in ours),
+          [peer_python, str(script), '--cases', ','.join(wanted[i]['peer_case'] for i in indices),
            '--text', text, '--threads', str(threads), '--repeats', str(repeats),
-           '--device', device, '--dtype', dtype, '--out', str(out)],
+           '--device', device, '--dtype', config.model.dtype, '--out', str(out)],
           capture_output=True, text=True, check=False)
       if done.returncode:
         raise RuntimeError(f'the peer benchmark failed with {peer_python} ({done.stderr[-500:]}): '
                            'pass the python of a venv with torch and diffusers '
                            '(experiments/peer_benchmark.py names the versions).')
       record = json.loads(out.read_text())
-    for row, peer in zip(ours, record['rows']):
-      rows.append({'variant': row['variant'], 'clip': row['clip'], 'patch': row['patch'],
-                   'batch': row['batch'], 'blocks': row['blocks'], 'remat': row['remat'],
-                   'peer': f"torch {record['torch']} eager, {record['where']}",
-                   'peer_params_M': peer['params_M'], 'params_M': row['params_M'],
-                   'peer_forward_s': peer['forward_s'], 'forward_s': row['forward_s'],
-                   'forward_ratio': peer['forward_s'] / row['forward_s'],
-                   'peer_step_s': peer['step_s'], 'step_s': row['step_s'],
-                   'step_ratio': peer['step_s'] / row['step_s']})
+    for i, row in zip(indices, record['rows']):
+      rows[i] = {**row, 'peer': f"torch {record['torch']} eager, {record['where']}"}
   return rows
+
+
+def peer_rows(train_rows: list[dict], peer: list[dict]) -> list[dict]:
+  """Our train_rows beside the peer's timings of the same cases (peer_timings), with the ratios
+  (above 1: ours faster)."""
+  return [{'variant': row['variant'], 'clip': row['clip'], 'patch': row['patch'],
+           'batch': row['batch'], 'blocks': row['blocks'], 'remat': row['remat'],
+           'peer': other['peer'], 'peer_params_M': other['params_M'], 'params_M': row['params_M'],
+           'peer_forward_s': other['forward_s'], 'forward_s': row['forward_s'],
+           'forward_ratio': other['forward_s'] / row['forward_s'],
+           'peer_step_s': other['step_s'], 'step_s': row['step_s'],
+           'step_ratio': other['step_s'] / row['step_s']}
+          for row, other in zip(train_rows, peer)]
 
 
 def benchmark_report(results: dict, variant: str) -> str:

@@ -38,11 +38,8 @@ def machine() -> dict:
 
 
 def revision() -> str:
-  """The git commit of the code that ran, with '+dirty' when the working tree has uncommitted
-  changes to tracked files; outside a git checkout (a tree copied to another machine) the
-  VIDEOGEN_REVISION variable's value, else 'unknown'."""
-  if not (pathlib.Path(__file__).parents[2] / '.git').exists():
-    return os.environ.get('VIDEOGEN_REVISION', 'unknown')
+  """The git commit of the code that ran ('unknown' outside a git checkout), with '+dirty'
+  when the working tree has uncommitted changes to tracked files."""
   git = lambda *args: subprocess.run(['git', *args], capture_output=True, text=True, check=False,
                                      cwd=pathlib.Path(__file__).parent).stdout.strip()
   try:
