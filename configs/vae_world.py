@@ -7,6 +7,10 @@ channels, 9x32x32 clips), or `--config configs/vae_world.py:runlocal=True` (the 
 line: `--config.train.steps=5000`.
   preset:   autoencoder size, decoded in videogen/models/autoencoder.py ('world', 'tiny', 'wan').
   runlocal: shrink everything to a seconds-long smoke test.
+  source:   where the clips come from: 'world' (rendered), 'folder' (your videos and images:
+            `:source=folder --config.data.root=DIR`, the data fields of configs/folder.py) or
+            'tfds' (`:source=tfds --config.data.tfds_name=NAME/CONFIG`, those of configs/tfds.py).
+            Clips are world.num_frames x height x width at world.fps whatever the source.
 """
 import ml_collections
 
@@ -15,7 +19,7 @@ from videogen.core import config_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = config_args.parse_arg(arg, preset='world', runlocal=False)
+  arg = config_args.parse_arg(arg, preset='world', runlocal=False, source='world')
   config = ml_collections.ConfigDict()
   config.seed = 0
   # Start from another VAE's weights: a run of experiments/train_vae.py or an export of it. A run
@@ -39,6 +43,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # (docs/vae.md).
       permute_channels=False,
   ))
+  if arg.source not in ('world', 'folder', 'tfds'):
+    raise ValueError(f"source {arg.source!r} is unknown: use 'world', 'folder' or 'tfds'.")
+  if arg.source != 'world':  # the data fields a DiT config of that source adds to world.py's
+    source_data = config_args.sibling_config(__file__, f'{arg.source}.py').data
+    world_data = config_args.sibling_config(__file__, 'world.py').data
+    config.data.update({key: source_data[key] for key in source_data
+                        if key in ('source', 'layout') or key not in world_data})
 
   # The preset's sizes (videogen/models/autoencoder.py PRESETS); a field set here overrides the
   # preset's, e.g. --config.model.latent_channels=16 (None: the preset's value).

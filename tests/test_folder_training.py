@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 
 from configs import folder as folder_config
+from configs import vae_world
 from videogen.core import media
+from videogen.data import latent_cache
 from videogen.data import pipeline
 from videogen.data import sizes
 from videogen.inference import generate
+from videogen.models import text
 from videogen.runtime import dit_run
+from videogen.runtime import vae_run
 from videogen.train import hooks
 from videogen.train import loop
 
@@ -93,6 +97,39 @@ def test_the_other_layouts_train(root, tmp_path, layout):
                       progress=False)
   assert result.last_step == 2
   assert all(np.isfinite(r['loss']) for r in loop.read_metrics(tmp_path))
+
+
+@pytest.mark.integration
+def test_the_vae_trains_on_the_folder_and_a_latent_cache_encodes_it(root, tmp_path, tiny_vae):
+  config = vae_world.get_config('runlocal=True,source=folder')
+  config.data.root = str(root)
+  run = vae_run.build(config)
+  batch = next(iter(run.dataset(0, 1)))
+  assert batch['video'].shape == (8, 5, 16, 16, 3)  # the VAE's clip size, from the folder
+  result = loop.train(run, tmp_path / 'vae', hooks=hooks.defaults(run, tmp_path / 'vae'),
+                      progress=False)
+  assert result.last_step == 4 and all(np.isfinite(r['loss'])
+                                       for r in loop.read_metrics(tmp_path / 'vae'))
+  grid = media.read_video(tmp_path / 'vae' / 'samples' / '4' / 'reconstruction.mp4')
+  assert grid.shape[-1] == 3  # the folder's clips beside their reconstructions
+  stats = json.loads((tmp_path / 'vae' / vae_run.LATENT_STATS_FILE).read_text())
+  assert len(stats['mean']) == 4 and all(s > 0 for s in stats['std'])
+
+  dit = tiny_config(root)
+  encoder = text.encoder_from_config(dit.text)
+  cache = tmp_path / 'cache'
+  metadata = latent_cache.encode_source(dit, tiny_vae, encoder, cache, vae_workdir='fresh',
+                                        num_records=6, batch_size=4)
+  assert metadata['source']['kind'] == 'folder' and metadata['source']['root'] == str(root)
+  assert metadata['clip_shape'] == [5, 16, 16]  # 2 frames -> 5 for the VAE's 4x time
+  records = [latent_cache.LatentCacheSource(cache)[i] for i in range(6)]
+  folder_captions = set(CAPTIONS.values()) - {CAPTIONS['corrupt.mp4']}
+  assert {r['caption'] for r in records} <= folder_captions
+  five = tiny_config(root, num_records=8)  # the cache's clips: the shuffle of 2 batches of 4,
+  five.world.num_frames = 5                # of 5 real frames, read as training reads them
+  clips = pipeline.source_clips(five, num_clips=4, seed=dit.seed)
+  np.testing.assert_allclose(np.stack([r['latents'] for r in records[:4]]),
+                             np.asarray(tiny_vae.encode(clips)), rtol=2e-3, atol=2e-3)
 
 
 def test_the_sample_grid_captions_are_the_folders_own(root):

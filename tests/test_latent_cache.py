@@ -39,7 +39,7 @@ def encoder(dit_config):
 @pytest.fixture(scope='module')
 def cache(tmp_path_factory, dit_config, tiny_vae, encoder):
   out = tmp_path_factory.mktemp('cache') / 'world'
-  latent_cache.encode_world(dit_config, tiny_vae, encoder, out, vae_workdir='fresh',
+  latent_cache.encode_source(dit_config, tiny_vae, encoder, out, vae_workdir='fresh',
                             batch_size=BATCH, num_records=NUM_RECORDS, records_per_shard=4)
   return out
 
@@ -104,7 +104,7 @@ def test_clear_errors(cache, tmp_path, dit_config, tiny_vae, encoder):
   with pytest.raises(IndexError, match='index=6 is outside this latent cache of 6 records'):
     latent_cache.LatentCacheSource(cache)[6]
   with pytest.raises(FileExistsError, match='already holds a latent cache'):
-    latent_cache.encode_world(dit_config, tiny_vae, encoder, cache, vae_workdir='x', num_records=1)
+    latent_cache.encode_source(dit_config, tiny_vae, encoder, cache, vae_workdir='x', num_records=1)
   with pytest.raises(ValueError, match='fewer than one batch of 4'):
     latent_cache.latent_dataset(cache, seed=0, batch_size=4, shard_count=2)
   expected = dict(compression=(4, 4, 4), latent_channels=4, text_encoder='minilm', text_dim=384)

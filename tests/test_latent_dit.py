@@ -34,7 +34,7 @@ def vae_export(tmp_path_factory, tiny_vae):
 def cache(tmp_path_factory, tiny_vae, vae_export):
   config = world_config.get_config('runlocal=True,latent=True')
   out = tmp_path_factory.mktemp('cache') / 'world'
-  latent_cache.encode_world(config, tiny_vae, text.encoder_from_config(config.text), out,
+  latent_cache.encode_source(config, tiny_vae, text.encoder_from_config(config.text), out,
                             vae_workdir=str(vae_export), num_records=NUM_RECORDS, batch_size=8)
   return out
 

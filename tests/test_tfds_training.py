@@ -1,15 +1,18 @@
 """data.source='tfds' (configs/tfds.py): the DiT trains, resumes exactly and samples on a TFDS
-dataset prepared as ArrayRecord (the world's own, world_tfds/tiny), and says what to pass when
-the dataset is not named or the layout is not fixed."""
+dataset prepared as ArrayRecord (the world's own, world_tfds/tiny), the VAE reads it
+(configs/vae_world.py:source=tfds), and both say what to pass when the dataset is not named or
+the layout is not fixed."""
 import jax
 import numpy as np
 import pytest
 
 from configs import tfds as tfds_config
+from configs import vae_world
 from videogen.data import pipeline
 from videogen.data import world_source
 from videogen.data import world_tfds
 from videogen.runtime import dit_run
+from videogen.runtime import vae_run
 from videogen.train import hooks
 from videogen.train import loop
 
@@ -43,6 +46,15 @@ def test_batches_are_the_datasets_clips_at_the_configs_size(data_dir):
   world = world_source.WorldSource(world_tfds.world_options(stored), seed=stored.seed,
                                    num_records=stored.examples_per_split)
   assert set(batch['caption']) <= {world[i]['caption'] for i in range(len(world))}
+
+
+def test_the_vae_reads_the_dataset_at_its_own_clip_size(data_dir):
+  config = vae_world.get_config('runlocal=True,source=tfds')
+  config.data.update(tfds_name='world_tfds/tiny', tfds_data_dir=str(data_dir), num_records=64)
+  batch = next(iter(vae_run.build(config).dataset(0, 1)))
+  assert batch['video'].shape == (8, 5, 16, 16, 3)  # runlocal VAE clips: 5 frames of 16 x 16
+  clips = pipeline.source_clips(config, num_clips=2, seed=config.seed)
+  np.testing.assert_array_equal(clips, batch['video'][:2])  # the same shuffle's first records
 
 
 def test_each_process_reads_its_own_shard(data_dir):

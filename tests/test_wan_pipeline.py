@@ -132,7 +132,7 @@ def test_fine_tune_config_starts_from_the_export_and_trains(export, tmp_path):
   from videogen.train import loop  # pylint: disable=g-import-not-at-top
   config = wan_config.get_config(f'export={export}')
   gen = generate.Generator.from_workdir(export)
-  latent_cache.encode_world(config, gen.vae, text.encoder_from_config(config.text),
+  latent_cache.encode_source(config, gen.vae, text.encoder_from_config(config.text),
                             tmp_path / 'cache', vae_workdir=config.autoencoder, num_records=8,
                             batch_size=8)
   config.data.update(cache_dir=str(tmp_path / 'cache'), batch_size=8, num_threads=1)

@@ -1,7 +1,7 @@
 """A latent cache: clips encoded once by a frozen VAE and text encoder, in ArrayRecord shards.
 
-  encode_world(config, vae, encoder, 'cache/world', vae_workdir=..., num_records=4096)
-  write_cache(batches, vae, encoder, 'cache/world', ...)   # any clips; encode_world calls it
+  encode_source(config, vae, encoder, 'cache/world', vae_workdir=..., num_records=4096)
+  write_cache(batches, vae, encoder, 'cache/world', ...)   # any clips; encode_source calls it
   source = LatentCacheSource('cache/world')       # a Grain random-access source
   ds = latent_dataset('cache/world', seed=0, batch_size=32)   # training batches, resumable
   ds = dataset_from_config(config)   # the same from a DiT config's data.cache_dir
@@ -23,6 +23,7 @@ Reading needs neither encoder and returns numpy arrays; the source pickles into 
 Legend: b batch, t/h/w latent frames/height/width, c latent channels, l text tokens (max_length),
 d text width, n a caption's real tokens.
 """
+import copy
 import json
 import os
 import pathlib
@@ -153,20 +154,35 @@ def cache_frame_count(num_frames: int, temporal_downsample: int) -> int:
   return 1 + -(-(num_frames - 1) // temporal_downsample) * temporal_downsample
 
 
-def encode_world(config, vae: VideoEncoder, encoder: CaptionEncoder, out_dir, *,
-                 vae_workdir: str, num_records: int, batch_size: int = 16,
-                 records_per_shard: int = 1024, split: str | None = None) -> dict:
-  """Writes world records 0 .. num_records - 1 of a DiT config's world section (its seed,
-  `split` or data.split) at `cache_frame_count` frames into a latent cache; see `write_cache`."""
+def encode_source(config, vae: VideoEncoder, encoder: CaptionEncoder, out_dir, *,
+                  vae_workdir: str, num_records: int, batch_size: int = 16,
+                  records_per_shard: int = 1024, split: str | None = None) -> dict:
+  """Writes the first num_records clips of a DiT config's data.source into a latent cache, at
+  `cache_frame_count` frames of the world section's size: world records 0 .. num_records - 1
+  (its seed, `split` or data.split), or the first records of a folder's or TFDS dataset's
+  shuffle (seeded by config.seed; data/pipeline.py says how clips are cut). A latent run's
+  config (data.source 'latent_cache') encodes its world section. See `write_cache`."""
+  name = pipeline.source(config)
+  name = 'world' if name == 'latent_cache' else name
   world_cfg = config.world.to_dict()
   world_cfg['num_frames'] = cache_frame_count(config.world.num_frames, vae.compression[0])
   vae.latent_shape(world_cfg['num_frames'], world_cfg['height'], world_cfg['width'])  # fail early
   split = split or config.data.split
-  batches = pipeline.world_dataset(  # one shard, unshuffled: the i-th clip is world record i
-      world.WorldOptions.from_config(world_cfg), seed=config.seed, batch_size=batch_size,
-      split=split, num_records=-(-num_records // batch_size) * batch_size)
-  source = {'kind': 'world', 'seed': config.seed, 'split': split,
-            'model_num_frames': config.world.num_frames, 'world': world_cfg}
+  whole = -(-num_records // batch_size) * batch_size
+  source = {'kind': name, 'seed': config.seed, 'model_num_frames': config.world.num_frames}
+  if name == 'world':
+    batches = pipeline.world_dataset(  # one shard, unshuffled: the i-th clip is world record i
+        world.WorldOptions.from_config(world_cfg), seed=config.seed, batch_size=batch_size,
+        split=split, num_records=whole)
+    source.update(split=split, world=world_cfg)
+  else:
+    clips_config = copy.deepcopy(config)
+    clips_config.world.num_frames = world_cfg['num_frames']
+    clips_config.data.update(batch_size=batch_size, num_records=whole, split=split)
+    batches = pipeline.clips_dataset_from_config(clips_config)
+    names = ('root', 'captions') if name == 'folder' else ('tfds_name', 'split')
+    source.update({key: clips_config.data[key] for key in names},
+                  world={key: world_cfg[key] for key in ('num_frames', 'height', 'width', 'fps')})
   return write_cache(batches, vae, encoder, out_dir, num_records=num_records,
                      vae_workdir=vae_workdir, source=source, records_per_shard=records_per_shard)
 

@@ -9,6 +9,7 @@ iterator's `get_state()`/`set_state()` resume at exactly the next batch, so Orba
 beside the model state.
 Worker code is numpy only.
 """
+import copy
 import dataclasses
 
 import grain
@@ -204,6 +205,33 @@ def world_dataset_from_config(config, *, shard_index: int = 0,
       max_segments=d.max_segments, buffer_size=d.buffer_size, **common)
 
 
+def clips_dataset_from_config(config, *, shard_index: int = 0,
+                              shard_count: int = 1) -> grain.IterDataset:
+  """This process's batches of clips of config.data.source ('world', 'folder' or 'tfds'): what
+  the DiT trains on in pixels, what the VAE trains on and what a latent cache encodes."""
+  name = source(config)
+  if name == 'folder':
+    return folder_dataset_from_config(config, shard_index=shard_index, shard_count=shard_count)
+  if name == 'tfds':
+    return tfds_dataset_from_config(config, shard_index=shard_index, shard_count=shard_count)
+  if name == 'world':
+    return world_dataset_from_config(config, shard_index=shard_index, shard_count=shard_count)
+  raise ValueError(f'data.source {name!r} holds latents, not clips: pass a source of clips '
+                   "('world', 'folder' or 'tfds').")
+
+
+def source_clips(config, *, num_clips: int, seed: int, split: str = 'train') -> np.ndarray:
+  """`num_clips` clips float32 [N, T, H, W, 3] in [-1, 1] of config.data.source, for grids and
+  statistics: the world's clips of `split` rendered with `seed`; a folder's or a TFDS dataset's
+  (which have no held-out split) first records of the shuffle that `seed` draws."""
+  if source(config) == 'world':
+    return world_clips(config.world, seed=seed, split=split, num_clips=num_clips)
+  config = copy.deepcopy(config)
+  config.seed = seed
+  config.data.update(batch_size=num_clips, num_workers=0, num_threads=1, prefetch=1)
+  return next(iter(clips_dataset_from_config(config)))['video']
+
+
 def world_clips(world_cfg, *, seed: int, split: str, num_clips: int) -> np.ndarray:
   """`num_clips` world clips float32 [N, T, H, W, 3] in [-1, 1] of the config's world section."""
   dataset = world_dataset(world.WorldOptions.from_config(world_cfg), seed=seed,
@@ -246,8 +274,8 @@ def _folder_source(config, name: str) -> folder_source.FolderSource:
   (buckets resize each record at read time), packed keeps each file's aspect ratio, and there
   images (PNG/JPEG) are 1-frame clips when the patch's pt is 1 (else still clips)."""
   d, w = config.data, config.world
-  patch = tuple(config.model.patch_size)
   if name == 'packed':
+    patch = tuple(config.model.patch_size)
     size = dict(max_tokens=patches.num_tokens((w.num_frames, w.height, w.width), patch),
                 patch_size=patch, single_frame_images=patch[0] == 1)
   else:

@@ -117,13 +117,7 @@ class DitRun(run_lib.Run):
       check_latent_cache(self)
       return latent_cache.dataset_from_config(self.config, shard_index=shard_index,
                                               shard_count=shard_count)
-    if source == 'folder':
-      return pipeline.folder_dataset_from_config(self.config, shard_index=shard_index,
-                                                 shard_count=shard_count)
-    if source == 'tfds':
-      return pipeline.tfds_dataset_from_config(self.config, shard_index=shard_index,
-                                               shard_count=shard_count)
-    return pipeline.world_dataset_from_config(self.config, shard_index=shard_index,
+    return pipeline.clips_dataset_from_config(self.config, shard_index=shard_index,
                                               shard_count=shard_count)
 
   def model_batch(self, batch: dict, step: int) -> tuple[dict, dict, dict]:

@@ -54,7 +54,8 @@ class VaeRun(run_lib.Run):
   progress_metric: ClassVar[str] = 'psnr'
 
   def dataset(self, shard_index: int, shard_count: int):
-    return pipeline.world_dataset_from_config(self.config, shard_index=shard_index,
+    """This process's batches of config.data.source's clips (the world's, a folder's, TFDS's)."""
+    return pipeline.clips_dataset_from_config(self.config, shard_index=shard_index,
                                               shard_count=shard_count)
 
   def model_batch(self, batch: dict, step: int) -> tuple[dict, dict, dict]:
@@ -232,10 +233,11 @@ def encode_mean(model: autoencoder.AutoencoderKL, params, video_bthwc):
 def measure_latent_stats(config: ml_collections.ConfigDict, model: autoencoder.AutoencoderKL,
                          params) -> dict:
   """Per-channel mean/std of posterior means over config.latent_stats.num_clips train-split
-  world clips of seed config.seed + 1 (clips the run did not see), as JSON-ready lists. `params`
-  must be whole on this process (gather a sharded multi-process state first)."""
+  clips of config.data.source drawn with seed config.seed + 1 (world clips the run did not
+  see; a folder's clips in another order), as JSON-ready lists. `params` must be whole on this
+  process (gather a sharded multi-process state first)."""
   ls, seed = config.latent_stats, config.seed + 1
-  clips = pipeline.world_clips(config.world, seed=seed, split='train', num_clips=ls.num_clips)
+  clips = pipeline.source_clips(config, num_clips=ls.num_clips, seed=seed, split='train')
   means = [encode_mean(model, params, clips[i:i + ls.batch_size])
            for i in range(0, len(clips), ls.batch_size)]
   stats = autoencoder.latent_stats(means)

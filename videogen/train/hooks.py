@@ -88,14 +88,15 @@ def _reconstruct(model, params, video_bthwc):
 
 def write_reconstruction_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainState,
                               run: vae_run.VaeRun) -> None:
-  """Held-out world clips beside their reconstructions (posterior means, decoded) by the EMA
+  """Clips of config.data.source (the world's held-out split; a folder's or TFDS dataset's
+  first shuffled records) beside their reconstructions (posterior means, decoded) by the EMA
   weights, captioned with PSNR, in workdir/samples/<step>/reconstruction.{mp4,png}."""
   params = distributed.gather(run.autoencoder_params(state.ema_params))
   if jax.process_index() != 0:
     return
   cfg = run.config
-  clips = pipeline.world_clips(cfg.world, seed=cfg.seed, split='held_out',
-                               num_clips=cfg.sample.num_clips)
+  clips = pipeline.source_clips(cfg, num_clips=cfg.sample.num_clips, seed=cfg.seed,
+                                split='held_out')
   recon = _reconstruct(run.model, params, clips)
   psnr_b = np.asarray(image_metrics.psnr(recon, clips).mean(axis=1))
   pairs = [media.to_uint8(np.concatenate([c, r], axis=2)) for c, r in zip(clips, np.asarray(recon))]
