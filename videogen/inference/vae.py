@@ -104,7 +104,7 @@ class Autoencoder:
       raise ValueError(f'video of dtype {jnp.result_type(video_bthwc)} must be floating point in '
                        '[-1, 1]: convert uint8 frames with x / 127.5 - 1.')
     mean_bthwc, _ = autoencoder_chunks.encode_chunked(
-        self.model, self.params, jnp.asarray(video_bthwc, jnp.float32),
+        self.model, self.params, self._on_params_device(jnp.asarray(video_bthwc, jnp.float32)),
         self.chunk_latent_frames * self.config.temporal_downsample, pad=pad)
     return autoencoder.normalize(mean_bthwc, self.stats)
 
@@ -116,6 +116,12 @@ class Autoencoder:
       raise ValueError(f'latents of shape {z_bthwc.shape} must be [B, T, H, W, '
                        f'{self.latent_channels}]: pass what encode returns.')
     recon_bthwc = autoencoder_chunks.decode_chunked(
-        self.model, self.params, autoencoder.denormalize(z_bthwc, self.stats),
+        self.model, self.params, autoencoder.denormalize(self._on_params_device(z_bthwc),
+                                                         self.stats),
         self.chunk_latent_frames)
     return jnp.clip(recon_bthwc, -1.0, 1.0)
+
+  def _on_params_device(self, x):
+    """`x` on the device the VAE's params are on (one): a DiT's samples come sharded over its
+    mesh, and jit refuses arguments on different devices."""
+    return jax.device_put(x, next(iter(jax.tree.leaves(self.params)[0].devices())))

@@ -19,6 +19,7 @@ from videogen.core import grids
 from videogen.core import image_metrics
 from videogen.core import media
 from videogen.data import folder_source
+from videogen.data import latent_cache
 from videogen.data import pipeline
 from videogen.data import prompts as prompts_lib
 from videogen.data import tfds_source
@@ -61,12 +62,17 @@ def write_sample_grid(workdir: pathlib.Path, step: int, state: state_lib.TrainSt
 
 
 def sample_prompts(config, num: int) -> tuple[list[str], list[int]]:
-  """(captions, seeds) of the sample grid: fixed world prompts, or for a folder (TFDS) run the
-  first `num` distinct non-empty captions of its caption file (of its first examples), repeated
-  when it has fewer, since world prompts describe scenes such a run never saw."""
+  """(captions, seeds) of the sample grid: fixed world prompts, or for a folder (TFDS) run, or a
+  latent run on a cache of one, the first `num` distinct non-empty captions of its caption file
+  (of its first examples, records), repeated when it has fewer, since world prompts describe
+  scenes such a run never saw."""
   source = pipeline.source(config)
   d = config.data
-  if source == 'folder':
+  cached = source == 'latent_cache' and latent_cache.read_metadata(d.cache_dir)['source']
+  if cached and cached['kind'] != 'world':
+    cache = latent_cache.LatentCacheSource(d.cache_dir)
+    captions = [cache[i]['caption'] for i in range(min(len(cache), 16 * num))]
+  elif source == 'folder':
     _, captions = folder_source.read_captions(pathlib.Path(d.root) / d.captions)
   elif source == 'tfds':
     captions = tfds_source.first_captions(
