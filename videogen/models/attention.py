@@ -74,7 +74,7 @@ def dot_product_attention(q_blhd, k_bshd, v_bshd, *, mask=None, backend='xla',
     out_blhd = einops.rearrange(jnp.einsum('bhls,bhsd->bhld', probs_bhls, v_bhsd),
                                 'b h l d -> b l h d')
   else:
-    if mask_bls is not None:  # cuDNN takes only a whole [B, 1, L, S] mask (its bias), no [B, 1, 1, S]
+    if mask_bls is not None:  # cuDNN takes a whole [B, 1, L, S] mask (its bias), not [B, 1, 1, S]
       mask_bls = jnp.broadcast_to(mask_bls, (q_blhd.shape[0], q_blhd.shape[1], k_bshd.shape[1]))
     out_blhd = jax.nn.dot_product_attention(
         q_blhd, k_bshd, v_bshd, mask=None if mask_bls is None else mask_bls[:, None],
