@@ -47,6 +47,10 @@ _MATMUL_SIZE = flags.DEFINE_integer(
     'is measured against (2048 saturates a CPU; use 8192 on a GPU).')
 _PEER_DEVICE = flags.DEFINE_enum('peer_device', 'cpu', ['cpu', 'cuda'],
                                  'Where the peer runs (its dtype is the config\'s model.dtype).')
+_VAE_CASES = flags.DEFINE_list(
+    'vae_cases', [], "base:mults:res:latent:TxHxW: the 'wan' VAE preset at those widths "
+    '(e.g. 32:1-2-4-4:2:16:17x128x128), encode and decode of one clip; with --peer_python, '
+    "diffusers' AutoencoderKLWan at the same widths beside it.")
 _PEER_PYTHON = flags.DEFINE_string(
     'peer_python', None, 'The python of a venv with torch and diffusers: also times the same '
     'DiTs in diffusers (experiments/peer_benchmark.py) in this run, side by side with ours.')
@@ -64,9 +68,14 @@ def main(argv):
                                        matmul_size=_MATMUL_SIZE.value)
   if peer:
     results['peer'] = throughput.peer_rows(results['train'], peer)
+  peer_vae = (_PEER_PYTHON.value and _VAE_CASES.value and throughput.peer_vae_timings(
+      _VAE_CASES.value, _PEER_PYTHON.value, device=_PEER_DEVICE.value))
+  results['vae'] = [throughput.vae_speed(case) for case in _VAE_CASES.value]
+  if peer_vae:
+    results['vae'] = throughput.vae_peer_rows(results['vae'], peer_vae)
   rows = [{'matmul': results['matmul'], 'matmul_gflops_per_s': results['peak_gflops_per_s']},
-          *results['train'],
-          *results.get('peer', []), *results['sampler'], *results['layouts']]
+          *results['train'], *results.get('peer', []), *results['sampler'], *results['vae'],
+          *results['layouts']]
   path = tables.write_results(_OUT.value, 'model', rows)
   print(throughput.benchmark_report(results, config.model.variant))
   print('wrote', path)

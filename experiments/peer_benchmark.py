@@ -7,7 +7,9 @@ run it beside ours in one run).
       --cases 128:4:4:512:7:3:8x32x32:2x8x8:32 --text 32:384 --out peer.json
 
 A case is width:depth:heads:mlp:in_channels:out_channels:TxHxW:ptxphxpw:batch, the shape of one
-of our DiTs (benchmark.py passes them). For each: the forward pass (no gradients) and the train
+of our DiTs (benchmark.py passes them); a VAE case (--vae_cases base:mults:res:latent:TxHxW)
+is diffusers' AutoencoderKLWan at those widths, timed encoding (posterior mean) and decoding one
+random clip, without gradients. For each: the forward pass (no gradients) and the train
 step (forward, mean squared error against a random target, backward, AdamW), eager, on the CPU
 (`--threads` threads) or a CUDA GPU (`--device cuda`), in float32 or in bfloat16 autocast over
 float32 weights (`--dtype bfloat16`, as our model.dtype=bfloat16 computes); the median of
@@ -21,6 +23,7 @@ import platform
 import sys
 
 import torch
+from diffusers import AutoencoderKLWan
 from diffusers import WanTransformer3DModel
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -74,10 +77,46 @@ def time_case(case: dict, text_length: int, text_dim: int, repeats: int, device:
           'step_s': timing.median_seconds(train_step, repeats)}
 
 
+def time_vae_case(case: str, repeats: int, device: str) -> dict:
+  """'base:mults:res:latent:TxHxW' -> diffusers' AutoencoderKLWan at those widths (Wan's layout:
+  time halved on the last two downsamplings), random weights: encode (posterior mean) and
+  decode seconds of one random clip, as ours (throughput.vae_speed)."""
+  base, mults, res, latent, clip = case.split(':')
+  mults = [int(m) for m in mults.split('-')]
+  torch.manual_seed(0)
+  model = AutoencoderKLWan(base_dim=int(base), z_dim=int(latent), dim_mult=mults,
+                           num_res_blocks=int(res),
+                           temperal_downsample=[i >= len(mults) - 3 for i in range(len(mults) - 1)]
+                           ).to(device).eval()
+  frames, height, width = (int(v) for v in clip.split('x'))
+  x = torch.rand(1, 3, frames, height, width, device=device) * 2 - 1
+  done = torch.cuda.synchronize if device == 'cuda' else lambda: None
+  with torch.no_grad():
+    z = model.encode(x).latent_dist.mean
+
+  def encode():
+    with torch.no_grad():
+      model.encode(x).latent_dist.mean
+    done()
+
+  def decode():
+    with torch.no_grad():
+      model.decode(z).sample
+    done()
+
+  return {'vae_case': case, 'clip': clip,
+          'params_M': sum(p.numel() for p in model.parameters()) / 1e6,
+          'encode_s': timing.median_seconds(encode, repeats),
+          'decode_s': timing.median_seconds(decode, repeats)}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--cases', required=True,
+  parser.add_argument('--cases', default='',
                       help='comma-separated width:depth:heads:mlp:in:out:TxHxW:ptxphxpw:batch')
+  parser.add_argument('--vae_cases', default='',
+                      help="comma-separated base:mults:res:latent:TxHxW (AutoencoderKLWan's "
+                      'widths and clip, e.g. 32:1-2-4-4:2:16:17x128x128)')
   parser.add_argument('--text', default='32:384', help='text tokens:width (ours: MiniLM, 384)')
   parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
   parser.add_argument('--repeats', type=int, default=5, help='timed repeats after a warm-up')
@@ -89,11 +128,14 @@ def main() -> None:
   torch.set_num_threads(args.threads)
   text_length, text_dim = (int(v) for v in args.text.split(':'))
   rows = [time_case(parse_case(case), text_length, text_dim, args.repeats, args.device,
-                    args.dtype) for case in args.cases.split(',')]
+                    args.dtype) for case in filter(None, args.cases.split(','))]
+  vae_rows = [time_vae_case(case, args.repeats, args.device)
+              for case in filter(None, args.vae_cases.split(','))]
   where = (f'{torch.cuda.get_device_name()}, {args.dtype}' if args.device == 'cuda'
            else f'{args.threads} threads, {args.dtype}')
   record = {'peer': 'diffusers.WanTransformer3DModel', 'torch': torch.__version__,
-            'where': where, 'python': platform.python_version(), 'rows': rows}
+            'where': where, 'python': platform.python_version(), 'rows': rows,
+            'vae_rows': vae_rows}
   with open(args.out, 'w') as f:
     json.dump(record, f, indent=1)
   print(json.dumps(record, indent=1))

@@ -37,3 +37,13 @@ def test_a_case_is_timed_at_the_text_shape_asked_without_a_text_encoder():
   assert row['step_s'] > 0 and row['forward_s'] > 0
   states, mask = throughput.SyntheticText(7, 24).encode(['a', 'b'])
   assert states.shape == (2, 7, 24) and mask.all() and (states[0] == states[1]).all()
+
+
+def test_a_vae_case_names_the_wan_layout_at_its_widths_and_is_timed():
+  assert throughput.parse_vae_case('32:1-2-4-4:2:16:17x128x128') == {
+      'fields': {'base_channels': 32, 'channel_multipliers': (1, 2, 4, 4), 'num_res_blocks': 2,
+                 'latent_channels': 16, 'spatial_downsample': 8}, 'clip': (17, 128, 128)}
+  with pytest.raises(ValueError, match=r'is not base:mults:res:latent:TxHxW, e\.g\. '):
+    throughput.parse_vae_case('32:1-2-x:2:16:17x128x128')
+  row = throughput.vae_speed('4:1-2-2:1:4:5x16x16', repeats=1)
+  assert row['clip'] == '5x16x16' and row['encode_s'] > 0 and row['decode_s'] > 0

@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,6 +18,8 @@ from videogen.core import timing
 from videogen.data import pipeline
 from videogen.data import world
 from videogen.diffusion import samplers
+from videogen.inference import vae as vae_lib
+from videogen.models import autoencoder
 from videogen.models import dit
 from videogen.parallel import sharding
 from videogen.runtime import dit_run
@@ -256,6 +259,20 @@ def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10,
           'layouts': layout_step_rates(config, layouts) if layouts else []}
 
 
+def _run_peer(peer_python: str, args: list[str]) -> dict:
+  """experiments/peer_benchmark.py's JSON record, run with `peer_python` and `args`."""
+  script = pathlib.Path(__file__).resolve().parents[2] / 'experiments' / 'peer_benchmark.py'
+  with tempfile.TemporaryDirectory() as tmp:
+    out = pathlib.Path(tmp) / 'peer.json'
+    done = subprocess.run([peer_python, str(script), *args, '--out', str(out)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+      raise RuntimeError(f'the peer benchmark failed with {peer_python} ({done.stderr[-500:]}): '
+                         'pass the python of a venv with torch and diffusers '
+                         '(experiments/peer_benchmark.py names the versions).')
+    return json.loads(out.read_text())
+
+
 def peer_timings(config, cases, peer_python: str, *, text_shape: tuple[int, int] | None = None,
                  threads: int = 2, repeats: int = 5, device: str = 'cpu') -> list[dict]:
   """Runs experiments/peer_benchmark.py with `peer_python` (a venv with torch and diffusers) on
@@ -263,7 +280,6 @@ def peer_timings(config, cases, peer_python: str, *, text_shape: tuple[int, int]
   or 'cuda'), one call per text shape; returns its rows in case order, each with the torch
   version and where it ran. Run it before ours: an accelerator's memory that jax has taken
   stays taken until our process ends."""
-  script = pathlib.Path(__file__).resolve().parents[2] / 'experiments' / 'peer_benchmark.py'
   wanted = []
   for case in cases:
     kwargs = parse_case(case)
@@ -273,21 +289,35 @@ def peer_timings(config, cases, peer_python: str, *, text_shape: tuple[int, int]
   rows = [None] * len(wanted)
   for text in dict.fromkeys(w['peer_text'] for w in wanted):
     indices = [i for i, w in enumerate(wanted) if w['peer_text'] == text]
-    with tempfile.TemporaryDirectory() as tmp:
-      out = pathlib.Path(tmp) / 'peer.json'
-      done = subprocess.run(
-          [peer_python, str(script), '--cases', ','.join(wanted[i]['peer_case'] for i in indices),
-           '--text', text, '--threads', str(threads), '--repeats', str(repeats),
-           '--device', device, '--dtype', config.model.dtype, '--out', str(out)],
-          capture_output=True, text=True, check=False)
-      if done.returncode:
-        raise RuntimeError(f'the peer benchmark failed with {peer_python} ({done.stderr[-500:]}): '
-                           'pass the python of a venv with torch and diffusers '
-                           '(experiments/peer_benchmark.py names the versions).')
-      record = json.loads(out.read_text())
+    record = _run_peer(peer_python, [
+        '--cases', ','.join(wanted[i]['peer_case'] for i in indices), '--text', text,
+        '--threads', str(threads), '--repeats', str(repeats), '--device', device,
+        '--dtype', config.model.dtype])
     for i, row in zip(indices, record['rows']):
       rows[i] = {**row, 'peer': f"torch {record['torch']} eager, {record['where']}"}
   return rows
+
+
+def peer_vae_timings(vae_cases, peer_python: str, *, threads: int = 2, repeats: int = 3,
+                     device: str = 'cpu') -> list[dict]:
+  """diffusers' AutoencoderKLWan at each VAE case's widths (parse_vae_case's strings), timed by
+  experiments/peer_benchmark.py with `peer_python` in float32; its rows in case order."""
+  record = _run_peer(peer_python, ['--vae_cases', ','.join(vae_cases), '--threads', str(threads),
+                                   '--repeats', str(repeats), '--device', device])
+  return [{**row, 'peer': f"torch {record['torch']} eager, {record['where']}"}
+          for row in record['vae_rows']]
+
+
+def vae_peer_rows(ours: list[dict], peer: list[dict]) -> list[dict]:
+  """Our vae_speed rows beside the peer's of the same cases, with the ratios (above 1: ours
+  faster)."""
+  return [{'vae_case': row['vae_case'], 'clip': row['clip'], 'peer': other['peer'],
+           'peer_params_M': other['params_M'], 'params_M': row['params_M'],
+           'peer_encode_s': other['encode_s'], 'encode_s': row['encode_s'],
+           'encode_ratio': other['encode_s'] / row['encode_s'],
+           'peer_decode_s': other['decode_s'], 'decode_s': row['decode_s'],
+           'decode_ratio': other['decode_s'] / row['decode_s']}
+          for row, other in zip(ours, peer)]
 
 
 def peer_rows(train_rows: list[dict], peer: list[dict]) -> list[dict]:
@@ -303,6 +333,39 @@ def peer_rows(train_rows: list[dict], peer: list[dict]) -> list[dict]:
           for row, other in zip(train_rows, peer)]
 
 
+def parse_vae_case(case: str) -> dict:
+  """'base:mults:res:latent:TxHxW' (e.g. '32:1-2-4-4:2:16:17x128x128': the 'wan' VAE preset's
+  layout at base width 32) -> its fields."""
+  try:
+    base, mults, res, latent, clip = case.split(':')
+    multipliers = tuple(int(m) for m in mults.split('-'))
+    fields = dict(base_channels=int(base), channel_multipliers=multipliers,
+                  num_res_blocks=int(res), latent_channels=int(latent),
+                  spatial_downsample=2 ** (len(multipliers) - 1))
+    return {'fields': fields, 'clip': tuple(int(v) for v in clip.split('x'))}
+  except ValueError as error:
+    raise ValueError(f'VAE case {case!r} is not base:mults:res:latent:TxHxW, e.g. '
+                     '32:1-2-4-4:2:16:17x128x128.') from error
+
+
+def vae_speed(case: str, *, repeats: int = 3) -> dict:
+  """Encode (posterior mean) and decode seconds of one random clip by the 'wan' VAE preset at
+  the case's widths, random weights, chunked in time as `inference.vae.Autoencoder` runs it."""
+  parsed = parse_vae_case(case)
+  config = autoencoder.autoencoder_config('wan', **parsed['fields'])
+  model = autoencoder.AutoencoderKL(config)
+  frames, height, width = parsed['clip']
+  x = jax.random.uniform(jax.random.key(0), (1, frames, height, width, 3), minval=-1.0)
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), x[:, :1], jax.random.key(1))['params'])
+  channels = config.latent_channels
+  vae = vae_lib.Autoencoder(config, params, {'mean': np.zeros(channels), 'std': np.ones(channels)})
+  z = vae.encode(x)
+  return {'vae_case': case, 'clip': 'x'.join(map(str, parsed['clip'])),
+          'params_M': dit.count_params(params) / 1e6,
+          'encode_s': timing.median_seconds(lambda: jax.block_until_ready(vae.encode(x)), repeats),
+          'decode_s': timing.median_seconds(lambda: jax.block_until_ready(vae.decode(z)), repeats)}
+
+
 def benchmark_report(results: dict, variant: str) -> str:
   """model_benchmark's tables as markdown."""
   parts = [f'{results["matmul"]} matmul: {results["peak_gflops_per_s"]:.1f} GFLOP/s']
@@ -313,6 +376,9 @@ def benchmark_report(results: dict, variant: str) -> str:
               tables.markdown_table(results['peer'])]
   if results['sampler']:
     parts += ['Sampler', tables.markdown_table(results['sampler'])]
+  if results.get('vae'):
+    parts += ['VAE (float32, chunked in time; against the peer when it ran)',
+              tables.markdown_table(results['vae'])]
   if results['layouts']:
     parts += [f'Data layouts ({variant}, real tokens/s; vs_first: against '
               f'{results["layouts"][0]["layout"]})', tables.markdown_table(results['layouts'])]
