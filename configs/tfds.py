@@ -12,7 +12,8 @@ Each example needs a video field (uint8 [T, H, W, 3], or an image [H, W, 3] as a
 a caption field; data.video_key and data.caption_key name them (caption_key '' trains without
 text). Clips are world.num_frames frames of world.height x world.width at world.fps, resampled
 from the example's 'fps' field or data.tfds_fps, scaled to cover and centre-cropped
-(videogen/data/tfds_source.py); the fixed layout only.
+(videogen/data/tfds_source.py). --config.data.layout=buckets trains each batch at one size of
+the data.sizes table instead (aspect ratios and durations); packed rows are not offered.
 """
 import ml_collections
 

@@ -1,7 +1,9 @@
 """data.source='tfds' (configs/tfds.py): the DiT trains, resumes exactly and samples on a TFDS
-dataset prepared as ArrayRecord (the world's own, world_tfds/tiny), the VAE reads it
-(configs/vae_world.py:source=tfds), and both say what to pass when the dataset is not named or
-the layout is not fixed."""
+dataset prepared as ArrayRecord (the world's own, world_tfds/tiny), in fixed clips and in
+buckets of the sizes table, the VAE reads it (configs/vae_world.py:source=tfds), and the DiT
+says what to pass when the dataset is not named or the layout is packed."""
+import itertools
+
 import jax
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from configs import tfds as tfds_config
 from configs import vae_world
 from videogen.data import pipeline
+from videogen.data import sizes
 from videogen.data import world_source
 from videogen.data import world_tfds
 from videogen.runtime import dit_run
@@ -86,7 +89,19 @@ def test_trains_and_resumes_exactly(data_dir, tmp_path):
   assert all(np.isfinite(r['loss']) for r in loop.read_metrics(tmp_path / 'run'))
 
 
-def test_a_missing_dataset_name_and_other_layouts_are_one_sentence(data_dir):
+def test_buckets_give_one_table_size_per_batch_and_train(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  config.data.layout = 'buckets'
+  table = {(b.num_frames, b.height, b.width) for b in sizes.table_from_config(config)}
+  batches = itertools.islice(iter(pipeline.tfds_dataset_from_config(config)), 4)
+  shapes = [batch['video'].shape for batch in batches]
+  assert all(shape[0] == 8 and shape[1:4] in table for shape in shapes)
+  assert len(set(shapes)) > 1  # the batches take several of the table's sizes
+  result = loop.train(dit_run.build(config), tmp_path, progress=False)
+  assert result.last_step == 2
+
+
+def test_a_missing_dataset_name_and_packed_rows_are_one_sentence(data_dir):
   config = tiny_config(data_dir)
   config.data.tfds_name = None
   with pytest.raises(ValueError, match=r"^data.source 'tfds' trains on a TFDS dataset that "
@@ -94,7 +109,7 @@ def test_a_missing_dataset_name_and_other_layouts_are_one_sentence(data_dir):
     dit_run.build(config).dataset(0, 1)
   config = tiny_config(data_dir)
   config.data.layout = 'packed'
-  with pytest.raises(ValueError, match=r"^data.source 'tfds' trains every clip at one size, "
-                                       r"not in layout 'packed': pass "
-                                       r'--config.data.layout=fixed\.$'):
+  with pytest.raises(ValueError, match=r"^data.source 'tfds' trains clips at the world's size "
+                                       r"or the sizes table's, not in packed rows: pass "
+                                       r'--config.data.layout=fixed or buckets\.$'):
     pipeline.tfds_dataset_from_config(config)

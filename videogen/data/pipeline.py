@@ -288,15 +288,17 @@ def _folder_source(config, name: str) -> folder_source.FolderSource:
 def tfds_dataset_from_config(config, *, shard_index: int = 0,
                              shard_count: int = 1) -> grain.IterDataset:
   """Batches of the TFDS dataset config.data.tfds_name (split data.split, in data.tfds_data_dir)
-  for one process, every clip num_frames x height x width at fps of the world section (fixed
-  layout; data/tfds_source.py says how a stored clip is resampled and cut). The stored frame
-  rate is each example's 'fps' field, or data.tfds_fps for a dataset without one. Records are
-  a shuffle, seeded by config.seed, of data.num_records clips (record j: stored example
-  j % examples); each process takes every shard_count-th of them from shard_index."""
+  for one process: every clip num_frames x height x width at fps of the world section ('fixed'
+  layout), or at the data.sizes table's size of its batch ('buckets'); data/tfds_source.py says
+  how a stored clip is resampled and cut. The stored frame rate is each example's 'fps' field,
+  or data.tfds_fps for a dataset without one. Records are a shuffle, seeded by config.seed, of
+  data.num_records clips (record j: stored example j % examples); each process takes every
+  shard_count-th of them from shard_index."""
   d, w = config.data, config.world
-  if layout(config) != 'fixed':
-    raise ValueError(f"data.source 'tfds' trains every clip at one size, not in layout "
-                     f"{d.layout!r}: pass --config.data.layout=fixed.")
+  name = layout(config)
+  if name == 'packed':
+    raise ValueError("data.source 'tfds' trains clips at the world's size or the sizes table's, "
+                     "not in packed rows: pass --config.data.layout=fixed or buckets.")
   local_batch = local_batch_size(d.batch_size, shard_count)
   _check_shards(shard_index=shard_index, shard_count=shard_count, num_records=d.num_records,
                 batch_size=local_batch)
@@ -307,16 +309,21 @@ def tfds_dataset_from_config(config, *, shard_index: int = 0,
   if 'fps' not in source_.data.dataset_info.features and not d.get('tfds_fps'):
     raise ValueError(f'{d.tfds_name} stores no frame rate (no fps field): pass its frames per '
                      'second as --config.data.tfds_fps=N.')
+  sizes = (sizes_lib.ClipSizes(sizes_lib.table_from_config(config), config.seed,
+                               group=d.batch_size) if name == 'buckets' else None)
   ds = grain.MapDataset.range(d.num_records).shuffle(seed=config.seed)
-  ds = ds.map(_ReadTfdsRecord(source_))[shard_index::shard_count]
+  ds = ds.map_with_index(_ReadTfdsRecord(source_, sizes))[shard_index::shard_count]
   return _batches(ds, local_batch, num_workers=d.num_workers, num_threads=d.num_threads,
                   prefetch=d.prefetch)
 
 
 @dataclasses.dataclass(frozen=True)
-class _ReadTfdsRecord(grain.transforms.Map):
-  """Record j of a TFDS run: stored example j % examples, as training reads it."""
+class _ReadTfdsRecord(grain.transforms.MapWithIndex):
+  """Record j of a TFDS run: stored example j % examples, as training reads it, at the size of
+  global position `position` when `sizes` is given (as ReadFolderRecord)."""
   source: tfds_source.TfdsSource
+  sizes: sizes_lib.ClipSizes | None = None
 
-  def map(self, record):
-    return ToTrainRecord().map(self.source[int(record) % len(self.source)])
+  def map_with_index(self, position: int, record) -> dict:
+    bucket = self.sizes(position) if self.sizes is not None else None
+    return ToTrainRecord().map(self.source.record(int(record) % len(self.source), bucket))

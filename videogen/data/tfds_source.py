@@ -39,6 +39,10 @@ class TfdsSource:
     return len(self.data)
 
   def __getitem__(self, index: int) -> dict:
+    return self.record(index)
+
+  def record(self, index: int, bucket=None) -> dict:
+    """Record `index`; with a bucket (buckets.Bucket), at its frames, height and width."""
     index = int(index)
     if not 0 <= index < len(self.data):
       raise IndexError(f'index={index} is outside this split of {len(self.data)} records.')
@@ -47,8 +51,9 @@ class TfdsSource:
     if self.fps is not None and source_fps is None:
       raise ValueError(f'fps={self.fps} needs the stored frame rate: this dataset has no fps '
                        'field, so pass source_fps=<its frame rate> or fps=None.')
-    video = clips.sample_clip(np.asarray(stored.pop(self.video_key)), num_frames=self.num_frames,
-                              height=self.height, width=self.width, source_fps=source_fps,
+    size = bucket or self
+    video = clips.sample_clip(np.asarray(stored.pop(self.video_key)), num_frames=size.num_frames,
+                              height=size.height, width=size.width, source_fps=source_fps,
                               fps=self.fps, seed=self.seed, index=index)
     caption = stored.pop(self.caption_key) if self.caption_key else ''
     return {**stored, 'video': video, 'caption': caption, 'index': index}
