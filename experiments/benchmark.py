@@ -9,7 +9,9 @@ compiled sampler loop's overhead over `steps` separate forward passes; then the 
 step on the world's own batches in each data layout (fixed clips, packed rows of many sizes,
 buckets), in real (non-padding) tokens/s. With --peer_python, diffusers' WanTransformer3DModel of
 each case's shape is timed too (forward and train step, torch eager on 2 threads), after ours
-in the same run, and the ratios printed (experiments/peer_benchmark.py).
+in the same run, and the ratios printed (experiments/peer_benchmark.py). With --vae_cases, the
+'wan' VAE layout at the given widths encodes and decodes one clip (beside diffusers'
+AutoencoderKLWan at the same widths when --peer_python is given).
 
 On a GPU (scripts/gpu_benchmark.sh runs this): Wan 2.1 1.3B's train step in bfloat16 with cuDNN
 attention, at Wan's text shape, against the bf16 matmul rate and the peer on the same GPU:
@@ -61,15 +63,16 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   text_shape = _TEXT_SHAPE.value and tuple(int(v) for v in _TEXT_SHAPE.value.split(':'))
+  # The peer first: an accelerator's memory that jax has taken stays taken until we exit.
   peer = _PEER_PYTHON.value and throughput.peer_timings(
       config, _CASES.value, _PEER_PYTHON.value, text_shape=text_shape, device=_PEER_DEVICE.value)
+  peer_vae = (_PEER_PYTHON.value and _VAE_CASES.value and throughput.peer_vae_timings(
+      _VAE_CASES.value, _PEER_PYTHON.value, device=_PEER_DEVICE.value))
   results = throughput.model_benchmark(config, _CASES.value, _LAYOUTS.value,
                                        sampler_steps=_SAMPLER_STEPS.value, text_shape=text_shape,
                                        matmul_size=_MATMUL_SIZE.value)
   if peer:
     results['peer'] = throughput.peer_rows(results['train'], peer)
-  peer_vae = (_PEER_PYTHON.value and _VAE_CASES.value and throughput.peer_vae_timings(
-      _VAE_CASES.value, _PEER_PYTHON.value, device=_PEER_DEVICE.value))
   results['vae'] = [throughput.vae_speed(case) for case in _VAE_CASES.value]
   if peer_vae:
     results['vae'] = throughput.vae_peer_rows(results['vae'], peer_vae)
