@@ -123,5 +123,8 @@ class Autoencoder:
 
   def _on_params_device(self, x):
     """`x` on the device the VAE's params are on (one): a DiT's samples come sharded over its
-    mesh, and jit refuses arguments on different devices."""
-    return jax.device_put(x, next(iter(jax.tree.leaves(self.params)[0].devices())))
+    mesh, and jit refuses arguments on different devices. Host (numpy) params: `x` as it is."""
+    leaf = jax.tree.leaves(self.params)[0]
+    if not isinstance(leaf, jax.Array):
+      return x
+    return jax.device_put(x, next(iter(leaf.devices())))
