@@ -31,7 +31,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The world section of configs/world.py (the VAE learns the scenes the DiT will see), with
   # the DiT's 8-frame clips plus one frame: the causal VAE takes 1 + 4k frames (9 -> 3 latent
   # frames); the DiT side pads 8 to 9 and trims the decoded frame.
-  config.world = config_args.sibling_config(__file__, 'world.py').world
+  world = config_args.sibling_config(__file__, 'world.py')
+  config.world = world.world
   config.world.num_frames = 9
 
   config.data = ml_collections.ConfigDict(dict(
@@ -47,9 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"source {arg.source!r} is unknown: use 'world', 'folder' or 'tfds'.")
   if arg.source != 'world':  # the data fields a DiT config of that source adds to world.py's
     source_data = config_args.sibling_config(__file__, f'{arg.source}.py').data
-    world_data = config_args.sibling_config(__file__, 'world.py').data
     config.data.update({key: source_data[key] for key in source_data
-                        if key in ('source', 'layout') or key not in world_data})
+                        if key in ('source', 'layout') or key not in world.data})
 
   # The preset's sizes (videogen/models/autoencoder.py PRESETS); a field set here overrides the
   # preset's, e.g. --config.model.latent_channels=16 (None: the preset's value).

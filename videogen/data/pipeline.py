@@ -43,16 +43,17 @@ class ToTrainRecord(grain.transforms.Map):
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadFolderRecord(grain.transforms.MapWithIndex):
-  """Reads FolderSource record `index` (after the shuffle) for global position `position`, at
-  that position's size when `sizes` is given: the size follows the position, not the record, so
-  the consecutive positions of one global batch share it (buckets) however records shuffle."""
-  source: folder_source.FolderSource
+class ReadRecord(grain.transforms.MapWithIndex):
+  """Reads record `index` (after the shuffle) of a FolderSource or TfdsSource, modulo its length
+  (a TFDS run's data.num_records may exceed the split), for global position `position`, at that
+  position's size when `sizes` is given: the size follows the position, not the record, so the
+  consecutive positions of one global batch share it (buckets) however records shuffle."""
+  source: folder_source.FolderSource | tfds_source.TfdsSource
   sizes: sizes_lib.ClipSizes | None = None
 
   def map_with_index(self, position: int, index: int) -> dict:
     bucket = self.sizes(position) if self.sizes is not None else None
-    return ToTrainRecord().map(self.source.record(index, bucket))
+    return ToTrainRecord().map(self.source.record(int(index) % len(self.source), bucket))
 
 
 def _check_shards(*, shard_index: int, shard_count: int, num_records: int,
@@ -260,7 +261,7 @@ def folder_dataset_from_config(config, *, shard_index: int = 0,
   sizes = (sizes_lib.ClipSizes(sizes_lib.table_from_config(config), config.seed,
                                group=d.batch_size) if name == 'buckets' else None)
   ds = grain.MapDataset.range(len(source_)).shuffle(seed=config.seed)
-  ds = ds.map_with_index(ReadFolderRecord(source_, sizes))[shard_index::shard_count]
+  ds = ds.map_with_index(ReadRecord(source_, sizes))[shard_index::shard_count]
   common = dict(num_workers=d.num_workers, num_threads=d.num_threads, prefetch=d.prefetch)
   if name != 'packed':
     return _batches(ds, local_batch, **common)
@@ -312,18 +313,6 @@ def tfds_dataset_from_config(config, *, shard_index: int = 0,
   sizes = (sizes_lib.ClipSizes(sizes_lib.table_from_config(config), config.seed,
                                group=d.batch_size) if name == 'buckets' else None)
   ds = grain.MapDataset.range(d.num_records).shuffle(seed=config.seed)
-  ds = ds.map_with_index(_ReadTfdsRecord(source_, sizes))[shard_index::shard_count]
+  ds = ds.map_with_index(ReadRecord(source_, sizes))[shard_index::shard_count]
   return _batches(ds, local_batch, num_workers=d.num_workers, num_threads=d.num_threads,
                   prefetch=d.prefetch)
-
-
-@dataclasses.dataclass(frozen=True)
-class _ReadTfdsRecord(grain.transforms.MapWithIndex):
-  """Record j of a TFDS run: stored example j % examples, as training reads it, at the size of
-  global position `position` when `sizes` is given (as ReadFolderRecord)."""
-  source: tfds_source.TfdsSource
-  sizes: sizes_lib.ClipSizes | None = None
-
-  def map_with_index(self, position: int, record) -> dict:
-    bucket = self.sizes(position) if self.sizes is not None else None
-    return ToTrainRecord().map(self.source.record(int(record) % len(self.source), bucket))

@@ -56,6 +56,7 @@ def run(out, vae_config, dit_config, *, num_records: int, progress: bool = True)
   vae_config.data.root = str(root)
   _, vae_stage = _train(vae_run.build(vae_config), out / 'vae', progress)
 
+  encoder = text.encoder_from_config(dit_config.text)  # the cache's captions and the DiT's
   cache = out / 'cache'
   if not (cache / latent_cache.METADATA_FILE).is_file():
     shutil.rmtree(cache, ignore_errors=True)  # a cache left half-written by a stopped run
@@ -63,12 +64,12 @@ def run(out, vae_config, dit_config, *, num_records: int, progress: bool = True)
     with folder.unlocked():
       folder.data.update({key: vae_config.data[key] for key in FOLDER_FIELDS})
     latent_cache.encode_source(folder, vae_lib.Autoencoder.from_workdir(out / 'vae'),
-                               text.encoder_from_config(folder.text), cache,
+                               encoder, cache,
                                vae_workdir=str(out / 'vae'), num_records=num_records)
 
   dit_config = copy.deepcopy(dit_config)
   dit_config.autoencoder, dit_config.data.cache_dir = str(out / 'vae'), str(cache)
-  dit = dit_run.build(dit_config)
+  dit = dit_run.build(dit_config, encoder=encoder)
   result, dit_stage = _train(dit, out / 'dit', progress)
   samples = out / 'dit' / 'samples' / str(result.last_step)
   if not (samples / 'grid.png').is_file():  # a run stopped by time, between sample steps

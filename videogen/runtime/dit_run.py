@@ -304,7 +304,8 @@ def restore_params(workdir, *, base=None, step: int | None = None, use_ema: bool
 def build(config: ml_collections.ConfigDict, *, devices=None,
           encoder: text.TextEncoder | None = None) -> DitRun:
   """Builds every part from `config` (see configs/world.py); allocates no parameters. `encoder`
-  replaces the text encoder config.text names (benchmarks give one of another text shape)."""
+  replaces the text encoder config.text names: one already loaded, or (benchmarks) a stand-in
+  of another text shape."""
   state_lib.train_steps(config.train)
   lora.check_config(config)
   vae_config = latent_autoencoder(config)
