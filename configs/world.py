@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # ('self_attn', 'cross_attn': q, k, v, o; 'ffn': ffn_in, ffn_out), each adapted kernel
   # computing W + (alpha / rank)·A @ B; the state and checkpoints hold the adapters alone.
   # rank 0: every weight trains.
-  config.lora = ml_collections.ConfigDict(lora.DEFAULTS)  # rank 0, alpha 8, all three targets
+  config.lora = ml_collections.ConfigDict(lora.DEFAULTS)  # rank 0, alpha 8, attention targets
 
   # What the world renders. Training keeps scenes simple enough for a CPU to learn in minutes:
   # one object, moving, on a plain background; held-out combinations test generalisation.

@@ -67,7 +67,9 @@ def integers(tree, seed):
 
 @pytest.mark.parametrize('scan_layers', [True, False])
 def test_merge_adds_the_scaled_low_rank_update_exactly(tmp_path, scan_layers):
-  run = dit_run.build(lora_config(tmp_path, scan_layers=scan_layers))
+  config = lora_config(tmp_path, scan_layers=scan_layers)
+  config.lora.targets = tuple(lora.TARGETS)  # every kind of kernel, the feed-forward's too
+  run = dit_run.build(config)
   rng = np.random.default_rng(0)
   base_params = jax.tree.map(lambda a: rng.standard_normal(a.shape).astype(a.dtype),
                              run.abstract_base)
