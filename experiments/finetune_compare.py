@@ -26,6 +26,8 @@ _DIGITS = flags.DEFINE_list('digits', None, "The new world's digits, for the dig
 _VARIANTS = flags.DEFINE_list('variants', list(finetune.VARIANTS),
                               f'Variants to run, of {list(finetune.VARIANTS)}.')
 _STEPS = flags.DEFINE_integer('steps', 400, 'Fine-tuning steps of every variant (equal budget).')
+_BATCH = flags.DEFINE_integer('batch_size', 32, 'Clips per step of every variant (the world '
+                              "config's batch; an export's config holds its sampling batch, 1).")
 _PROMPTS = flags.DEFINE_integer('prompts', 16, 'Prompts of the new world scored per variant.')
 _OUT = flags.DEFINE_string('out', 'outputs/finetune', 'Output folder.')
 
@@ -40,7 +42,7 @@ def main(argv):
     world['digits'] = tuple(int(digit) for digit in _DIGITS.value)
   for variant in _VARIANTS.value:
     finetune.run_variant(_BASE.value, world, variant, _OUT.value, steps=_STEPS.value,
-                         num_prompts=_PROMPTS.value)
+                         batch_size=_BATCH.value, num_prompts=_PROMPTS.value)
   print(finetune.table(_OUT.value, tables.command_line()))
 
 

@@ -14,6 +14,7 @@ def base(tmp_path):
   of a model other than the config file's."""
   config = world_config.get_config().to_dict()
   del config['lora']
+  config['data']['batch_size'] = 1  # an export's config holds the batch it samples
   config['model']['variant'] = 'N/2'  # not the config file's: the variants keep the base's
   folder = tmp_path / 'base'
   folder.mkdir()
@@ -30,6 +31,7 @@ def test_variants_are_the_base_on_the_new_world_at_one_budget(base):
     assert tuple(config.world.kinds) == ('digit',) and tuple(config.world.held_out) == ()
     assert config.init_from == str(base)
     assert config.train.steps == config.optim.total_steps == 300
+    assert config.data.batch_size == 32  # trains at the world config's batch, not the export's
     assert config.model.variant == 'N/2'
   assert lora.optim.learning_rate > full.optim.learning_rate
   with pytest.raises(ValueError, match="variant 'half' is unknown"):

@@ -35,9 +35,11 @@ VARIANTS = {
 ROW_FILE = variant_table.ROW_FILE
 
 
-def variant_config(base: str, world: dict, variant: str, steps: int) -> ml_collections.ConfigDict:
+def variant_config(base: str, world: dict, variant: str, steps: int,
+                   batch_size: int = 32) -> ml_collections.ConfigDict:
   """The base's own config (its model, text and diffusion) on `world` (fields of the world
-  section), starting from the base, trained `steps` steps on a schedule of that length."""
+  section), starting from the base, trained `steps` steps of `batch_size` clips on a schedule of
+  that length. The batch is set here: an export's config holds the batch it samples (1)."""
   if variant not in VARIANTS:
     raise ValueError(f'variant {variant!r} is unknown: use one of {sorted(VARIANTS)}.')
   config = copy.deepcopy(weights.load_config(base))
@@ -47,15 +49,15 @@ def variant_config(base: str, world: dict, variant: str, steps: int) -> ml_colle
   config.update_from_flattened_dict({
       **VARIANTS[variant], 'init_from': str(base), 'train.steps': steps,
       'optim.total_steps': steps, 'optim.warmup_steps': min(20, steps - 1),
-      'train.checkpoint_every': steps, 'train.sample_every': 0})
+      'data.batch_size': batch_size, 'train.checkpoint_every': steps, 'train.sample_every': 0})
   return config
 
 
 def run_variant(base: str, world: dict, variant: str, out, *, steps: int,
-                num_prompts: int = 16, progress: bool = True) -> dict:
+                batch_size: int = 32, num_prompts: int = 16, progress: bool = True) -> dict:
   """Fine-tunes one variant (or resumes it), scores it, writes and returns its row."""
   folder = pathlib.Path(out) / variant
-  config = variant_config(base, world, variant, steps)
+  config = variant_config(base, world, variant, steps, batch_size)
   run = dit_run.build(config)
   trained = dit.count_params(run.abstract_state.params)
   model = trained if run.abstract_base is None else dit.count_params(run.abstract_base)
@@ -70,6 +72,7 @@ def run_variant(base: str, world: dict, variant: str, out, *, steps: int,
   metrics = loop.read_metrics(folder / 'run')
   checkpoint = folder / 'run' / 'checkpoints' / str(result.last_step)
   row = {'variant': variant, 'overrides': VARIANTS[variant], 'steps': result.last_step,
+         'batch_size': config.data.batch_size,
          'train_minutes': round(minutes, 1) if result.first_step == 0 else None,
          'loss': float(np.mean([m['loss'] for m in metrics[-4:]])),
          'trained_params': trained, 'trained_share_of_model': trained / model,
