@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import pathlib
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,6 +56,9 @@ class TextEncoder:
   mask_padding: bool = True
 
   def __post_init__(self):
+    # One caller at a time: the training loop encodes the next batch's captions on a thread
+    # (train/prefetch.py) while hooks may sample, and the cache is not safe to share.
+    self._lock = threading.Lock()
     self.tokenizer.no_padding()
     self.tokenizer.no_truncation()
     self._apply = jax.jit(lambda p, ids, mask: self.module.apply({'params': p}, ids, mask))
@@ -87,6 +91,10 @@ class TextEncoder:
     """Hidden states float32 [b, l, d] (zero at padding) and mask bool [b, l] of `texts` (all
     True unless `mask_padding`)."""
     texts = _check_texts(texts)
+    with self._lock:
+      return self._encode(texts)
+
+  def _encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     states = {text: self.cache.get(text) for text in dict.fromkeys(texts)}
     missing = [text for text, s in states.items() if s is None]
     for start in range(0, len(missing), BATCH_SIZE):

@@ -29,6 +29,7 @@ from videogen.runtime import state as state_lib
 from videogen.train import metrics as metrics_lib
 from videogen.train import objective
 from videogen.train import preemption
+from videogen.train import prefetch
 from videogen.train import step as step_lib
 from videogen.train import vae_objective
 
@@ -133,9 +134,12 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
   step, stopped_early, window = first_step, False, _Window()
   last_called, dropped, unchecked = {}, [], []  # steps skipped; 'skipped' flags not read yet
   # Leaving `ckpt` waits for the save underway, error or not: the last one started is whole.
-  with preemption.stop_on_signal() as stop, ckpt:
+  # The next update's model batch is made on a thread while this one's step runs; checkpoints
+  # save the data position of the batches taken (prefetch.py).
+  with preemption.stop_on_signal() as stop, ckpt, \
+      prefetch.ModelBatches(run, data_iter, first_step) as batches:
     while step < tc.steps:
-      model_batch, counts, levels = run.model_batch(next(data_iter), step)
+      model_batch, counts, levels = next(batches)
       window.add(counts, levels)
       state, step_metrics = train_step(state, sharding.shard_batch(model_batch, batch_sharding))
       step += 1
@@ -166,7 +170,7 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
         bar.set_postfix({run.progress_metric: f'{float(scalars[run.progress_metric]):.4g}'},
                         refresh=False)
         window = _Window()
-      ckpt.save(step, state, data_iter, run.config, force=last or stop_now)
+      ckpt.save(step, state, batches, run.config, force=last or stop_now)
       for i, hook in enumerate(hooks):
         if hook.every and step % hook.every == 0:
           hook.fn(step, state, run)
