@@ -13,7 +13,8 @@ a caption field; data.video_key and data.caption_key name them (caption_key '' t
 text). Clips are world.num_frames frames of world.height x world.width at world.fps, resampled
 from the example's 'fps' field or data.tfds_fps, scaled to cover and centre-cropped
 (videogen/data/tfds_source.py). --config.data.layout=buckets trains each batch at one size of
-the data.sizes table instead (aspect ratios and durations); packed rows are not offered.
+the data.sizes table instead (aspect ratios and durations); --config.data.layout=packed packs
+each clip at its own aspect ratio, in the tokens of the world's clip, into token rows.
 """
 import ml_collections
 

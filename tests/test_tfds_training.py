@@ -10,6 +10,7 @@ import pytest
 
 from configs import tfds as tfds_config
 from configs import vae_world
+from videogen.data import clips
 from videogen.data import pipeline
 from videogen.data import sizes
 from videogen.data import world_source
@@ -101,15 +102,23 @@ def test_buckets_give_one_table_size_per_batch_and_train(data_dir, tmp_path):
   assert result.last_step == 2
 
 
-def test_a_missing_dataset_name_and_packed_rows_are_one_sentence(data_dir):
+def test_a_missing_dataset_name_is_one_sentence(data_dir):
   config = tiny_config(data_dir)
   config.data.tfds_name = None
   with pytest.raises(ValueError, match=r"^data.source 'tfds' trains on a TFDS dataset that "
                                        r'data.tfds_name must name: pass '):
     dit_run.build(config).dataset(0, 1)
+
+
+def test_packed_rows_hold_clips_at_their_own_aspect_and_train(data_dir, tmp_path):
   config = tiny_config(data_dir)
   config.data.layout = 'packed'
-  with pytest.raises(ValueError, match=r"^data.source 'tfds' trains clips at the world's size "
-                                       r"or the sizes table's, not in packed rows: pass "
-                                       r'--config.data.layout=fixed or buckets\.$'):
-    pipeline.tfds_dataset_from_config(config)
+  stored = world_tfds.WorldTfds(data_dir=data_dir).builder_config
+  w, patch = config.world, tuple(config.model.patch_size)
+  want = clips.native_size((stored.height, stored.width), num_frames=w.num_frames,
+                           patch_size=patch, max_tokens=config.data.row_length)
+  batch = next(iter(pipeline.tfds_dataset_from_config(config)))
+  shapes = batch['shapes'][batch['shapes'][..., 0] > 0]  # the rows' real segments
+  assert len(shapes) and all(tuple(s) == (w.num_frames, *want) for s in shapes), shapes
+  result = loop.train(dit_run.build(config), tmp_path, progress=False)
+  assert result.last_step == 2

@@ -23,6 +23,26 @@ def check_target(num_frames: int, height: int, width: int, fps: float | None) ->
     raise ValueError(f'fps={fps} must be a positive finite number, or None for the file\'s own.')
 
 
+def check_size_or_budget(num_frames: int, height: int | None, width: int | None,
+                         max_tokens: int | None, patch_size, fps: float | None) -> None:
+  """Raises one clear error unless a source is given one clip size (height and width) or a
+  token budget for each clip's own aspect ratio (max_tokens and the patch_size whose pt divides
+  num_frames, at least one patch per frame), and a clip size or fps it can produce."""
+  if (max_tokens is None) == (height is None or width is None):
+    raise ValueError(f'height={height}, width={width}, max_tokens={max_tokens}: pass height '
+                     'and width (one size for every clip) or max_tokens and patch_size (each '
+                     "file's own aspect ratio), not both.")
+  if max_tokens is None:
+    check_target(num_frames, height, width, fps)
+    return
+  if patch_size is None or num_frames % patch_size[0]:
+    raise ValueError(f'max_tokens needs the patch_size whose pt divides num_frames='
+                     f'{num_frames}, got patch_size={patch_size}: e.g. (2, 8, 8) for 8 frames.')
+  check_target(num_frames, patch_size[1], patch_size[2], fps)
+  native_size((1, 1), num_frames=num_frames, patch_size=patch_size,
+              max_tokens=max_tokens)  # fails here for a budget below one patch
+
+
 def native_size(source_hw, *, num_frames: int, patch_size, max_tokens: int) -> tuple[int, int]:
   """(height, width) in whole patches at about the source's aspect ratio, the largest whose
   `num_frames`-frame clip makes at most `max_tokens` tokens, never above the source's own size

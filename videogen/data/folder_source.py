@@ -58,23 +58,10 @@ class FolderSource:
                width: int | None = None, fps: float | None = None, captions='captions.jsonl',
                seed: int = 0, max_tokens: int | None = None, patch_size=None,
                num_records: int | None = None, single_frame_images: bool = False):
-    if (max_tokens is None) == (height is None or width is None):
-      raise ValueError(f'height={height}, width={width}, max_tokens={max_tokens}: pass height '
-                       'and width (one size for every clip) or max_tokens and patch_size (each '
-                       "file's own aspect ratio), not both.")
+    clips.check_size_or_budget(num_frames, height, width, max_tokens, patch_size, fps)
     if num_records is not None and num_records < 1:
       raise ValueError(f'num_records={num_records} must be at least 1, or None for one record '
                        'per file.')
-    if max_tokens is None:
-      clips.check_target(num_frames, height, width, fps)
-    else:
-      if patch_size is None or num_frames % patch_size[0]:
-        raise ValueError(f'max_tokens needs the patch_size whose pt divides num_frames='
-                         f'{num_frames}, got patch_size={patch_size}: e.g. (2, 8, 8) for 8 '
-                         'frames.')
-      clips.check_target(num_frames, patch_size[1], patch_size[2], fps)
-      clips.native_size((1, 1), num_frames=num_frames, patch_size=patch_size,
-                        max_tokens=max_tokens)  # fails here for a budget below one patch
     self.max_tokens, self.patch_size = max_tokens, patch_size
     self.root = pathlib.Path(root)
     self.num_frames, self.height, self.width, self.fps = num_frames, height, width, fps

@@ -262,6 +262,14 @@ def folder_dataset_from_config(config, *, shard_index: int = 0,
                                group=d.batch_size) if name == 'buckets' else None)
   ds = grain.MapDataset.range(len(source_)).shuffle(seed=config.seed)
   ds = ds.map_with_index(ReadRecord(source_, sizes))[shard_index::shard_count]
+  return _rows_or_batches(config, ds, name, local_batch)
+
+
+def _rows_or_batches(config, ds: grain.MapDataset, name: str,
+                     local_batch: int) -> grain.IterDataset:
+  """A file or TFDS source's records `ds` in batches of local_batch clips, or (layout `name`
+  'packed') packed into local_batch token rows a batch."""
+  d = config.data
   common = dict(num_workers=d.num_workers, num_threads=d.num_threads, prefetch=d.prefetch)
   if name != 'packed':
     return _batches(ds, local_batch, **common)
@@ -271,42 +279,44 @@ def folder_dataset_from_config(config, *, shard_index: int = 0,
 
 
 def _folder_source(config, name: str) -> folder_source.FolderSource:
-  """The FolderSource of data.root for layout `name`: fixed and buckets cut clips to one size
-  (buckets resize each record at read time), packed keeps each file's aspect ratio, and there
-  images (PNG/JPEG) are 1-frame clips when the patch's pt is 1 (else still clips)."""
+  """The FolderSource of data.root for layout `name` (`_clip_size`)."""
   d, w = config.data, config.world
-  if name == 'packed':
-    patch = tuple(config.model.patch_size)
-    size = dict(max_tokens=patches.num_tokens((w.num_frames, w.height, w.width), patch),
-                patch_size=patch, single_frame_images=patch[0] == 1)
-  else:
-    size = dict(height=w.height, width=w.width)
   return folder_source.FolderSource(d.root, num_frames=w.num_frames, fps=w.fps,
                                     captions=d.captions, seed=config.seed,
-                                    num_records=d.num_records, **size)
+                                    num_records=d.num_records, **_clip_size(config, name))
+
+
+def _clip_size(config, name: str) -> dict:
+  """A file or TFDS source's clip size for layout `name`: fixed and buckets cut clips to one
+  size (buckets resize each record at read time), packed keeps each clip's aspect ratio in the
+  tokens of the world's clip, and there images are 1-frame clips when the patch's pt is 1
+  (else still clips)."""
+  w = config.world
+  if name != 'packed':
+    return dict(height=w.height, width=w.width)
+  patch = tuple(config.model.patch_size)
+  return dict(max_tokens=patches.num_tokens((w.num_frames, w.height, w.width), patch),
+              patch_size=patch, single_frame_images=patch[0] == 1)
 
 
 def tfds_dataset_from_config(config, *, shard_index: int = 0,
                              shard_count: int = 1) -> grain.IterDataset:
   """Batches of the TFDS dataset config.data.tfds_name (split data.split, in data.tfds_data_dir)
   for one process: every clip num_frames x height x width at fps of the world section ('fixed'
-  layout), or at the data.sizes table's size of its batch ('buckets'); data/tfds_source.py says
-  how a stored clip is resampled and cut. The stored frame rate is each example's 'fps' field,
-  or data.tfds_fps for a dataset without one. Records are a shuffle, seeded by config.seed, of
-  data.num_records clips (record j: stored example j % examples); each process takes every
-  shard_count-th of them from shard_index."""
+  layout), at the data.sizes table's size of its batch ('buckets'), or at its own aspect ratio in
+  packed rows ('packed'); data/tfds_source.py says how a stored clip is resampled and cut. The
+  stored frame rate is each example's 'fps' field, or data.tfds_fps for a dataset without one.
+  Records are a shuffle, seeded by config.seed, of data.num_records clips (record j: stored
+  example j % examples); each process takes every shard_count-th of them from shard_index."""
   d, w = config.data, config.world
   name = layout(config)
-  if name == 'packed':
-    raise ValueError("data.source 'tfds' trains clips at the world's size or the sizes table's, "
-                     "not in packed rows: pass --config.data.layout=fixed or buckets.")
   local_batch = local_batch_size(d.batch_size, shard_count)
   _check_shards(shard_index=shard_index, shard_count=shard_count, num_records=d.num_records,
-                batch_size=local_batch)
+                batch_size=1 if name == 'packed' else local_batch)
   source_ = tfds_source.TfdsSource(
       d.tfds_name, d.split, data_dir=d.get('tfds_data_dir'), num_frames=w.num_frames,
-      height=w.height, width=w.width, fps=w.fps, source_fps=d.get('tfds_fps'),
-      seed=config.seed, video_key=d.video_key, caption_key=d.caption_key or None)
+      fps=w.fps, source_fps=d.get('tfds_fps'), seed=config.seed, video_key=d.video_key,
+      caption_key=d.caption_key or None, **_clip_size(config, name))
   if 'fps' not in source_.data.dataset_info.features and not d.get('tfds_fps'):
     raise ValueError(f'{d.tfds_name} stores no frame rate (no fps field): pass its frames per '
                      'second as --config.data.tfds_fps=N.')
@@ -314,5 +324,4 @@ def tfds_dataset_from_config(config, *, shard_index: int = 0,
                                group=d.batch_size) if name == 'buckets' else None)
   ds = grain.MapDataset.range(d.num_records).shuffle(seed=config.seed)
   ds = ds.map_with_index(ReadRecord(source_, sizes))[shard_index::shard_count]
-  return _batches(ds, local_batch, num_workers=d.num_workers, num_threads=d.num_threads,
-                  prefetch=d.prefetch)
+  return _rows_or_batches(config, ds, name, local_batch)
