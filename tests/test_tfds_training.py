@@ -11,10 +11,12 @@ import pytest
 from configs import tfds as tfds_config
 from configs import vae_world
 from videogen.data import clips
+from videogen.data import latent_cache
 from videogen.data import pipeline
 from videogen.data import sizes
 from videogen.data import world_source
 from videogen.data import world_tfds
+from videogen.models import text
 from videogen.runtime import dit_run
 from videogen.runtime import vae_run
 from videogen.train import hooks
@@ -122,3 +124,23 @@ def test_packed_rows_hold_clips_at_their_own_aspect_and_train(data_dir, tmp_path
   assert len(shapes) and all(tuple(s) == (w.num_frames, *want) for s in shapes), shapes
   result = loop.train(dit_run.build(config), tmp_path, progress=False)
   assert result.last_step == 2
+
+
+def test_a_latent_cache_encodes_the_datasets_clips(data_dir, tmp_path, tiny_vae):
+  config = tiny_config(data_dir)
+  cache = tmp_path / 'cache'
+  metadata = latent_cache.encode_source(config, tiny_vae, text.encoder_from_config(config.text),
+                                        cache, vae_workdir='fresh', num_records=4, batch_size=4)
+  assert metadata['source']['kind'] == 'tfds'
+  assert metadata['source']['tfds_name'] == 'world_tfds/tiny'
+  records = [latent_cache.LatentCacheSource(cache)[i] for i in range(4)]
+  # The cache's clips: the shuffle of 4 records, of 5 real frames (2 model frames -> 5 for the
+  # VAE's 4x time), read as training reads them.
+  five = tiny_config(data_dir)
+  five.data.update(num_records=4, batch_size=4)
+  five.world.num_frames = 5
+  batch = next(iter(pipeline.tfds_dataset_from_config(five)))
+  assert [r['caption'] for r in records] == list(batch['caption'][:4])
+  np.testing.assert_allclose(np.stack([r['latents'] for r in records]),
+                             np.asarray(tiny_vae.encode(batch['video'][:4])), rtol=2e-3,
+                             atol=2e-3)
