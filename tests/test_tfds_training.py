@@ -1,7 +1,7 @@
 """data.source='tfds' (configs/tfds.py): the DiT trains, resumes exactly and samples on a TFDS
-dataset prepared as ArrayRecord (the world's own, world_tfds/tiny), in fixed clips and in
-buckets of the sizes table, the VAE reads it (configs/vae_world.py:source=tfds), and the DiT
-says what to pass when the dataset is not named or the layout is packed."""
+dataset prepared as ArrayRecord (the world's own, world_tfds/tiny), in fixed clips, in buckets
+of the sizes table and in packed rows; the VAE reads it (configs/vae_world.py:source=tfds), a
+latent cache encodes it, and the DiT says what to pass when the dataset is not named."""
 import itertools
 
 import jax
