@@ -7,9 +7,11 @@ For each (variant, clip, patch): step time, tokens/s, achieved GFLOP/s and that 
 fp32 matmul rate measured in the same run (MFU on CPU); then sampling seconds per video and the
 compiled sampler loop's overhead over `steps` separate forward passes; then the config's train
 step on the world's own batches in each data layout (fixed clips, packed rows of many sizes,
-buckets), in real (non-padding) tokens/s. With --peer_python, diffusers' WanTransformer3DModel of
-each case's shape is timed too (forward and train step, torch eager on 2 threads), after ours
-in the same run, and the ratios printed (experiments/peer_benchmark.py). With --vae_cases, the
+buckets), in real (non-padding) tokens/s; then the config's training loop (host batch -> caption
+encoding -> train step) with each model batch made in turn or on a thread while the step runs
+(--loop_steps). With --peer_python, diffusers' WanTransformer3DModel of each case's shape is
+timed too (forward and train step, torch eager on 2 threads), before ours in the same run, and
+the ratios printed (experiments/peer_benchmark.py). With --vae_cases, the
 'wan' VAE layout at the given widths encodes and decodes one clip (beside diffusers'
 AutoencoderKLWan at the same widths when --peer_python is given).
 
@@ -40,6 +42,9 @@ _CASES = flags.DEFINE_list(
 _LAYOUTS = flags.DEFINE_list('layouts', ['fixed', 'packed'],
                               "Data layouts whose train step is timed on the config's batches.")
 _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')
+_LOOP_STEPS = flags.DEFINE_integer(
+    'loop_steps', 20, "Steps per round of the config's training loop, timed with each model "
+    'batch (caption encoding) made in turn and on a thread while the step runs; 0: skip it.')
 _TEXT_SHAPE = flags.DEFINE_string(
     'text_shape', None, "tokens:width of the captions the DiTs are timed with (e.g. 512:4096, "
     "Wan's umT5), as fixed random states (throughput.SyntheticText); default: the config's "
@@ -70,7 +75,8 @@ def main(argv):
       _VAE_CASES.value, _PEER_PYTHON.value, device=_PEER_DEVICE.value))
   results = throughput.model_benchmark(config, _CASES.value, _LAYOUTS.value,
                                        sampler_steps=_SAMPLER_STEPS.value, text_shape=text_shape,
-                                       matmul_size=_MATMUL_SIZE.value)
+                                       matmul_size=_MATMUL_SIZE.value,
+                                       loop_steps=_LOOP_STEPS.value)
   if peer:
     results['peer'] = throughput.peer_rows(results['train'], peer)
   results['vae'] = [throughput.vae_speed(case) for case in _VAE_CASES.value]
@@ -78,7 +84,7 @@ def main(argv):
     results['vae'] = throughput.vae_peer_rows(results['vae'], peer_vae)
   rows = [{'matmul': results['matmul'], 'matmul_gflops_per_s': results['peak_gflops_per_s']},
           *results['train'], *results.get('peer', []), *results['sampler'], *results['vae'],
-          *results['layouts']]
+          *results['layouts'], *results['loop']]
   path = tables.write_results(_OUT.value, 'model', rows)
   print(throughput.benchmark_report(results, config.model.variant))
   print('wrote', path)

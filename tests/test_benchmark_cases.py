@@ -1,5 +1,5 @@
-"""The benchmark runner's case strings: variant, clip, patch, batch and an optional block layout
-and remat policy."""
+"""The benchmark runner's cases (variant, clip, patch, batch and an optional block layout and
+remat policy; VAE widths and clip) and its training-loop timing."""
 import pytest
 
 from videogen.bench import throughput
@@ -47,3 +47,11 @@ def test_a_vae_case_names_the_wan_layout_at_its_widths_and_is_timed():
     throughput.parse_vae_case('32:1-2-x:2:16:17x128x128')
   row = throughput.vae_speed('4:1-2-2:1:4:5x16x16', repeats=1)
   assert row['clip'] == '5x16x16' and row['encode_s'] > 0 and row['decode_s'] > 0
+
+
+def test_the_loop_is_timed_with_model_batches_in_turn_and_ahead():
+  from configs import world  # pylint: disable=g-import-not-at-top
+  rows = throughput.loop_rates(world.get_config('runlocal=True'), steps=2, rounds=1)
+  assert [row['loop'] for row in rows] == ['in turn', 'ahead']
+  assert all(row['steps_per_s'] > 0 for row in rows) and rows[0]['vs_in_turn'] == 1.0
+  assert rows[0]['layout'] == 'packed'  # the config's own data

@@ -1,5 +1,6 @@
 """Throughput: the input pipeline (clips/s), the train step (tokens/s, FLOP/s), the sampler."""
 import dataclasses
+import itertools
 import json
 import pathlib
 import subprocess
@@ -24,6 +25,7 @@ from videogen.models import dit
 from videogen.parallel import sharding
 from videogen.runtime import dit_run
 from videogen.train import loop
+from videogen.train import prefetch
 
 
 def pipeline_rate(options: world.WorldOptions, *, batch_size: int, num_workers: int,
@@ -198,6 +200,42 @@ def layout_step_rates(config, layouts=('fixed', 'packed'), *, num_batches: int =
   return rows
 
 
+def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
+  """Steps/s of the training loop's own work on the config's data (next host batch -> model
+  batch, i.e. caption encoding -> sharded train step), with each model batch made after the
+  previous step was dispatched ('in turn') or on a thread while it runs ('ahead', what
+  train/loop.py does: train/prefetch.py). The two alternate, `steps` each for `rounds` rounds,
+  so a machine whose speed drifts slows both alike; medians of the rounds' rates."""
+  parts = dit_run.build(config)
+  holder = {'state': _fresh_state(parts)}
+  step = loop.make_sharded_train_step(parts)
+  batch_sharding = sharding.batch_sharding(parts.mesh, parts.rules)
+  data = iter(parts.dataset(0, 1))
+
+  def run(batches) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+      model_batch, _, _ = next(batches)
+      holder['state'], out = step(holder['state'], sharding.shard_batch(model_batch,
+                                                                        batch_sharding))
+    jax.block_until_ready(out)
+    return steps / (time.perf_counter() - start)
+
+  in_turn = (parts.model_batch(next(data), i) for i in itertools.count())
+  run(in_turn)  # compiles the step and the text encoder
+  rates = {'in turn': [], 'ahead': []}
+  for _ in range(rounds):
+    rates['in turn'].append(run(in_turn))
+    with prefetch.ModelBatches(parts, data, first_step=0) as ahead:
+      rates['ahead'].append(run(ahead))
+  rows = [{'loop': name, 'variant': config.model.variant, 'batch': config.data.batch_size,
+           'layout': config.data.layout, 'steps_per_s': float(np.median(values))}
+          for name, values in rates.items()]
+  for row in rows:
+    row['vs_in_turn'] = row['steps_per_s'] / rows[0]['steps_per_s']
+  return rows
+
+
 def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
                      repeats: int = 3, text_shape: tuple[int, int] | None = None) -> dict:
   """Seconds per video, and the compiled loop's time over `steps` separate forward passes."""
@@ -239,10 +277,12 @@ def parse_case(case: str) -> dict:
 
 
 def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10,
-                    text_shape: tuple[int, int] | None = None, matmul_size: int = 2048) -> dict:
-  """{'matmul', 'peak_gflops_per_s', 'train', 'sampler', 'layouts'}: each case's train step (with
-  its achieved FLOP/s as a share of the matmul rate measured in the same run, in the model's
-  compute dtype: MFU) and sampler overhead, then the config's train step in each data layout."""
+                    text_shape: tuple[int, int] | None = None, matmul_size: int = 2048,
+                    loop_steps: int = 0) -> dict:
+  """{'matmul', 'peak_gflops_per_s', 'train', 'sampler', 'layouts', 'loop'}: each case's train
+  step (with its achieved FLOP/s as a share of the matmul rate measured in the same run, in the
+  model's compute dtype: MFU) and sampler overhead, the config's train step in each data layout,
+  and (loop_steps > 0) the config's training loop with model batches made in turn or ahead."""
   dtype = config.model.dtype
   peak = matmul_rate(matmul_size, jnp.dtype(dtype))
   train_rows, sampler_rows = [], []
@@ -256,7 +296,8 @@ def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10,
                                            steps=sampler_steps, text_shape=text_shape))
   return {'matmul': f'{dtype} {matmul_size}^2', 'peak_gflops_per_s': peak / 1e9,
           'train': train_rows, 'sampler': sampler_rows,
-          'layouts': layout_step_rates(config, layouts) if layouts else []}
+          'layouts': layout_step_rates(config, layouts) if layouts else [],
+          'loop': loop_rates(config, steps=loop_steps) if loop_steps else []}
 
 
 def _run_peer(peer_python: str, args: list[str]) -> dict:
@@ -379,6 +420,9 @@ def benchmark_report(results: dict, variant: str) -> str:
   if results.get('vae'):
     parts += ['VAE (float32, chunked in time; against the peer when it ran)',
               tables.markdown_table(results['vae'])]
+  if results.get('loop'):
+    parts += [f'Training loop ({variant}, the config\'s data; model batch made in turn or on a '
+              'thread while the step runs)', tables.markdown_table(results['loop'])]
   if results['layouts']:
     parts += [f'Data layouts ({variant}, real tokens/s; vs_first: against '
               f'{results["layouts"][0]["layout"]})', tables.markdown_table(results['layouts'])]
