@@ -5,7 +5,8 @@
 
 For each (variant, clip, patch): step time, tokens/s, achieved GFLOP/s and that as a share of the
 fp32 matmul rate measured in the same run (MFU on CPU); then sampling seconds per video and the
-compiled sampler loop's overhead over `steps` separate forward passes; then the config's train
+compiled sampler loop's overhead over `steps` separate forward passes, and one video sampled in
+--guided_steps Euler steps with text guidance; then the config's train
 step on the world's own batches in each data layout (fixed clips, packed rows of many sizes,
 buckets), in real (non-padding) tokens/s; then the config's training loop (host batch -> caption
 encoding -> train step) with each model batch made in turn or on a thread while the step runs
@@ -42,6 +43,9 @@ _CASES = flags.DEFINE_list(
 _LAYOUTS = flags.DEFINE_list('layouts', ['fixed', 'packed'],
                               "Data layouts whose train step is timed on the config's batches.")
 _SAMPLER_STEPS = flags.DEFINE_integer('sampler_steps', 10, 'Steps for the sampler overhead.')
+_GUIDED_STEPS = flags.DEFINE_integer(
+    'guided_steps', 25, 'Euler steps of one video sampled with text guidance (both branches in '
+    'one batch), by ours and, with --peer_python, by the peer; 0: skip it.')
 _LOOP_STEPS = flags.DEFINE_integer(
     'loop_steps', 20, "Steps per round of the config's training loop, timed with each model "
     'batch (caption encoding) made in turn and on a thread while the step runs; 0: skip it.')
@@ -70,15 +74,17 @@ def main(argv):
   text_shape = _TEXT_SHAPE.value and tuple(int(v) for v in _TEXT_SHAPE.value.split(':'))
   # The peer first: an accelerator's memory that jax has taken stays taken until we exit.
   peer = _PEER_PYTHON.value and throughput.peer_timings(
-      config, _CASES.value, _PEER_PYTHON.value, text_shape=text_shape, device=_PEER_DEVICE.value)
+      config, _CASES.value, _PEER_PYTHON.value, text_shape=text_shape, device=_PEER_DEVICE.value,
+      guided_steps=_GUIDED_STEPS.value)
   peer_vae = (_PEER_PYTHON.value and _VAE_CASES.value and throughput.peer_vae_timings(
       _VAE_CASES.value, _PEER_PYTHON.value, device=_PEER_DEVICE.value))
   results = throughput.model_benchmark(config, _CASES.value, _LAYOUTS.value,
                                        sampler_steps=_SAMPLER_STEPS.value, text_shape=text_shape,
                                        matmul_size=_MATMUL_SIZE.value,
-                                       loop_steps=_LOOP_STEPS.value)
+                                       loop_steps=_LOOP_STEPS.value,
+                                       guided_steps=_GUIDED_STEPS.value)
   if peer:
-    results['peer'] = throughput.peer_rows(results['train'], peer)
+    results['peer'] = throughput.peer_rows(results['train'], peer, results['sampler'])
   results['vae'] = [throughput.vae_speed(case) for case in _VAE_CASES.value]
   if peer_vae:
     results['vae'] = throughput.vae_peer_rows(results['vae'], peer_vae)

@@ -9,8 +9,9 @@ run it beside ours in one run).
 A case is width:depth:heads:mlp:in_channels:out_channels:TxHxW:ptxphxpw:batch, the shape of one
 of our DiTs (benchmark.py passes them); a VAE case (--vae_cases base:mults:res:latent:TxHxW)
 is diffusers' AutoencoderKLWan at those widths, timed encoding (posterior mean) and decoding one
-random clip, without gradients. For each: the forward pass (no gradients) and the train
-step (forward, mean squared error against a random target, backward, AdamW), eager, on the CPU
+random clip, without gradients. For each: the forward pass (no gradients), the train step
+(forward, mean squared error against a random target, backward, AdamW) and, with
+--sampler_steps, one video sampled with text guidance in that many Euler steps, eager, on the CPU
 (`--threads` threads) or a CUDA GPU (`--device cuda`), in float32 or in bfloat16 autocast over
 float32 weights (`--dtype bfloat16`, as our model.dtype=bfloat16 computes); the median of
 `--repeats` after one warm-up. Writes JSON rows (and the torch version and where it ran) to
@@ -40,7 +41,7 @@ def parse_case(case: str) -> dict:
 
 
 def time_case(case: dict, text_length: int, text_dim: int, repeats: int, device: str,
-              dtype: str) -> dict:
+              dtype: str, sampler_steps: int = 0) -> dict:
   torch.manual_seed(0)
   model = WanTransformer3DModel(
       patch_size=case['patch'], num_attention_heads=case['heads'],
@@ -70,11 +71,27 @@ def time_case(case: dict, text_length: int, text_dim: int, repeats: int, device:
     optimizer.step()
     done()
 
+  def sample():
+    """One video in sampler_steps Euler steps with text guidance (scale 4), as ours samples:
+    the caption's and the empty prompt's branches in one batch of 2."""
+    z = torch.randn(1, case['in_channels'], frames, height, width, device=device)
+    texts = torch.randn(2, text_length, text_dim, device=device)
+    with torch.no_grad(), autocast():
+      for i in range(sampler_steps):
+        t_2 = torch.full((2,), 1000.0 * (1 - i / sampler_steps), device=device)
+        v_text, v_null = model(z.expand(2, -1, -1, -1, -1), t_2, texts, return_dict=False)[0]
+        v = v_null + 4.0 * (v_text - v_null)
+        z[:, :case['out_channels']] -= v.float() / sampler_steps
+    done()
+
   params = sum(p.numel() for p in model.parameters())
-  return {'clip': 'x'.join(map(str, case['clip'])), 'patch': 'x'.join(map(str, case['patch'])),
-          'width': case['width'], 'depth': case['depth'], 'batch': case['batch'],
-          'params_M': params / 1e6, 'forward_s': timing.median_seconds(forward, repeats),
-          'step_s': timing.median_seconds(train_step, repeats)}
+  row = {'clip': 'x'.join(map(str, case['clip'])), 'patch': 'x'.join(map(str, case['patch'])),
+         'width': case['width'], 'depth': case['depth'], 'batch': case['batch'],
+         'params_M': params / 1e6, 'forward_s': timing.median_seconds(forward, repeats),
+         'step_s': timing.median_seconds(train_step, repeats)}
+  if sampler_steps:
+    row.update(sampler_steps=sampler_steps, sample_s=timing.median_seconds(sample, repeats))
+  return row
 
 
 def time_vae_case(case: str, repeats: int, device: str) -> dict:
@@ -123,12 +140,15 @@ def main() -> None:
   parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help='where to run')
   parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'],
                       help='compute dtype (bfloat16: autocast over float32 weights)')
+  parser.add_argument('--sampler_steps', type=int, default=0,
+                      help='also time one video in this many Euler steps with text guidance')
   parser.add_argument('--out', required=True, help='JSON file to write')
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   text_length, text_dim = (int(v) for v in args.text.split(':'))
   rows = [time_case(parse_case(case), text_length, text_dim, args.repeats, args.device,
-                    args.dtype) for case in filter(None, args.cases.split(','))]
+                    args.dtype, args.sampler_steps)
+          for case in filter(None, args.cases.split(','))]
   vae_rows = [time_vae_case(case, args.repeats, args.device)
               for case in filter(None, args.vae_cases.split(','))]
   where = (f'{torch.cuda.get_device_name()}, {args.dtype}' if args.device == 'cuda'

@@ -55,3 +55,19 @@ def test_the_loop_is_timed_with_model_batches_in_turn_and_ahead():
   assert [row['loop'] for row in rows] == ['in turn', 'ahead']
   assert all(row['steps_per_s'] > 0 for row in rows) and rows[0]['vs_in_turn'] == 1.0
   assert rows[0]['layout'] == 'packed'  # the config's own data
+
+
+def test_guided_sampling_is_timed_beside_the_peers_where_both_ran():
+  from configs import world  # pylint: disable=g-import-not-at-top
+  row = throughput.sampler_overhead(world.get_config('runlocal=True'), variant='T/2',
+                                    shape_thw=(2, 16, 16), patch=(1, 8, 8), steps=2, repeats=1,
+                                    guided_steps=3)
+  assert row['guided_steps'] == 3 and row['guided_sample_s'] > 0
+  train = {'variant': 'T/2', 'clip': '2x16x16', 'patch': '1x8x8', 'batch': 8,
+           'blocks': 'scanned', 'remat': 'none', 'params_M': 1.0, 'forward_s': 1.0, 'step_s': 2.0}
+  peer = {'peer': 'torch', 'params_M': 1.0, 'forward_s': 2.0, 'step_s': 2.0,
+          'sample_s': 2 * row['guided_sample_s']}
+  (both,) = throughput.peer_rows([train], [peer], [row])
+  assert both['sample_ratio'] == 2.0 and both['step_ratio'] == 1.0
+  (alone,) = throughput.peer_rows([train], [{**peer, 'sample_s': None}], [row])
+  assert 'sample_ratio' not in alone  # a peer run without --sampler_steps

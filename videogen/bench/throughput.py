@@ -77,9 +77,10 @@ class SyntheticText:
     return states_bld[0], mask_bl[0]
 
 
-def _build(config, text_shape):
+def _build(config, text_shape, devices=None):
   """dit_run.build, with SyntheticText(*text_shape) for the encoder unless text_shape is None."""
-  return dit_run.build(config, encoder=text_shape and SyntheticText(*text_shape))
+  return dit_run.build(config, devices=devices,
+                       encoder=text_shape and SyntheticText(*text_shape))
 
 
 def _model_config(config, variant: str, shape_thw, patch, batch_size: int,
@@ -237,9 +238,15 @@ def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
 
 
 def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
-                     repeats: int = 3, text_shape: tuple[int, int] | None = None) -> dict:
-  """Seconds per video, and the compiled loop's time over `steps` separate forward passes."""
-  parts = _build(_model_config(config, variant, shape_thw, patch, 1), text_shape)
+                     repeats: int = 3, text_shape: tuple[int, int] | None = None,
+                     guided_steps: int = 0) -> dict:
+  """Seconds per video, and the compiled loop's time over `steps` separate forward passes; with
+  guided_steps, also the seconds of one video sampled in that many Euler steps with text
+  guidance (scale 4: the caption's and the empty prompt's branches in one batch of 2), as the
+  peer benchmark samples (experiments/peer_benchmark.py --sampler_steps)."""
+  # One video on one device, as Generator samples.
+  parts = _build(_model_config(config, variant, shape_thw, patch, 1), text_shape,
+                 devices=jax.local_devices()[:1])
   params = _fresh_state(parts).ema_params
   text, mask = (jnp.asarray(a) for a in parts.encoder.encode(['a red circle moves left']))
   noise = jax.random.normal(jax.random.key(0), (1, *parts.shape))
@@ -250,8 +257,16 @@ def sampler_overhead(config, *, variant: str, shape_thw, patch, steps: int = 10,
   sampler = samplers.make_sampler(parts.apply, steps=steps, method='euler', shift=1.0)
   loop_s = timing.median_seconds(
       lambda: sampler(params, noise, [(text, mask)]).block_until_ready(), repeats)
-  return {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)), 'steps': steps,
-          'forward_s': one, 'sample_s': loop_s, 'overhead_pct': 100 * (loop_s / (steps * one) - 1)}
+  row = {'variant': variant, 'clip': 'x'.join(map(str, shape_thw)),
+         'patch': 'x'.join(map(str, patch)), 'steps': steps, 'forward_s': one,
+         'sample_s': loop_s, 'overhead_pct': 100 * (loop_s / (steps * one) - 1)}
+  if guided_steps:
+    null = tuple(jnp.asarray(a)[None] for a in parts.encoder.unconditional())
+    guided = samplers.make_sampler(parts.apply, steps=guided_steps, method='euler', shift=1.0,
+                                   weights=samplers.guidance_weights(4.0))
+    row.update(guided_steps=guided_steps, guided_sample_s=timing.median_seconds(
+        lambda: guided(params, noise, [(text, mask), null]).block_until_ready(), repeats))
+  return row
 
 
 def parse_case(case: str) -> dict:
@@ -278,11 +293,12 @@ def parse_case(case: str) -> dict:
 
 def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10,
                     text_shape: tuple[int, int] | None = None, matmul_size: int = 2048,
-                    loop_steps: int = 0) -> dict:
+                    loop_steps: int = 0, guided_steps: int = 0) -> dict:
   """{'matmul', 'peak_gflops_per_s', 'train', 'sampler', 'layouts', 'loop'}: each case's train
   step (with its achieved FLOP/s as a share of the matmul rate measured in the same run, in the
-  model's compute dtype: MFU) and sampler overhead, the config's train step in each data layout,
-  and (loop_steps > 0) the config's training loop with model batches made in turn or ahead."""
+  model's compute dtype: MFU) and sampler overhead (and guided sampling, guided_steps > 0), the
+  config's train step in each data layout, and (loop_steps > 0) the config's training loop with
+  model batches made in turn or ahead."""
   dtype = config.model.dtype
   peak = matmul_rate(matmul_size, jnp.dtype(dtype))
   train_rows, sampler_rows = [], []
@@ -293,7 +309,8 @@ def model_benchmark(config, cases, layouts, *, sampler_steps: int = 10,
     if kwargs['scan_layers'] is None and kwargs['remat'] is None:  # else: train-step variants
       sampler_rows.append(sampler_overhead(config, variant=kwargs['variant'],
                                            shape_thw=kwargs['shape_thw'], patch=kwargs['patch'],
-                                           steps=sampler_steps, text_shape=text_shape))
+                                           steps=sampler_steps, text_shape=text_shape,
+                                           guided_steps=guided_steps))
   return {'matmul': f'{dtype} {matmul_size}^2', 'peak_gflops_per_s': peak / 1e9,
           'train': train_rows, 'sampler': sampler_rows,
           'layouts': layout_step_rates(config, layouts) if layouts else [],
@@ -315,12 +332,14 @@ def _run_peer(peer_python: str, args: list[str]) -> dict:
 
 
 def peer_timings(config, cases, peer_python: str, *, text_shape: tuple[int, int] | None = None,
-                 threads: int = 2, repeats: int = 5, device: str = 'cpu') -> list[dict]:
+                 threads: int = 2, repeats: int = 5, device: str = 'cpu',
+                 guided_steps: int = 0) -> list[dict]:
   """Runs experiments/peer_benchmark.py with `peer_python` (a venv with torch and diffusers) on
   the DiT of each case (parse_case's strings), in the config's model.dtype, on `device` ('cpu'
-  or 'cuda'), one call per text shape; returns its rows in case order, each with the torch
-  version and where it ran. Run it before ours: an accelerator's memory that jax has taken
-  stays taken until our process ends."""
+  or 'cuda'), one call per text shape, sampling one video in guided_steps guided Euler steps too
+  (0: not); returns its rows in case order, each with the torch version and where it ran. Run
+  it before ours: an accelerator's memory that jax has taken stays taken until our process
+  ends."""
   wanted = []
   for case in cases:
     kwargs = parse_case(case)
@@ -333,7 +352,7 @@ def peer_timings(config, cases, peer_python: str, *, text_shape: tuple[int, int]
     record = _run_peer(peer_python, [
         '--cases', ','.join(wanted[i]['peer_case'] for i in indices), '--text', text,
         '--threads', str(threads), '--repeats', str(repeats), '--device', device,
-        '--dtype', config.model.dtype])
+        '--dtype', config.model.dtype, '--sampler_steps', str(guided_steps)])
     for i, row in zip(indices, record['rows']):
       rows[i] = {**row, 'peer': f"torch {record['torch']} eager, {record['where']}"}
   return rows
@@ -361,17 +380,29 @@ def vae_peer_rows(ours: list[dict], peer: list[dict]) -> list[dict]:
           for row, other in zip(ours, peer)]
 
 
-def peer_rows(train_rows: list[dict], peer: list[dict]) -> list[dict]:
+def peer_rows(train_rows: list[dict], peer: list[dict],
+              sampler_rows: list[dict] = ()) -> list[dict]:
   """Our train_rows beside the peer's timings of the same cases (peer_timings), with the ratios
-  (above 1: ours faster)."""
-  return [{'variant': row['variant'], 'clip': row['clip'], 'patch': row['patch'],
-           'batch': row['batch'], 'blocks': row['blocks'], 'remat': row['remat'],
-           'peer': other['peer'], 'peer_params_M': other['params_M'], 'params_M': row['params_M'],
-           'peer_forward_s': other['forward_s'], 'forward_s': row['forward_s'],
-           'forward_ratio': other['forward_s'] / row['forward_s'],
-           'peer_step_s': other['step_s'], 'step_s': row['step_s'],
-           'step_ratio': other['step_s'] / row['step_s']}
-          for row, other in zip(train_rows, peer)]
+  (above 1: ours faster); where both sampled the case's DiT with guidance (our sampler_rows of
+  the same variant, clip and patch), those seconds and their ratio too."""
+  rows = []
+  for row, other in zip(train_rows, peer):
+    rows.append({'variant': row['variant'], 'clip': row['clip'], 'patch': row['patch'],
+                 'batch': row['batch'], 'blocks': row['blocks'], 'remat': row['remat'],
+                 'peer': other['peer'], 'peer_params_M': other['params_M'],
+                 'params_M': row['params_M'], 'peer_forward_s': other['forward_s'],
+                 'forward_s': row['forward_s'],
+                 'forward_ratio': other['forward_s'] / row['forward_s'],
+                 'peer_step_s': other['step_s'], 'step_s': row['step_s'],
+                 'step_ratio': other['step_s'] / row['step_s']})
+    ours = next((s for s in sampler_rows if 'guided_sample_s' in s and
+                 (s['variant'], s['clip'], s['patch']) == (row['variant'], row['clip'],
+                                                           row['patch'])), None)
+    if ours and other.get('sample_s'):
+      rows[-1].update(guided_steps=ours['guided_steps'], peer_sample_s=other['sample_s'],
+                      sample_s=ours['guided_sample_s'],
+                      sample_ratio=other['sample_s'] / ours['guided_sample_s'])
+  return rows
 
 
 def parse_vae_case(case: str) -> dict:
