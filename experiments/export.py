@@ -1,15 +1,20 @@
 """Exports a run's sampling weights (EMA params + config, no optimizer state) to a small folder.
 
   python experiments/export.py --workdir outputs/reference/run --out reference/world_t2
+  python experiments/export.py --workdir outputs/vae_world --out reference/vae_world  # a VAE
 
-`experiments/sample.py --workdir OUT` and `Generator.from_workdir(OUT)` read the export.
+A DiT run's export is read by `experiments/sample.py --workdir OUT` and
+`Generator.from_workdir(OUT)`; a VAE run's (experiments/train_vae.py; its latent statistics
+included) by `Autoencoder.from_workdir(OUT)` and as a latent run's `--config.autoencoder=OUT`.
 """
 from absl import app
 from absl import flags
 from absl import logging
 
-from videogen.inference import generate
 from videogen.core import tables
+from videogen.inference import generate
+from videogen.inference import vae as vae_lib
+from videogen.runtime import weights
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to export.', required=True)
 _OUT = flags.DEFINE_string('out', None, 'Folder to write.', required=True)
@@ -20,8 +25,11 @@ _NOTE = flags.DEFINE_string('note', '', 'Free text stored in export.json (e.g. t
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
-  print('exported to', gen.export(_OUT.value, git_revision=tables.revision(), note=_NOTE.value))
+  if 'diffusion' in weights.load_config(_WORKDIR.value):  # a DiT run; a VAE run has none
+    model = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
+  else:
+    model = vae_lib.Autoencoder.from_workdir(_WORKDIR.value, step=_STEP.value)
+  print('exported to', model.export(_OUT.value, git_revision=tables.revision(), note=_NOTE.value))
 
 
 if __name__ == '__main__':

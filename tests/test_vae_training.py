@@ -205,6 +205,20 @@ def test_eval_runner_writes_its_json(trained):
   assert len(rows) == 4  # no --lengths: no speed rows (test_codec_speed_rows covers them)
 
 
+def test_the_export_runner_exports_a_vae_run(trained, tmp_path):
+  workdir, _ = trained
+  result = subprocess.run(
+      [sys.executable, 'experiments/export.py', f'--workdir={workdir}', f'--out={tmp_path}/x',
+       '--step=2'], cwd=REPO, env=runner_env.one_device(), capture_output=True, text=True,
+      timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  exported = vae_lib.Autoencoder.from_workdir(tmp_path / 'x')
+  at_2 = vae_lib.Autoencoder.from_workdir(workdir, step=2)
+  assert exported.step == 2 and exported.config == at_2.config
+  for a, b in zip(jax.tree.leaves(exported.params), jax.tree.leaves(at_2.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_channel_permutations_reorder_each_clips_colours_and_repeat_per_rng():
   seen = vae_loss.with_channel_permutations(lambda params, batch, rng: (0.0, batch['video']))
   video_bthwc = jnp.broadcast_to(jnp.arange(3.0), (64, 2, 4, 4, 3))  # R=0, G=1, B=2 everywhere
