@@ -31,7 +31,7 @@ def check_size_or_budget(num_frames: int, height: int | None, width: int | None,
   if (max_tokens is None) == (height is None or width is None):
     raise ValueError(f'height={height}, width={width}, max_tokens={max_tokens}: pass height '
                      'and width (one size for every clip) or max_tokens and patch_size (each '
-                     "file's own aspect ratio), not both.")
+                     "clip's own aspect ratio), not both.")
   if max_tokens is None:
     check_target(num_frames, height, width, fps)
     return
