@@ -258,18 +258,21 @@ def folder_dataset_from_config(config, *, shard_index: int = 0,
                 batch_size=1 if name == 'packed' else local_batch)
   source_ = _folder_source(config, name)
   source_[0]  # a folder with nothing decodable fails here, naming it, not in a reader thread
+  return _source_batches(config, source_, len(source_), name, local_batch,
+                         shard_index=shard_index, shard_count=shard_count)
+
+
+def _source_batches(config, source_, num_records: int, name: str, local_batch: int, *,
+                    shard_index: int, shard_count: int) -> grain.IterDataset:
+  """A file or TFDS source's `num_records` records, shuffled by config.seed, this process's
+  every shard_count-th from shard_index read by ReadRecord (at the sizes table's size of each
+  global batch for layout `name` 'buckets'), in batches of local_batch clips, or ('packed')
+  packed into local_batch token rows a batch."""
+  d = config.data
   sizes = (sizes_lib.ClipSizes(sizes_lib.table_from_config(config), config.seed,
                                group=d.batch_size) if name == 'buckets' else None)
-  ds = grain.MapDataset.range(len(source_)).shuffle(seed=config.seed)
+  ds = grain.MapDataset.range(num_records).shuffle(seed=config.seed)
   ds = ds.map_with_index(ReadRecord(source_, sizes))[shard_index::shard_count]
-  return _rows_or_batches(config, ds, name, local_batch)
-
-
-def _rows_or_batches(config, ds: grain.MapDataset, name: str,
-                     local_batch: int) -> grain.IterDataset:
-  """A file or TFDS source's records `ds` in batches of local_batch clips, or (layout `name`
-  'packed') packed into local_batch token rows a batch."""
-  d = config.data
   common = dict(num_workers=d.num_workers, num_threads=d.num_threads, prefetch=d.prefetch)
   if name != 'packed':
     return _batches(ds, local_batch, **common)
@@ -320,8 +323,5 @@ def tfds_dataset_from_config(config, *, shard_index: int = 0,
   if 'fps' not in source_.data.dataset_info.features and not d.get('tfds_fps'):
     raise ValueError(f'{d.tfds_name} stores no frame rate (no fps field): pass its frames per '
                      'second as --config.data.tfds_fps=N.')
-  sizes = (sizes_lib.ClipSizes(sizes_lib.table_from_config(config), config.seed,
-                               group=d.batch_size) if name == 'buckets' else None)
-  ds = grain.MapDataset.range(d.num_records).shuffle(seed=config.seed)
-  ds = ds.map_with_index(ReadRecord(source_, sizes))[shard_index::shard_count]
-  return _rows_or_batches(config, ds, name, local_batch)
+  return _source_batches(config, source_, d.num_records, name, local_batch,
+                         shard_index=shard_index, shard_count=shard_count)
