@@ -23,6 +23,10 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to probe.', requir
 _STEPS = flags.DEFINE_list('steps', None, 'Checkpoint steps to probe, e.g. 500,1000.',
                            required=True)
 _SCENES = flags.DEFINE_integer('scenes', 4, 'Probe scenes, each sampled in every direction.')
+_USE_EMA = flags.DEFINE_bool('use_ema', True, 'Probe the moving average of the weights (as '
+                              'sampling does); --nouse_ema probes the trained weights themselves.')
+_CFG_SCALE = flags.DEFINE_float('cfg_scale', None, 'Text guidance (default: the run\'s '
+                                'config.sample.cfg_scale).')
 _OUT = flags.DEFINE_string('out', None, 'Output path without suffix (default: '
                            'WORKDIR/probe_training).')
 
@@ -31,12 +35,13 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   config = generate.load_config(_WORKDIR.value)
-  settings = generate.settings_for(config)
+  settings = generate.settings_for(config, cfg_scale=_CFG_SCALE.value)
   try:
     steps = [int(step) for step in _STEPS.value]
   except ValueError as error:
     raise app.UsageError(f'--steps {_STEPS.value} must be whole numbers, e.g. 500,1000.') from error
-  rows = direction_probe.over_training(_WORKDIR.value, steps, settings, _SCENES.value)
+  rows = direction_probe.over_training(_WORKDIR.value, steps, settings, _SCENES.value,
+                                       use_ema=_USE_EMA.value)
   out = pathlib.Path(_OUT.value or f'{_WORKDIR.value}/probe_training')
   command = tables.command_line()
   tables.write_results(out.with_suffix('.json'), 'probe_training', rows, command=command)

@@ -134,14 +134,17 @@ def report_lines(result: dict) -> list[str]:
   return lines
 
 
-def over_training(workdir, steps, settings, num_scenes: int) -> list[dict]:
+def over_training(workdir, steps, settings, num_scenes: int, use_ema: bool = True) -> list[dict]:
   """The probe at each checkpoint step of a training run (same scenes and seeds each time): one
-  row per step with its score and directions per scene, to see when the words take over."""
+  row per step with its score and directions per scene, to see when the words take over.
+  use_ema False probes the raw (trained) weights instead of their moving average."""
   rows = []
   for step in steps:
-    gen = generate.Generator.from_workdir(workdir, step=step)
+    gen = generate.Generator.from_workdir(workdir, step=step, use_ema=use_ema)
     result = run(gen, settings, num_scenes)
-    rows.append({'step': gen.step, 'text_controls_motion': result['text_controls_motion'],
+    rows.append({'step': gen.step, 'weights': 'ema' if use_ema else 'raw',
+                 'cfg_scale': settings.cfg_scale,
+                 'text_controls_motion': result['text_controls_motion'],
                  'directions_per_scene': result['distinct'], 'chance': result['chance'],
                  'videos': len(result['videos'])})
   return rows
