@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -107,6 +108,11 @@ def test_export_holds_the_sampling_weights(trained_run, tmp_path):
   settings = generate.SampleSettings(steps=2, method='euler', cfg_scale=1.0)
   np.testing.assert_array_equal(gen.generate(['a red circle'], settings=settings),
                                 exported.generate(['a red circle'], settings=settings))
+  half = generate.Generator.from_workdir(gen.export(tmp_path / 'bf16', dtype='bfloat16'))
+  for a, b in zip(jax.tree.leaves(half.params), jax.tree.leaves(gen.params)):
+    assert a.dtype == b.dtype  # read back in the config's param_dtype, bfloat16-rounded
+    np.testing.assert_array_equal(np.asarray(a),
+                                  np.asarray(b.astype(jnp.bfloat16).astype(b.dtype)))
 
 
 def test_main_job_writes_samples_grids_and_report(tmp_path):

@@ -207,16 +207,22 @@ def test_eval_runner_writes_its_json(trained):
 
 def test_the_export_runner_exports_a_vae_run(trained, tmp_path):
   workdir, _ = trained
-  result = subprocess.run(
-      [sys.executable, 'experiments/export.py', f'--workdir={workdir}', f'--out={tmp_path}/x',
-       '--step=2'], cwd=REPO, env=runner_env.one_device(), capture_output=True, text=True,
-      timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  exported = vae_lib.Autoencoder.from_workdir(tmp_path / 'x')
+  for dtype in ('float32', 'bfloat16'):
+    result = subprocess.run(
+        [sys.executable, 'experiments/export.py', f'--workdir={workdir}',
+         f'--out={tmp_path}/{dtype}', '--step=2', f'--dtype={dtype}'], cwd=REPO,
+        env=runner_env.one_device(), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
   at_2 = vae_lib.Autoencoder.from_workdir(workdir, step=2)
-  assert exported.step == 2 and exported.config == at_2.config
-  for a, b in zip(jax.tree.leaves(exported.params), jax.tree.leaves(at_2.params)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for dtype in ('float32', 'bfloat16'):
+    exported = vae_lib.Autoencoder.from_workdir(tmp_path / dtype)
+    assert exported.step == 2 and exported.config == at_2.config
+    for a, b in zip(jax.tree.leaves(exported.params), jax.tree.leaves(at_2.params)):
+      assert a.dtype == np.float32  # read back as the model's float32
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b.astype(dtype).astype(np.float32)))
+  size = lambda folder: sum(f.stat().st_size for f in (tmp_path / folder / 'params').rglob('*')
+                            if f.is_file())
+  assert size('bfloat16') < 0.7 * size('float32')
 
 
 def test_channel_permutations_reorder_each_clips_colours_and_repeat_per_rng():

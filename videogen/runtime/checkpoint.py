@@ -24,6 +24,7 @@ from absl import logging
 from etils import epath
 import grain
 import jax
+import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
@@ -258,9 +259,18 @@ def _is_disk_full(error: BaseException | None) -> bool:
   return False
 
 
-def save_params(directory, params) -> None:
+STORAGE_DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def save_params(directory, params, dtype: str = 'float32') -> None:
   """Writes a parameter pytree alone to `directory` (Orbax; returns once it is on disk): the
-  weights of an export, which `ocp.StandardCheckpointer().restore` reads back."""
+  weights of an export, which `ocp.StandardCheckpointer().restore` reads back. dtype: what each
+  floating-point leaf is stored as; 'bfloat16' or 'float16' halve the folder, and restoring
+  into float32 targets (every reader of an export) casts them back."""
+  if dtype not in STORAGE_DTYPES:
+    raise ValueError(f'storage dtype {dtype!r} is unknown: use one of {STORAGE_DTYPES}.')
+  params = jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
   _save_cpu_arrays_from_one_replica()
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(epath.Path(directory).absolute(), params, force=True)
