@@ -21,9 +21,10 @@ from videogen.runtime import weights
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to export.', required=True)
 _OUT = flags.DEFINE_string('out', None, 'Folder to write.', required=True)
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', checkpoint.STORAGE_DTYPES,
-                           'What the weights are stored as: bfloat16 halves the folder (readers '
-                           'cast back to float32; rounding moves each weight by under 0.4%).')
+_DTYPE = flags.DEFINE_enum('dtype', None, checkpoint.STORAGE_DTYPES,
+                           'What the weights are stored as (default: as trained): bfloat16 halves '
+                           'a float32 model\'s folder (readers cast back to float32; rounding '
+                           'moves each weight by under 0.4%).')
 _NOTE = flags.DEFINE_string('note', '', 'Free text stored in export.json (e.g. the command).')
 
 

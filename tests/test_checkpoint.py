@@ -4,8 +4,10 @@ import signal
 
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from test_train_step import BATCH, build_run, make_example
@@ -163,3 +165,18 @@ def test_replicated_arrays_save_from_one_replica_and_keys_round_trip(tmp_path, c
   assert jax.dtypes.issubdtype(restored['rng'].dtype, jax.dtypes.prng_key)
   np.testing.assert_array_equal(jax.random.key_data(restored['rng']),
                                 jax.random.key_data(tree['rng']))
+
+
+def test_export_weights_keep_their_dtype_unless_a_storage_dtype_is_asked(tmp_path):
+  """save_params stores each leaf as it is by default (a bfloat16 model stays bfloat16), or every
+  floating-point leaf as the asked dtype (integers untouched), and a bad dtype is one sentence."""
+  tree = {'f32': np.linspace(0.0, 1.0, 7, dtype=np.float32),
+          'bf16': np.ones(3, jnp.bfloat16), 'count': np.arange(4, dtype=np.int32)}
+  stored = lambda folder: {key: value.dtype for key, value in
+                           ocp.StandardCheckpointer().restore(tmp_path / folder).items()}
+  checkpoint_lib.save_params(tmp_path / 'kept', tree)
+  assert stored('kept') == {'f32': np.float32, 'bf16': jnp.bfloat16, 'count': np.int32}
+  checkpoint_lib.save_params(tmp_path / 'half', tree, 'bfloat16')
+  assert stored('half') == {'f32': jnp.bfloat16, 'bf16': jnp.bfloat16, 'count': np.int32}
+  with pytest.raises(ValueError, match=r"storage dtype 'int8' is unknown: use one of"):
+    checkpoint_lib.save_params(tmp_path / 'bad', tree, 'int8')

@@ -104,7 +104,8 @@ def test_probe_training_probes_each_asked_step(trained_run, tmp_path):
   assert row['weights'] == 'raw' and row['cfg_scale'] == 2.5
   assert 0.0 <= row['text_controls_motion'] <= 1.0 and 0 <= row['directions_per_scene'] <= 8
   assert result['command'].startswith('python experiments/probe_training.py')
-  assert '| step | weights | cfg_scale | text_controls_motion |' in out.with_suffix('.md').read_text()
+  header = '| step | weights | cfg_scale | text_controls_motion |'
+  assert header in out.with_suffix('.md').read_text()
   bad = _run('experiments/probe_training.py', f'--workdir={trained_run}', '--steps=two',
              check=False)
   assert bad.returncode != 0 and '--steps' in bad.stderr

@@ -152,17 +152,18 @@ class Generator:
                                                  use_ema=use_ema, devices=devices)
     return cls(run, params, step)
 
-  def export(self, out_dir, *, dtype: str = 'float32', **info) -> pathlib.Path:
+  def export(self, out_dir, *, dtype: str | None = None, **info) -> pathlib.Path:
     """Writes the sampling weights alone (no optimizer state): config.json, params/ (Orbax,
-    stored as `dtype`: 'bfloat16' halves it) and export.json (the step, the stored dtype plus
-    `info`, e.g. the command and git revision). `from_workdir` reads it back in the config's
-    param_dtype. A LoRA run's export holds its merged weights, a model like any other."""
+    stored as `dtype`, None: as trained; 'bfloat16' halves a float32 model) and export.json (the
+    step, the stored dtype plus `info`, e.g. the command and git revision). `from_workdir` reads
+    it back in the config's param_dtype. A LoRA run's export holds its merged weights, a model
+    like any other."""
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     config = lora_lib.merged_config(self.run.config)
     media.write_text(out / 'config.json', config.to_json_best_effort(indent=1))
     checkpoint.save_params(out / 'params', self.params, dtype)
-    media.write_json(out / 'export.json', {'step': self.step, 'stored_dtype': dtype, **info})
+    media.write_json(out / 'export.json', {'step': self.step, 'stored_dtype': dtype or 'as trained', **info})
     return out
 
   @functools.cached_property

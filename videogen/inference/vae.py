@@ -71,18 +71,19 @@ class Autoencoder:
     stats = json.loads((folder / vae_run.LATENT_STATS_FILE).read_text())
     return cls(autoencoder.config_from_workdir(folder), params, stats, step=step)
 
-  def export(self, out_dir, *, dtype: str = 'float32', **info) -> pathlib.Path:
+  def export(self, out_dir, *, dtype: str | None = None, **info) -> pathlib.Path:
     """Writes what the VAE needs and nothing else (no optimizer state): autoencoder.json (its
-    AutoencoderConfig), params/ (Orbax, stored as `dtype`: 'bfloat16' halves it),
-    latent_stats.json and export.json (the step, the stored dtype plus `info`, e.g. the command
-    and git revision). `from_workdir` reads it back, in float32."""
+    AutoencoderConfig), params/ (Orbax, stored as `dtype`, None: as trained; 'bfloat16' halves
+    a float32 model), latent_stats.json and export.json (the step, the stored dtype plus `info`,
+    e.g. the command and git revision). `from_workdir` reads it back in the config's
+    param_dtype."""
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     media.write_json(out / autoencoder.EXPORT_CONFIG_FILE, dataclasses.asdict(self.config))
     checkpoint.save_params(out / 'params', self.params, dtype)
     media.write_json(out / vae_run.LATENT_STATS_FILE,
                      {key: np.asarray(value).tolist() for key, value in self.stats.items()})
-    media.write_json(out / _EXPORT_INFO, {'step': self.step, 'stored_dtype': dtype, **info})
+    media.write_json(out / _EXPORT_INFO, {'step': self.step, 'stored_dtype': dtype or 'as trained', **info})
     return out
 
   @property

@@ -262,15 +262,17 @@ def _is_disk_full(error: BaseException | None) -> bool:
 STORAGE_DTYPES = ('float32', 'bfloat16', 'float16')
 
 
-def save_params(directory, params, dtype: str = 'float32') -> None:
+def save_params(directory, params, dtype: str | None = None) -> None:
   """Writes a parameter pytree alone to `directory` (Orbax; returns once it is on disk): the
   weights of an export, which `ocp.StandardCheckpointer().restore` reads back. dtype: what each
-  floating-point leaf is stored as; 'bfloat16' or 'float16' halve the folder, and restoring
-  into float32 targets (every reader of an export) casts them back."""
-  if dtype not in STORAGE_DTYPES:
-    raise ValueError(f'storage dtype {dtype!r} is unknown: use one of {STORAGE_DTYPES}.')
-  params = jax.tree.map(
-      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+  floating-point leaf is stored as (None: its own dtype); 'bfloat16' or 'float16' halve a
+  float32 model's folder, and restoring into float32 targets (the readers of a float32 model's
+  export) casts them back."""
+  if dtype is not None:
+    if dtype not in STORAGE_DTYPES:
+      raise ValueError(f'storage dtype {dtype!r} is unknown: use one of {STORAGE_DTYPES}.')
+    params = jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
   _save_cpu_arrays_from_one_replica()
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(epath.Path(directory).absolute(), params, force=True)
