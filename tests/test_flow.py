@@ -96,3 +96,15 @@ def test_tiny_dit_overfits_a_fixed_batch():
     params, opt_state, value = step(params, opt_state)
     losses.append(float(value))
   assert losses[-1] < 0.2 * losses[0], losses
+
+
+def test_train_times_draw_a_fraction_near_the_data_and_none_by_default():
+  rng = jax.random.key(0)
+  u = flow.sample_t(rng, (4096,))
+  np.testing.assert_array_equal(flow.train_times(rng, (4096,), 8.0), flow.shift_t(u, 8.0))
+  t = flow.train_times(rng, (4096,), 8.0, near_data=0.25, near_data_shift=1.0)
+  near = np.isclose(t, u)  # shift 1 leaves a time as drawn; shift 8 moves every one
+  assert abs(near.mean() - 0.25) < 0.03
+  np.testing.assert_allclose(t[~near], flow.shift_t(u, 8.0)[~near], rtol=1e-6)
+  shifts = jnp.full((64, 2), 4.0)  # per-segment shifts of packed rows broadcast
+  assert flow.train_times(rng, (64, 2), shifts, near_data=0.5).shape == (64, 2)

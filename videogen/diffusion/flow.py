@@ -20,6 +20,19 @@ def shift_t(t, shift: float):
   return shift * t / (1 + (shift - 1) * t)
 
 
+def train_times(rng, shape, shift, t_mean: float = 0.0, t_std: float = 1.0,
+                near_data: float = 0.0, near_data_shift: float = 1.0):
+  """Training times: logit-normal (`sample_t`) shifted by `shift` (a number, or an array that
+  broadcasts to `shape`); with near_data > 0, that fraction of them, drawn at random, is shifted
+  by near_data_shift instead: a second mode nearer the data, where outlines are drawn, beside a
+  large shift's mode near noise. near_data 0 draws exactly what shift_t(sample_t(...)) does."""
+  t = sample_t(rng, shape, t_mean, t_std)
+  if near_data > 0:
+    near_b = jax.random.bernoulli(jax.random.fold_in(rng, 1), near_data, shape)
+    shift = jnp.where(near_b, near_data_shift, shift)
+  return shift_t(t, shift)
+
+
 def resolution_shift(num_tokens: int, base_tokens: int = 256, base_shift: float = 1.0,
                      max_tokens: int = 4096, max_shift: float = 3.0) -> float:
   """The shift for `num_tokens`, as Flux computes it: mu = log(shift) is linear in the token
@@ -64,15 +77,16 @@ def loss(pred, target, weights=None):
 
 
 def flow_matching_loss(apply_fn, params, x0, text, text_mask, rng, *, shift: float = 1.0,
-                       t_mean: float = 0.0, t_std: float = 1.0, loss_mask=None):
-  """One flow-matching loss for a batch -> (loss, aux).
+                       t_mean: float = 0.0, t_std: float = 1.0, near_data: float = 0.0,
+                       near_data_shift: float = 1.0, loss_mask=None):
+  """One flow-matching loss for a batch -> (loss, aux); times from `train_times`.
 
   apply_fn(params, x_t, t_b, text, text_mask) -> velocity, e.g. `DiT(config).apply` with
   params = {'params': ...}. aux = {'t': the times [B], 'loss_per_sample': [B]} for logging
   loss against time.
   """
   t_rng, eps_rng = jax.random.split(rng)
-  t_b = shift_t(sample_t(t_rng, x0.shape[:1], t_mean, t_std), shift)
+  t_b = train_times(t_rng, x0.shape[:1], shift, t_mean, t_std, near_data, near_data_shift)
   eps = jax.random.normal(eps_rng, x0.shape, x0.dtype)
   pred = apply_fn(params, noise(x0, eps, t_b), t_b, text, text_mask)
   velocity = velocity_target(x0, eps)

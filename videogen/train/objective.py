@@ -28,6 +28,9 @@ def make_loss_fn(parts: dit_run.DitRun):
   null_text, null_mask = (jnp.asarray(a) for a in parts.encoder.unconditional())
   if parts.frame_conditioning:
     task_probabilities = conditioning.task_probabilities(cfg.conditioning.tasks)
+  # Runs saved before the option drew every time at the one shift.
+  near_data = dict(near_data=cfg.diffusion.get('near_data', 0.0),
+                   near_data_shift=cfg.diffusion.get('near_data_shift', 1.0))
 
   def clips_loss(params, batch, rng):
     drop_rng, task_rng, flow_rng = jax.random.split(rng, 3)
@@ -42,7 +45,8 @@ def make_loss_fn(parts: dit_run.DitRun):
       loss_mask = conditioning.loss_weights(given_bt, video)
     loss, _ = flow.flow_matching_loss(
         apply_fn, params, video, text, mask, flow_rng, shift=parts.shift(video.shape[1:]),
-        t_mean=cfg.diffusion.t_mean, t_std=cfg.diffusion.t_std, loss_mask=loss_mask)
+        t_mean=cfg.diffusion.t_mean, t_std=cfg.diffusion.t_std, loss_mask=loss_mask,
+        **near_data)
     return loss, {}
 
   def rows_loss(params, rows, rng):
@@ -50,8 +54,8 @@ def make_loss_fn(parts: dit_run.DitRun):
     frames_bm = rows['shapes'][..., 0]
     drop_bm = jax.random.bernoulli(drop_rng, cfg.text.dropout, frames_bm.shape)
     rows = drop_captions(rows, drop_bm, null_text, null_mask)
-    t_bm = flow.shift_t(flow.sample_t(t_rng, frames_bm.shape, cfg.diffusion.t_mean,
-                                      cfg.diffusion.t_std), rows['shift'])
+    t_bm = flow.train_times(t_rng, frames_bm.shape, rows['shift'], cfg.diffusion.t_mean,
+                            cfg.diffusion.t_std, **near_data)
     eps_blp = jax.random.normal(eps_rng, rows['patches'].shape, rows['patches'].dtype)
     given_bmt = None
     if parts.frame_conditioning:
