@@ -163,7 +163,8 @@ class Generator:
     config = lora_lib.merged_config(self.run.config)
     media.write_text(out / 'config.json', config.to_json_best_effort(indent=1))
     checkpoint.save_params(out / 'params', self.params, dtype)
-    media.write_json(out / 'export.json', {'step': self.step, 'stored_dtype': dtype or 'as trained', **info})
+    media.write_json(out / 'export.json',
+                     {'step': self.step, 'stored_dtype': dtype or 'as trained', **info})
     return out
 
   @functools.cached_property

@@ -83,7 +83,8 @@ class Autoencoder:
     checkpoint.save_params(out / 'params', self.params, dtype)
     media.write_json(out / vae_run.LATENT_STATS_FILE,
                      {key: np.asarray(value).tolist() for key, value in self.stats.items()})
-    media.write_json(out / _EXPORT_INFO, {'step': self.step, 'stored_dtype': dtype or 'as trained', **info})
+    media.write_json(out / _EXPORT_INFO,
+                     {'step': self.step, 'stored_dtype': dtype or 'as trained', **info})
     return out
 
   @property
