@@ -65,6 +65,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # and caption states from cache_dir, a folder experiments/encode_dataset.py wrote with
       # the VAE config.autoencoder names (fixed layout only).
       source='world', cache_dir=ml_collections.FieldReference(None, field_type=str),
+      # Updates each model batch (clips and their encoded captions) trains, each with its own
+      # times, noise, caption dropout and task (data echoing; train/prefetch.py). 1: each once.
+      echo=1,
   ))
   # The sizes clips train at (videogen/data/sizes.py): each aspect (width:height) keeps about
   # the area of a side x side frame; a size's share is its aspect's weight x its duration's.
@@ -119,6 +122,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # grid keeps the shift above. 0.25 (at shift 1) kept the direction probe at chance through
       # 1,600 steps (docs/motion.md), so the default stays 0.
       near_data=0.0, near_data_shift=1.0,
+      # A weight over t: errors scaled by min(1, t / loss_min_t), so a clean-data predictor's
+      # error near the data weighs at most 1 / loss_min_t^2 (flow.error_scale); 0: none.
+      loss_min_t=0.0,
   ))
 
   # One model for every prompting task: the DiT also sees given frames (image-to-video,

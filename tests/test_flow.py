@@ -73,6 +73,21 @@ def test_flow_matching_loss_of_a_zero_model():
   assert value == pytest.approx(0.0, abs=1e-4)
 
 
+def test_loss_min_t_caps_the_weight_of_examples_near_the_data():
+  t = jnp.array([0.1, 0.5, 0.9])
+  np.testing.assert_allclose(flow.error_scale(t, 0.5), [0.2, 1.0, 1.0])
+  np.testing.assert_array_equal(flow.error_scale(t, 0.0), 1.0)
+  x0 = 2.0 * jnp.ones((256, 2, 2, 2, 1))
+  zero_model = lambda params, x, t, text, mask: jnp.zeros_like(x)
+  run = lambda c: flow.flow_matching_loss(zero_model, None, x0, None, None, jax.random.key(5),
+                                          loss_min_t=c)
+  plain, aux = run(0.0)
+  weighted, _ = run(0.5)
+  expected = jnp.mean(jnp.minimum(1.0, aux['t'] / 0.5)**2 * aux['loss_per_sample'])
+  assert float(weighted) == pytest.approx(float(expected), rel=1e-5)
+  assert float(weighted) < 0.9 * float(plain)  # about a third of unshifted times fall below 0.5
+
+
 def test_tiny_dit_overfits_a_fixed_batch():
   config = dit.dit_config('T/2', in_channels=2, text_dim=8, dim=32, depth=2, heads=2, mlp_dim=64)
   model = dit.DiT(config)

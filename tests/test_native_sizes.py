@@ -79,7 +79,8 @@ def perturbed_params(parts):
   return tree.unflatten([p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
 
 
-def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss():
+@pytest.mark.parametrize('loss_min_t', [0.0, 0.99])
+def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss(loss_min_t):
   config = world_config.get_config('runlocal=True')
   config.model.patch_size = (2, 8, 8)  # a token holds 2 frames: the task mask is per frame
   config.world.num_frames = 4
@@ -91,10 +92,13 @@ def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss():
   batch = dit_run.encode_batch(parts, {'video': video, 'caption': np.array(captions)})
   given_bt = jnp.array([[True, False, False, False], [False, False, True, True]])
   flow_rng = jax.random.key(3)
-  unpacked, aux = jax.jit(lambda p: flow.flow_matching_loss(
+  unpacked_loss = jax.jit(lambda p, c: flow.flow_matching_loss(
       lambda p, x, t, txt, m: parts.apply(p, x, t, txt, m, video, given_bt), p, video,
-      batch['text'], batch['text_mask'], flow_rng, shift=parts.shift(),
-      loss_mask=conditioning.loss_weights(given_bt, video)))(params)
+      batch['text'], batch['text_mask'], flow_rng, shift=parts.shift(), loss_min_t=c,
+      loss_mask=conditioning.loss_weights(given_bt, video)), static_argnums=1)
+  unpacked, aux = unpacked_loss(params, loss_min_t)
+  if loss_min_t:  # every time falls below 0.99, so the weight over t changes the loss
+    assert float(unpacked) < 0.99 * float(unpacked_loss(params, 0.0)[0])
 
   row_length, tokens = 12, 8  # one clip of 8 tokens, then 4 padding tokens
   rows = [packing.pack_row([{'video': v, 'caption': c}], row_length, (2, 8, 8), max_segments=2)
@@ -105,7 +109,7 @@ def test_packed_loss_of_one_clip_rows_equals_the_unpacked_loss():
   eps_blp[:, :tokens] = patches.patchify(eps, (2, 8, 8))
   t_bm = jnp.stack([aux['t'], jnp.full(2, 0.3)], axis=1)
   given_bmt = jnp.stack([given_bt, ~given_bt], axis=1)
-  packed_loss = jax.jit(lambda *args: objective.packed_loss(parts, *args))
+  packed_loss = jax.jit(lambda *args: objective.packed_loss(parts, *args, loss_min_t))
   packed = packed_loss(params, rows, t_bm, eps_blp, given_bmt)
   np.testing.assert_allclose(packed, unpacked, rtol=1e-5)
 

@@ -113,6 +113,10 @@ def test_running_fill_rate_and_resume_give_identical_next_batches():
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
   assert resumed.fill_rate == pytest.approx(it.fill_rate)
+  fresh = iter(packed_dataset(rows_per_batch=3, buffer_size=16))  # the state before any batch
+  restarted = iter(packed_dataset(rows_per_batch=3, buffer_size=16))
+  restarted.set_state(fresh.get_state())
+  np.testing.assert_array_equal(next(restarted)['patches'], next(fresh)['patches'])
 
 
 def test_too_long_clip_names_both_numbers_or_downscales():

@@ -37,6 +37,22 @@ def test_the_saved_position_is_after_the_batches_taken(tmp_path):
   assert next(resumed) == 4
 
 
+def test_an_echoed_batch_trains_its_updates_and_a_resume_mid_echo_gives_the_uses_left(tmp_path):
+  handler = grain.checkpoint.CheckpointHandler()
+  with prefetch.ModelBatches(Doubling(), data(), first_step=0, echo=3) as batches:
+    got = [next(batches) for _ in range(7)]
+    handler.save(tmp_path, args=grain.checkpoint.CheckpointSave(batches))
+  assert [b['x'] for b, _, _ in got] == [0, 0, 0, 2, 2, 2, 4]
+  assert [c['step'] for _, c, _ in got] == [0, 0, 0, 3, 3, 3, 6]
+  # 7 updates taken: batch 2 has trained one of its three, so the position stays before it.
+  resumed = data()
+  handler.restore(tmp_path, args=grain.checkpoint.CheckpointRestore(resumed))
+  with prefetch.ModelBatches(Doubling(), resumed, first_step=7, echo=3) as batches:
+    assert [next(batches)[0]['x'] for _ in range(4)] == [4, 4, 6, 6]
+  with pytest.raises(ValueError, match='data.echo 0 must be at least 1'):
+    prefetch.ModelBatches(Doubling(), data(), first_step=0, echo=0)
+
+
 def test_an_error_making_a_batch_is_raised_where_it_is_taken():
   class Failing(Doubling):
     def model_batch(self, batch, step):

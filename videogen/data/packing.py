@@ -280,7 +280,8 @@ class _PackedIterator(grain.DatasetIterator):
 
   def set_state(self, state: dict[str, Any]) -> None:
     self._parent.set_state(state['parent'])
-    self._round, self._rows, self._next_row = state['round'] - 1, [], 0
+    # _start_round counts the round again; a state from before the first batch has round -1.
+    self._round, self._rows, self._next_row = max(state['round'] - 1, -1), [], 0
     self._round_parent_state = state['parent']
     if state['round'] >= 0:
       self._start_round()

@@ -65,6 +65,19 @@ def velocity_target(x0, eps):
   return eps - x0
 
 
+def error_scale(t_b, loss_min_t: float = 0.0):
+  """Per-example factor min(1, t / loss_min_t) [B] on a prediction and its target, so that the
+  squared error is weighted by its square; loss_min_t 0: 1 (no weight over t).
+
+  For a clean-data predictor the velocity error is the clean-data error over t, so its squared
+  error weighs the clean-data error by 1 / t^2: the examples nearest the data pull hardest. This
+  caps that weight at 1 / loss_min_t^2, which lets a run train near the data without those
+  examples taking over the gradient."""
+  if loss_min_t <= 0:
+    return jnp.ones_like(t_b)
+  return jnp.minimum(1.0, t_b / loss_min_t)
+
+
 def loss(pred, target, weights=None):
   """Mean squared error in float32 over the elements that count (`weights` broadcastable to
   `pred`, e.g. a [B, T, 1, 1, 1] frame mask; zero weight = padding, left out of the mean)."""
@@ -78,11 +91,12 @@ def loss(pred, target, weights=None):
 
 def flow_matching_loss(apply_fn, params, x0, text, text_mask, rng, *, shift: float = 1.0,
                        t_mean: float = 0.0, t_std: float = 1.0, near_data: float = 0.0,
-                       near_data_shift: float = 1.0, loss_mask=None):
+                       near_data_shift: float = 1.0, loss_min_t: float = 0.0, loss_mask=None):
   """One flow-matching loss for a batch -> (loss, aux); times from `train_times`.
 
   apply_fn(params, x_t, t_b, text, text_mask) -> velocity, e.g. `DiT(config).apply` with
-  params = {'params': ...}. aux = {'t': the times [B], 'loss_per_sample': [B]} for logging
+  params = {'params': ...}. loss_min_t > 0 weights each example's error over t (`error_scale`).
+  aux = {'t': the times [B], 'loss_per_sample': [B]} for logging
   loss against time.
   """
   t_rng, eps_rng = jax.random.split(rng)
@@ -90,6 +104,9 @@ def flow_matching_loss(apply_fn, params, x0, text, text_mask, rng, *, shift: flo
   eps = jax.random.normal(eps_rng, x0.shape, x0.dtype)
   pred = apply_fn(params, noise(x0, eps, t_b), t_b, text, text_mask)
   velocity = velocity_target(x0, eps)
+  if loss_min_t > 0:
+    scale = _per_sample(error_scale(t_b, loss_min_t), x0)
+    pred, velocity = pred * scale, velocity * scale
   weights = jnp.ones_like(x0, jnp.float32) if loss_mask is None else loss_mask
   per_sample = jax.vmap(loss)(pred, velocity, jnp.broadcast_to(weights, x0.shape))
   return loss(pred, velocity, weights), {'t': t_b, 'loss_per_sample': per_sample}

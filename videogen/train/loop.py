@@ -137,7 +137,8 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
   # The next update's model batch is made on a thread while this one's step runs; checkpoints
   # save the data position of the batches taken (prefetch.py).
   with preemption.stop_on_signal() as stop, ckpt, \
-      prefetch.ModelBatches(run, data_iter, first_step) as batches:
+      prefetch.ModelBatches(run, data_iter, first_step,
+                            echo=run.config.data.get('echo', 1)) as batches:
     while step < tc.steps:
       model_batch, counts, levels = next(batches)
       window.add(counts, levels)

@@ -31,6 +31,7 @@ def make_loss_fn(parts: dit_run.DitRun):
   # Runs saved before the option drew every time at the one shift.
   near_data = dict(near_data=cfg.diffusion.get('near_data', 0.0),
                    near_data_shift=cfg.diffusion.get('near_data_shift', 1.0))
+  loss_min_t = cfg.diffusion.get('loss_min_t', 0.0)  # runs saved before it: no weight over t
 
   def clips_loss(params, batch, rng):
     drop_rng, task_rng, flow_rng = jax.random.split(rng, 3)
@@ -46,7 +47,7 @@ def make_loss_fn(parts: dit_run.DitRun):
     loss, _ = flow.flow_matching_loss(
         apply_fn, params, video, text, mask, flow_rng, shift=parts.shift(video.shape[1:]),
         t_mean=cfg.diffusion.t_mean, t_std=cfg.diffusion.t_std, loss_mask=loss_mask,
-        **near_data)
+        loss_min_t=loss_min_t, **near_data)
     return loss, {}
 
   def rows_loss(params, rows, rng):
@@ -61,7 +62,7 @@ def make_loss_fn(parts: dit_run.DitRun):
     if parts.frame_conditioning:
       durations = sorted({size.num_frames for size in sizes.table_from_config(cfg)})
       given_bmt = segment_frame_masks(task_rng, frames_bm, durations, task_probabilities)
-    return packed_loss(parts, params, rows, t_bm, eps_blp, given_bmt), {}
+    return packed_loss(parts, params, rows, t_bm, eps_blp, given_bmt, loss_min_t), {}
 
   def loss_fn(params, batch, rng):
     return (rows_loss if 'patches' in batch else clips_loss)(params, batch, rng)
@@ -101,11 +102,13 @@ def segment_frame_masks(rng, frames_bm, durations, probabilities):
   return given_bmt
 
 
-def packed_loss(parts: dit_run.DitRun, params, rows, t_bm, eps_blp, given_bmt=None):
+def packed_loss(parts: dit_run.DitRun, params, rows, t_bm, eps_blp, given_bmt=None,
+                loss_min_t: float = 0.0):
   """The flow-matching loss of packed rows (dit_run.encode_batch's) for drawn times per
   segment t [B, M], noise per token eps [B, L, P] and, for a frame-conditioned model, each
-  segment's given frames [B, M, T >= its frames]. The mean leaves out padding tokens and given
-  frames, so a row of one clip gives the loss the unpacked path gives that clip."""
+  segment's given frames [B, M, T >= its frames]; loss_min_t > 0 weights errors over t
+  (flow.error_scale). The mean leaves out padding tokens and given frames, so a row of one clip
+  gives the loss the unpacked path gives that clip."""
   x0_blp, ids_bl = rows['patches'], rows['segment_ids']
   batch, length, _ = x0_blp.shape
   segment_bl = jnp.maximum(ids_bl - 1, 0)
@@ -120,9 +123,12 @@ def packed_loss(parts: dit_run.DitRun, params, rows, t_bm, eps_blp, given_bmt=No
     given_blk = given_bmt[jnp.arange(batch)[:, None, None], segment_bl[..., None], frame_blk]
     frames_blp, counted_blk = x0_blp, counted_blk & ~given_blk
   pred_blp = parts.apply_packed(params, x_t_blp, t_bm, rows, frames_blp, given_blk)
+  velocity_blp = flow.velocity_target(x0_blp, eps_blp)
+  if loss_min_t > 0:
+    scale_bl1 = flow.error_scale(t_bl, loss_min_t)[..., None]
+    pred_blp, velocity_blp = pred_blp * scale_bl1, velocity_blp * scale_bl1
   by_frame = lambda a: a.reshape(batch, length, pt, -1)
-  return flow.loss(by_frame(pred_blp), by_frame(flow.velocity_target(x0_blp, eps_blp)),
-                   counted_blk[..., None])
+  return flow.loss(by_frame(pred_blp), by_frame(velocity_blp), counted_blk[..., None])
 
 
 def make_train_step(run: dit_run.DitRun) -> step_lib.StepFn:

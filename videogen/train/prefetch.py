@@ -6,6 +6,12 @@ in the training loop it runs after the step was dispatched and before the next o
 the two add up. `ModelBatches` makes the next model batch on a thread while the step runs, and
 stands in for the data iterator in checkpoints: its state is the data position after the
 batches handed out, never after the one made ahead, so a resumed run sees the same batches.
+
+Data echoing (Choi et al., "Faster Neural Network Training with Data Echoing", 2019): with
+echo = k each model batch trains k consecutive updates (each draws its own times, noise,
+caption dropout and task from its step), so the host makes a batch every k updates. Update s
+takes batch s // k; until its last use the saved position stays before that batch, so a run
+resumed mid-echo makes it again and gives it the uses it had left.
 """
 import json
 import queue
@@ -18,13 +24,19 @@ from videogen.runtime import run as run_lib
 
 
 class ModelBatches:
-  """Iterator of run.model_batch(next(data_iter), step) for step = first_step, first_step+1, ...,
-  made `ahead` updates in advance; `get_state` is Grain's checkpointable iterator state. Use it
-  as a context manager (or call `close`) so the thread stops with the loop."""
+  """Iterator of run.model_batch(next(data_iter), step) for the updates step = first_step,
+  first_step + 1, ..., each batch handed out for `echo` updates (step: the first of them), made
+  `ahead` batches in advance; `get_state` is Grain's checkpointable iterator state. Use it as a
+  context manager (or call `close`) so the thread stops with the loop."""
 
-  def __init__(self, run: run_lib.Run, data_iter: Any, first_step: int, *, ahead: int = 1):
-    self._run, self._data_iter, self._step = run, data_iter, first_step
-    self._state = self._data_state()
+  def __init__(self, run: run_lib.Run, data_iter: Any, first_step: int, *, ahead: int = 1,
+               echo: int = 1):
+    if echo < 1:
+      raise ValueError(f'data.echo {echo} must be at least 1: use 1 to train each batch once.')
+    self._run, self._data_iter, self._step, self._echo = run, data_iter, first_step, echo
+    # The batch being handed out, its uses left, and the data positions before and after it.
+    self._made, self._uses_left = None, 0
+    self._state = self._before = self._after = self._data_state()
     self._queue: queue.Queue = queue.Queue(maxsize=ahead)
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._work, name='model-batches', daemon=True)
@@ -38,20 +50,21 @@ class ModelBatches:
 
   def _work(self) -> None:
     step = self._step
+    uses = self._echo - self._step % self._echo  # a run resumed mid-echo: the uses left
     while not self._stop.is_set():
       try:
         made = self._run.model_batch(next(self._data_iter), step)
-        item = (made, self._data_state(), None)
+        item = (made, uses, self._data_state(), None)
       except BaseException as e:  # pylint: disable=broad-except  (re-raised by __next__)
-        item = (None, None, e)
-      step += 1
+        item = (None, 0, None, e)
+      step, uses = step + uses, self._echo
       while not self._stop.is_set():
         try:
           self._queue.put(item, timeout=0.1)
           break
         except queue.Full:
           continue
-      if item[2] is not None:
+      if item[3] is not None:
         return
 
   def __iter__(self):
@@ -59,11 +72,15 @@ class ModelBatches:
 
   def __next__(self) -> tuple[dict, dict, dict]:
     """(model batch, counts, levels) of the next update; raises what making it raised."""
-    made, state, error = self._queue.get()
-    if error is not None:
-      raise error
-    self._state = state
-    return made
+    if not self._uses_left:
+      made, uses, after, error = self._queue.get()
+      if error is not None:
+        raise error
+      self._made, self._uses_left = made, uses
+      self._before, self._after = self._after, after
+    self._uses_left -= 1
+    self._state = self._before if self._uses_left else self._after
+    return self._made
 
   def get_state(self) -> bytes:
     """The data position after the batches handed out (what a resumed run starts from)."""
