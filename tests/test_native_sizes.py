@@ -148,10 +148,12 @@ def layout_config(layout, steps):
 
 @pytest.mark.integration  # trains end to end
 def test_buckets_train_and_resume_bit_identically(tmp_path):
-  straight = loop.train(dit_run.build(layout_config('buckets', 4)), tmp_path / 'straight', progress=False)
+  straight = loop.train(dit_run.build(layout_config('buckets', 4)), tmp_path / 'straight',
+                        progress=False)
   shutil.copytree(tmp_path / 'straight' / 'checkpoints' / '2',
                   tmp_path / 'resumed' / 'checkpoints' / '2')  # as if stopped after step 2
-  resumed = loop.train(dit_run.build(layout_config('buckets', 4)), tmp_path / 'resumed', progress=False)
+  resumed = loop.train(dit_run.build(layout_config('buckets', 4)), tmp_path / 'resumed',
+                       progress=False)
   assert (resumed.first_step, resumed.last_step) == (2, 4)
   for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
