@@ -205,8 +205,9 @@ def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
   """Steps/s of the training loop's own work on the config's data (next host batch -> model
   batch, i.e. caption encoding -> sharded train step), with each model batch made after the
   previous step was dispatched ('in turn') or on a thread while it runs ('ahead', what
-  train/loop.py does: train/prefetch.py). The two alternate, `steps` each for `rounds` rounds,
-  so a machine whose speed drifts slows both alike; medians of the rounds' rates."""
+  train/loop.py does: train/prefetch.py), and ahead with each model batch trained twice
+  ('ahead, echo 2': data.echo). The three alternate, `steps` each for `rounds` rounds, so a
+  machine whose speed drifts slows all alike; medians of the rounds' rates."""
   parts = dit_run.build(config)
   holder = {'state': _fresh_state(parts)}
   step = loop.make_sharded_train_step(parts)
@@ -224,11 +225,12 @@ def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
 
   in_turn = (parts.model_batch(next(data), i) for i in itertools.count())
   run(in_turn)  # compiles the step and the text encoder
-  rates = {'in turn': [], 'ahead': []}
+  rates = {'in turn': [], 'ahead': [], 'ahead, echo 2': []}
   for _ in range(rounds):
     rates['in turn'].append(run(in_turn))
-    with prefetch.ModelBatches(parts, data, first_step=0) as ahead:
-      rates['ahead'].append(run(ahead))
+    for echo, name in ((1, 'ahead'), (2, 'ahead, echo 2')):
+      with prefetch.ModelBatches(parts, data, first_step=0, echo=echo) as ahead:
+        rates[name].append(run(ahead))
   rows = [{'loop': name, 'variant': config.model.variant, 'batch': config.data.batch_size,
            'layout': config.data.layout, 'steps_per_s': float(np.median(values))}
           for name, values in rates.items()]
