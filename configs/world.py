@@ -67,8 +67,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       source='world', cache_dir=ml_collections.FieldReference(None, field_type=str),
       # Updates each model batch (clips and their encoded captions) trains, each with its own
       # times, noise, caption dropout and task (data echoing; train/prefetch.py). 1: each once.
-      # 2: the host renders and encodes captions for every other step only, and the main job's
-      # 12 minutes train 2,176 steps instead of 1,476 (docs/motion.md, "Each batch twice").
+      # 2: the host renders and encodes captions for every other step only: 1.19x the main
+      # job's steps a second on 2 cores (docs/benchmarks.md; docs/motion.md, "Each batch twice").
       echo=2,
   ))
   # The sizes clips train at (videogen/data/sizes.py): each aspect (width:height) keeps about
