@@ -125,8 +125,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # loss_min_t), so a clean-data predictor's error near the data weighs at most
       # 1 / loss_min_t^2 (flow.error_scale; 0: no weight). A quarter of the times unshifted,
       # capped at 0.7: the direction probe at 1,600 steps 88% against 58% with neither, and
-      # held-out adherence 62% against 12%; uncapped, the probe stayed at chance
-      # (docs/motion.md, "Steps near the data, weighed").
+      # held-out adherence 62% against 12%; uncapped, the probe stayed at chance, and capped at
+      # 0.5 or 1 it reached 39% (docs/motion.md, "Steps near the data, weighed").
       near_data=0.25, near_data_shift=1.0, loss_min_t=0.7,
   ))
 
