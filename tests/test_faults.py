@@ -286,6 +286,7 @@ def test_a_crash_while_scaling_json_is_written_leaves_the_old_file(tmp_path, mon
 def tiny_config(steps, **train):
   config = world_config.get_config('runlocal=True')
   config.train.update(steps=steps, checkpoint_every=2, **train)
+  config.data.echo = 1  # a poisoned model batch is one update (echoed, it would be each of its)
   return config
 
 
