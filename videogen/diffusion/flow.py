@@ -50,8 +50,8 @@ def resolution_shift(num_tokens: int, base_tokens: int = 256, base_shift: float 
 
 
 def _per_sample(t_b, x):
-  """Reshapes times [B] to broadcast against x [B, ...]."""
-  return jnp.reshape(t_b, t_b.shape + (1,) * (x.ndim - 1))
+  """Reshapes times [B] (or [B, L], one per token) to broadcast against x [B, ...]."""
+  return jnp.reshape(t_b, t_b.shape + (1,) * (x.ndim - t_b.ndim))
 
 
 def noise(x0, eps, t_b):
@@ -78,6 +78,15 @@ def error_scale(t_b, loss_min_t: float = 0.0):
   return jnp.minimum(1.0, t_b / loss_min_t)
 
 
+def weigh_over_t(pred, target, t_b, loss_min_t: float = 0.0):
+  """pred and target [B, ...] both scaled by error_scale of their times t [B] (or [B, L] for
+  tokens [B, L, ...]), so their squared error is weighted over t; loss_min_t 0: as they are."""
+  if loss_min_t <= 0:
+    return pred, target
+  scale = _per_sample(error_scale(t_b, loss_min_t), pred)
+  return pred * scale, target * scale
+
+
 def loss(pred, target, weights=None):
   """Mean squared error in float32 over the elements that count (`weights` broadcastable to
   `pred`, e.g. a [B, T, 1, 1, 1] frame mask; zero weight = padding, left out of the mean)."""
@@ -95,7 +104,7 @@ def flow_matching_loss(apply_fn, params, x0, text, text_mask, rng, *, shift: flo
   """One flow-matching loss for a batch -> (loss, aux); times from `train_times`.
 
   apply_fn(params, x_t, t_b, text, text_mask) -> velocity, e.g. `DiT(config).apply` with
-  params = {'params': ...}. loss_min_t > 0 weights each example's error over t (`error_scale`).
+  params = {'params': ...}. loss_min_t > 0 weights each example's error over t (`weigh_over_t`).
   aux = {'t': the times [B], 'loss_per_sample': [B]} for logging
   loss against time.
   """
@@ -103,10 +112,7 @@ def flow_matching_loss(apply_fn, params, x0, text, text_mask, rng, *, shift: flo
   t_b = train_times(t_rng, x0.shape[:1], shift, t_mean, t_std, near_data, near_data_shift)
   eps = jax.random.normal(eps_rng, x0.shape, x0.dtype)
   pred = apply_fn(params, noise(x0, eps, t_b), t_b, text, text_mask)
-  velocity = velocity_target(x0, eps)
-  if loss_min_t > 0:
-    scale = _per_sample(error_scale(t_b, loss_min_t), x0)
-    pred, velocity = pred * scale, velocity * scale
+  pred, velocity = weigh_over_t(pred, velocity_target(x0, eps), t_b, loss_min_t)
   weights = jnp.ones_like(x0, jnp.float32) if loss_mask is None else loss_mask
   per_sample = jax.vmap(loss)(pred, velocity, jnp.broadcast_to(weights, x0.shape))
   return loss(pred, velocity, weights), {'t': t_b, 'loss_per_sample': per_sample}

@@ -107,7 +107,7 @@ def packed_loss(parts: dit_run.DitRun, params, rows, t_bm, eps_blp, given_bmt=No
   """The flow-matching loss of packed rows (dit_run.encode_batch's) for drawn times per
   segment t [B, M], noise per token eps [B, L, P] and, for a frame-conditioned model, each
   segment's given frames [B, M, T >= its frames]; loss_min_t > 0 weights errors over t
-  (flow.error_scale). The mean leaves out padding tokens and given frames, so a row of one clip
+  (flow.weigh_over_t). The mean leaves out padding tokens and given frames, so a row of one clip
   gives the loss the unpacked path gives that clip."""
   x0_blp, ids_bl = rows['patches'], rows['segment_ids']
   batch, length, _ = x0_blp.shape
@@ -123,10 +123,8 @@ def packed_loss(parts: dit_run.DitRun, params, rows, t_bm, eps_blp, given_bmt=No
     given_blk = given_bmt[jnp.arange(batch)[:, None, None], segment_bl[..., None], frame_blk]
     frames_blp, counted_blk = x0_blp, counted_blk & ~given_blk
   pred_blp = parts.apply_packed(params, x_t_blp, t_bm, rows, frames_blp, given_blk)
-  velocity_blp = flow.velocity_target(x0_blp, eps_blp)
-  if loss_min_t > 0:
-    scale_bl1 = flow.error_scale(t_bl, loss_min_t)[..., None]
-    pred_blp, velocity_blp = pred_blp * scale_bl1, velocity_blp * scale_bl1
+  pred_blp, velocity_blp = flow.weigh_over_t(
+      pred_blp, flow.velocity_target(x0_blp, eps_blp), t_bl, loss_min_t)
   by_frame = lambda a: a.reshape(batch, length, pt, -1)
   return flow.loss(by_frame(pred_blp), by_frame(velocity_blp), counted_blk[..., None])
 
