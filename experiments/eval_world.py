@@ -40,6 +40,8 @@ _DIRECTION_SCENES = flags.DEFINE_integer(
     'directions with one seed (0: skip it).')
 _STEPS = flags.DEFINE_integer('steps', None, 'Sampler steps (default: the config\'s).')
 _CFG = flags.DEFINE_float('cfg', None, 'Text guidance scale (default: the config\'s).')
+_CFG_MIN_T = flags.DEFINE_float('cfg_min_t', None, 'Text guidance only at times t >= this '
+                                '(0: at every time; default: the config\'s).')
 _ASPECTS = flags.DEFINE_list('aspects', [], 'Aspect ratios (width:height, e.g. 1:1,16:9,9:16) to '
                              'compare: each scores prompts of scenes drawn at its training frame '
                              'size, sampled at that size (default: the config\'s clip size only).')
@@ -59,7 +61,8 @@ def main(argv):
   config = generate.load_config(_WORKDIR.value)
   world_eval.check_world_run(config, _WORKDIR.value)
   settings = generate.settings_for(config, steps=_STEPS.value, method=_METHOD.value,
-                                   cfg_scale=_CFG.value, shift=_SHIFT.value)
+                                   cfg_scale=_CFG.value, cfg_min_t=_CFG_MIN_T.value,
+                                   shift=_SHIFT.value)
   out = media.check_writable_folder(_OUT.value or f'{_WORKDIR.value}/eval_world')
   gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
   counts = world_eval.PromptCounts(_PROMPTS.value, _HELD_OUT.value, _PROBES.value)

@@ -25,18 +25,39 @@ _DTYPE = flags.DEFINE_enum('dtype', None, checkpoint.STORAGE_DTYPES,
                            'What the weights are stored as (default: as trained): bfloat16 halves '
                            'a float32 model\'s folder (readers cast back to float32; rounding '
                            'moves each weight by under 0.4%).')
+_SAMPLE = flags.DEFINE_multi_string('sample', [], 'A sampling default stored in a DiT export\'s '
+                                     'config.sample over the run\'s, as FIELD=VALUE (steps, '
+                                     'method, cfg_scale, cfg_min_t), e.g. --sample cfg_min_t=0.7.')
 _NOTE = flags.DEFINE_string('note', '', 'Free text stored in export.json (e.g. the command).')
+
+
+def sample_defaults(pairs: list[str]) -> dict:
+  """{'cfg_min_t': 0.7, ...} from ['cfg_min_t=0.7', ...]: numbers as numbers, words as text."""
+  sample = {}
+  for pair in pairs:
+    field, sep, value = pair.partition('=')
+    if not sep:
+      raise app.UsageError(f'--sample {pair!r} must be FIELD=VALUE, e.g. --sample cfg_min_t=0.7.')
+    try:
+      sample[field] = int(value) if value.isdigit() else float(value)
+    except ValueError:
+      sample[field] = value
+  return sample
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  sample = sample_defaults(_SAMPLE.value)
   if 'diffusion' in weights.load_config(_WORKDIR.value):  # a DiT run; a VAE run has none
     model = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
+    extra = {'sample': sample}
+  elif sample:
+    raise app.UsageError('--sample sets a DiT\'s sampling defaults; this run is a VAE.')
   else:
-    model = vae_lib.Autoencoder.from_workdir(_WORKDIR.value, step=_STEP.value)
+    model, extra = vae_lib.Autoencoder.from_workdir(_WORKDIR.value, step=_STEP.value), {}
   out = model.export(_OUT.value, dtype=_DTYPE.value, git_revision=tables.revision(),
-                     note=_NOTE.value)
+                     note=_NOTE.value, **extra)
   print('exported to', out)
 
 

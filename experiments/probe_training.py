@@ -27,6 +27,8 @@ _USE_EMA = flags.DEFINE_bool('use_ema', True, 'Probe the moving average of the w
                               'sampling does); --nouse_ema probes the trained weights themselves.')
 _CFG_SCALE = flags.DEFINE_float('cfg_scale', None, 'Text guidance (default: the run\'s '
                                 'config.sample.cfg_scale).')
+_CFG_MIN_T = flags.DEFINE_float('cfg_min_t', None, 'Text guidance only at times t >= this (0: at '
+                                'every time; default: the run\'s config.sample.cfg_min_t).')
 _OUT = flags.DEFINE_string('out', None, 'Output path without suffix (default: '
                            'WORKDIR/probe_training).')
 
@@ -35,7 +37,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   config = generate.load_config(_WORKDIR.value)
-  settings = generate.settings_for(config, cfg_scale=_CFG_SCALE.value)
+  settings = generate.settings_for(config, cfg_scale=_CFG_SCALE.value,
+                                   cfg_min_t=_CFG_MIN_T.value)
   try:
     steps = [int(step) for step in _STEPS.value]
   except ValueError as error:

@@ -71,6 +71,9 @@ _METHOD = flags.DEFINE_enum('method', None, list(samplers.METHODS),
                             "(default: the run's config.sample).")
 _CFG = flags.DEFINE_float('cfg', None, "Text guidance scale (1 = no guidance; default: the run's "
                           'config.sample).')
+_CFG_MIN_T = flags.DEFINE_float('cfg_min_t', None, 'Text guidance only at times t >= this, the '
+                                'steps near noise where the motion is decided (0: at every '
+                                "time; default: the run's config.sample).")
 _SHIFT = flags.DEFINE_float('shift', None, 'Time-grid shift of the sampler (more steps near '
                             'noise above 1; default: the run\'s training shift).')
 _NEGATIVE = flags.DEFINE_string('negative_prompt', '', 'Text the text guidance steers away '
@@ -96,6 +99,7 @@ def checked_flags() -> tuple[list[str], generate.SampleSettings, prompting.TaskI
     prompts = prompting.gather_prompts(_PROMPTS.value, _PROMPTS_FILE.value)
     settings = generate.settings_for(weights.load_config(_WORKDIR.value), steps=_STEPS.value,
                                      method=_METHOD.value, cfg_scale=_CFG.value,
+                                     cfg_min_t=_CFG_MIN_T.value,
                                      frame_cfg_scale=_FRAME_CFG.value, num_frames=_FRAMES.value,
                                      height=_HEIGHT.value, width=_WIDTH.value,
                                      negative_prompt=_NEGATIVE.value, shift=_SHIFT.value)

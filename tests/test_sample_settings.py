@@ -127,3 +127,18 @@ def test_the_sampling_shift_defaults_to_the_training_shift_and_can_differ(gen):
   assert not np.array_equal(sample(gen, shift=1.0), default)
   with pytest.raises(ValueError, match='shift 0 must be a positive number'):
     dataclasses.replace(SETTINGS, shift=0)
+
+
+def test_a_guidance_interval_turns_text_guidance_off_below_cfg_min_t(gen):
+  # The grid of 2 euler steps calls the model at t = 1 and at the shifted midpoint, below 0.99.
+  default = gen.generate([PROMPT], seeds=[0], settings=SETTINGS)
+  np.testing.assert_array_equal(sample(gen, cfg_min_t=0.0), default)
+  unguided = sample(gen, cfg_scale=1.0)
+  interval = sample(gen, cfg_min_t=0.99)
+  assert not np.array_equal(interval, default) and not np.array_equal(interval, unguided)
+  config = gen.run.config.copy_and_resolve_references()
+  config.sample.cfg_min_t = 0.5
+  assert generate.settings_for(config).cfg_min_t == 0.5
+  assert 't >= 0.5' in generate.settings_for(config).guidance()
+  with pytest.raises(ValueError, match='cfg_min_t 1 must be in'):
+    dataclasses.replace(SETTINGS, cfg_min_t=1)

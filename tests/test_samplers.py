@@ -83,6 +83,26 @@ def test_guidance_is_one_batched_pass_and_scale_one_is_conditional():
   assert calls == [2, 4]  # scale 1: cond only; otherwise one pass over [cond; uncond]
 
 
+def test_a_guidance_interval_guides_above_min_t_and_runs_the_text_branch_alone_below():
+  text, mask, null_text, null_mask = prompts()
+  x = jnp.ones((2, 5))
+  calls = []
+  counted = lambda *args: calls.append(args[1].shape[0]) or linear_model(*args)
+  branches = [(text, mask), (null_text, null_mask)]
+  velocity_fn = samplers.guided_velocity(counted, 0.5, branches, samplers.guidance_weights(4.0),
+                                         low_weights=samplers.guidance_weights(1.0), min_t=0.5)
+  plain = samplers.guided_velocity(linear_model, 0.5, branches, samplers.guidance_weights(1.0))
+  guided = samplers.guided_velocity(linear_model, 0.5, branches, samplers.guidance_weights(4.0))
+  for t in (0.2, 0.5, 0.8):
+    t_b = jnp.full((2,), t)
+    want = (guided if t >= 0.5 else plain)(x, t_b)
+    np.testing.assert_allclose(velocity_fn(x, t_b), want, rtol=1e-6)
+  assert sorted(calls) == [2, 4]  # traced once each: the cond pass alone, [cond; uncond]
+  with pytest.raises(ValueError, match='low_weights'):
+    samplers.guided_velocity(linear_model, 0.5, branches, samplers.guidance_weights(4.0),
+                             min_t=0.5)
+
+
 def test_text_and_frame_guidance_combine_three_branches():
   x, t = jnp.ones((2, 5)), jnp.array([0.3, 0.6])
   v_both, v_frames, v_none = 2.0 * x, 5.0 * x, -1.0 * x

@@ -118,6 +118,20 @@ def test_export_holds_the_sampling_weights(trained_run, tmp_path):
                                   np.asarray(b.astype(jnp.bfloat16).astype(b.dtype)))
 
 
+def test_an_export_can_store_sampling_defaults_over_the_runs(trained_run, tmp_path):
+  gen = generate.Generator.from_workdir(trained_run)
+  before = gen.run.config.sample.to_dict()
+  out = gen.export(tmp_path / 'export', sample={'cfg_min_t': 0.7, 'steps': 3})
+  settings = generate.settings_for(generate.load_config(out))
+  assert (settings.cfg_min_t, settings.steps, settings.method) == (0.7, 3, before['method'])
+  assert gen.run.config.sample.to_dict() == before  # the loaded run's own config is untouched
+  with pytest.raises(ValueError, match=r"sample fields \['cfg'\] are not sampling defaults"):
+    gen.export(tmp_path / 'bad', sample={'cfg': 2.0})
+  with pytest.raises(ValueError, match='cfg_min_t 1.5 must be in'):
+    gen.export(tmp_path / 'bad', sample={'cfg_min_t': 1.5})
+  assert not (tmp_path / 'bad').exists()  # a bad value fails before anything is written
+
+
 def test_main_job_writes_samples_grids_and_report(tmp_path):
   report = main_job.run(tiny_config(steps=2), tmp_path, reference=None, num_train_prompts=2,
                     num_held_out_prompts=1, progress=False)

@@ -18,6 +18,8 @@ The loop is one `lax.fori_loop`, so a sampler compiles once per input shape.
 Classifier-free guidance: v = v_uncond + s (v_cond - v_uncond), from ONE forward pass over the
 batch [cond; uncond]; with given frames, separate scales for text and frames (three branches,
 four with a negative prompt, which stands in for the empty prompt in the text guidance).
+A guidance interval (Kynkäänniemi et al., 2024) guides only at times t >= min_t and calls only
+the branches the weights below it need there (without frames: the text branch alone).
 """
 import math
 
@@ -128,17 +130,32 @@ def guidance_weights(text_scale: float, frame_scale: float | None = None, *,
   return (float(text_scale), frame_scale - text_scale, 1.0 - frame_scale)
 
 
-def guided_velocity(apply_fn, params, branches, weights):
+def guided_velocity(apply_fn, params, branches, weights, *, low_weights=None, min_t=0.0):
   """velocity_fn(x, t_b) = sum_i weights[i] apply_fn(params, x, t_b, *branches[i]) from ONE
   forward pass over the branches with a nonzero weight, stacked on the batch.
 
   apply_fn(params, x, t_b, *inputs) -> v, e.g. `Components.apply`. Each branch is a tuple of
   model inputs (text, text mask, ...); a branch input of batch 1 (the empty prompt's tokens)
   is broadcast to the first branch's. Unit weight on one branch is the plain model.
+  low_weights (min_t > 0): the weights at times below min_t, where only their branches run; a
+  time is read from t_b[0], so every example of a call must share it (as the samplers call).
   """
   if len(branches) != len(weights) or not branches:
     raise ValueError(f'{len(branches)} guidance branches for {len(weights)} weights: pass one '
                      'weight per branch.')
+  guided = _weighted_velocity(apply_fn, params, branches, weights)
+  if not min_t > 0:
+    return guided
+  if low_weights is None or len(low_weights) != len(weights):
+    raise ValueError(f'low_weights {low_weights} must give one weight per branch below min_t '
+                     f'{min_t}: e.g. guidance_weights(1.0) for no text guidance there.')
+  low = _weighted_velocity(apply_fn, params, branches, low_weights)
+  return lambda x, t_b: jax.lax.cond(t_b[0] >= min_t, guided, low, x, t_b)
+
+
+def _weighted_velocity(apply_fn, params, branches, weights):
+  """velocity_fn(x, t_b): the weighted sum of the branches (see guided_velocity) with a nonzero
+  weight, all in one forward pass."""
   kept = [(b, w) for b, w in zip(branches, weights) if w != 0]
   if len(kept) == 1 and kept[0][1] == 1:
     return lambda x, t_b: apply_fn(params, x, t_b, *kept[0][0])
@@ -163,21 +180,24 @@ def guided_velocity(apply_fn, params, branches, weights):
 
 
 def make_sampler(apply_fn, *, steps: int, method: str = 'euler', shift: float = 1.0,
-                 weights=(1.0,)):
+                 weights=(1.0,), low_weights=None, min_t: float = 0.0):
   """Jitted fn(params, noise, branches, frames=None, frame_mask=None, init=None, strength=1.0)
   -> x0, compiled once per shape (strength is traced, so every strength shares one compile).
 
-  branches/weights: see `guided_velocity` (`guidance_weights` makes the weights). frames and
+  branches/weights/low_weights/min_t: see `guided_velocity` (`guidance_weights` makes the
+  weights; min_t 0: `weights` at every time). frames and
   frame_mask hold given frames on their path (conditioning.hold_given_frames) and paste them
   into the result. init/strength: SDEdit; start at t = strength from (1 - s) init + s noise on
   the time grid scaled by s, so strength 0 returns init and 1 ignores it.
   """
   _check(steps, method, shift)
   weights = tuple(float(w) for w in weights)
+  low_weights = None if low_weights is None else tuple(float(w) for w in low_weights)
 
   @jax.jit
   def run(params, noise, branches, frames=None, frame_mask=None, init=None, strength=1.0):
-    velocity_fn = guided_velocity(apply_fn, params, branches, weights)
+    velocity_fn = guided_velocity(apply_fn, params, branches, weights,
+                                  low_weights=low_weights, min_t=min_t)
     x = noise
     if init is not None:
       x = (1 - strength) * init + strength * noise

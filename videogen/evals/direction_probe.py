@@ -143,7 +143,7 @@ def over_training(workdir, steps, settings, num_scenes: int, use_ema: bool = Tru
     gen = generate.Generator.from_workdir(workdir, step=step, use_ema=use_ema)
     result = run(gen, settings, num_scenes)
     rows.append({'step': gen.step, 'weights': 'ema' if use_ema else 'raw',
-                 'cfg_scale': settings.cfg_scale,
+                 'cfg_scale': settings.cfg_scale, 'cfg_min_t': settings.cfg_min_t,
                  'text_controls_motion': result['text_controls_motion'],
                  'directions_per_scene': result['distinct'], 'chance': result['chance'],
                  'videos': len(result['videos'])})

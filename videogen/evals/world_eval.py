@@ -233,8 +233,8 @@ def write_report(out, gen: generate.Generator, scored: list[ScoredVideo],
       **({'prompting_tasks': [dataclasses.asdict(t) for t in tasks]} if tasks else {})})
   lines = [f'# {title}', '',
            f'Model {gen.run.config.model.variant} at step {gen.step}; {len(scored)} prompts '
-           f'sampled with {settings.method}, {settings.steps} steps, guidance '
-           f'{settings.cfg_scale}. Scores are measured from the pixels '
+           f'sampled with {settings.method}, {settings.steps} steps, '
+           f'{settings.guidance()}. Scores are measured from the pixels '
            '(`videogen/evals/world_scores.py`); each is a mean over the videos where it applies.',
            '', summary_table(rows), '',
            'Samples: `grid.*` and `samples/`; the lowest-scoring videos: `worst.png` / '

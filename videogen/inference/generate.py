@@ -22,6 +22,7 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from videogen.core import media
@@ -44,6 +45,9 @@ class SampleSettings:
   steps: int = 25
   method: str = 'heun'
   cfg_scale: float = 4.0          # text guidance
+  # ... at times t >= cfg_min_t only (a guidance interval; 0: at every time). Below it the text
+  # branch runs alone (frame guidance stays): half the calls on those steps.
+  cfg_min_t: float = 0.0
   frame_cfg_scale: float = 1.0    # guidance on given frames (1: none; used only when given)
   strength: float = 1.0           # SDEdit: how far an init video is noised (1: ignore it)
   num_frames: int | None = None   # None: the training clip's size
@@ -62,6 +66,9 @@ class SampleSettings:
       raise ValueError(f'method {self.method!r} is unknown: use one of {samplers.METHODS}.')
     for name, flag in (('cfg_scale', 'cfg'), ('frame_cfg_scale', 'frame_cfg')):
       _check_guidance(name, getattr(self, name), flag)
+    if not (isinstance(self.cfg_min_t, numbers.Real) and 0 <= self.cfg_min_t < 1):
+      raise ValueError(f'cfg_min_t {self.cfg_min_t!r} must be in [0, 1): the time below which '
+                       'text guidance is off, e.g. 0.5; 0 guides at every time.')
     if not isinstance(self.negative_prompt, str):
       raise ValueError(f'negative_prompt {self.negative_prompt!r} must be a str: pass the text '
                        "to steer away from, or '' for none.")
@@ -72,6 +79,12 @@ class SampleSettings:
       if getattr(self, name) is not None and getattr(self, name) < 1:
         raise ValueError(f'{name} {getattr(self, name)} must be at least 1: leave it unset (None) '
                          "for the training clip's size.")
+
+
+  def guidance(self) -> str:
+    """The text guidance in words for reports, e.g. 'guidance 4.0 at t >= 0.5'."""
+    interval = f' at t >= {self.cfg_min_t:g}' if self.cfg_min_t else ''
+    return f'guidance {self.cfg_scale}{interval}'
 
 
 def _check_guidance(name: str, scale, flag: str) -> None:
@@ -98,12 +111,16 @@ def available_bytes(device) -> int:
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
 
 
+# The sampling fields a run's config.sample may set (settings_for reads them).
+CONFIG_FIELDS = ('steps', 'method', 'cfg_scale', 'cfg_min_t')
+
+
 def settings_for(config, **fields) -> SampleSettings:
-  """SampleSettings(**fields), with steps, method and cfg_scale taken from the run's
+  """SampleSettings(**fields), with steps, method, cfg_scale and cfg_min_t taken from the run's
   config.sample wherever `fields` leaves them None (SampleSettings' defaults where the config
   says nothing), e.g. UniPC, 50 steps, guidance 5 for a Wan export."""
   sample = config.get('sample') or {}
-  for field in ('steps', 'method', 'cfg_scale'):
+  for field in CONFIG_FIELDS:
     if fields.get(field) is None:
       fields[field] = sample.get(field, getattr(SampleSettings, field))
   return SampleSettings(**fields)
@@ -152,15 +169,25 @@ class Generator:
                                                  use_ema=use_ema, devices=devices)
     return cls(run, params, step)
 
-  def export(self, out_dir, *, dtype: str | None = None, **info) -> pathlib.Path:
+  def export(self, out_dir, *, dtype: str | None = None, sample: dict | None = None,
+             **info) -> pathlib.Path:
     """Writes the sampling weights alone (no optimizer state): config.json, params/ (Orbax,
     stored as `dtype`, None: as trained; 'bfloat16' halves a float32 model) and export.json (the
     step, the stored dtype plus `info`, e.g. the command and git revision). `from_workdir` reads
     it back in the config's param_dtype. A LoRA run's export holds its merged weights, a model
-    like any other."""
+    like any other. sample: sampling defaults (CONFIG_FIELDS) stored in the export's
+    config.sample over the run's, e.g. a guidance interval chosen after training."""
+    config = lora_lib.merged_config(self.run.config)
+    if sample:
+      unknown = sorted(set(sample) - set(CONFIG_FIELDS))
+      if unknown:
+        raise ValueError(f'sample fields {unknown} are not sampling defaults: use '
+                         f'{", ".join(CONFIG_FIELDS)}.')
+      settings_for(config, **sample)  # a bad value fails here, before anything is written
+      config = ml_collections.ConfigDict(config.to_dict())  # a copy: the run's stays as it is
+      config.sample = {**config.get('sample', {}), **sample}
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    config = lora_lib.merged_config(self.run.config)
     media.write_text(out / 'config.json', config.to_json_best_effort(indent=1))
     checkpoint.save_params(out / 'params', self.params, dtype)
     media.write_json(out / 'export.json',
@@ -236,15 +263,15 @@ class Generator:
       init = _as_model_video(init, video_shape, 'init')
       init = self.vae.encode(init, pad=True) if latent else init
     branches = self._branches(text, null, negative, given)
-    weights = samplers.guidance_weights(
-        settings.cfg_scale, settings.frame_cfg_scale if given else None,
-        negative=negative is not None)
+    weights, low_weights = (samplers.guidance_weights(
+        scale, settings.frame_cfg_scale if given else None, negative=negative is not None)
+        for scale in (settings.cfg_scale, 1.0))
     kwargs = {}
     if given:
       kwargs.update(frames=given[0], frame_mask=given[1])
     if init is not None:
       kwargs.update(init=init, strength=jnp.float32(settings.strength))
-    sampler = self._sampler(settings, weights, noise, branches, kwargs)
+    sampler = self._sampler(settings, (weights, low_weights), noise, branches, kwargs)
     with jax.set_mesh(self.run.mesh):
       x0 = sampler(self.params, noise, branches, **kwargs)
     if latent:
@@ -274,14 +301,16 @@ class Generator:
     return [(*text, *given), *steered, (*null, *given), (*null, *nothing)]
 
   def _sampler(self, settings: SampleSettings, weights, noise, branches, kwargs):
-    """The compiled sampler for these shapes and settings; raises if it cannot fit in memory."""
+    """The compiled sampler for these shapes and settings, `weights` the guidance weights above
+    and below settings.cfg_min_t; raises if it cannot fit in memory."""
     signature = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)),
                              (noise, branches, kwargs))
     shift = settings.shift or self.run.shift(noise.shape[1:])
-    key = (settings.steps, settings.method, shift, weights, str(signature))
+    key = (settings.steps, settings.method, shift, weights, settings.cfg_min_t, str(signature))
     if key not in self._samplers:
       sampler = samplers.make_sampler(self.run.apply, steps=settings.steps,
-                                      method=settings.method, shift=shift, weights=weights)
+                                      method=settings.method, shift=shift, weights=weights[0],
+                                      low_weights=weights[1], min_t=settings.cfg_min_t)
       self._check_memory(sampler, noise, branches, kwargs)
       self._samplers[key] = sampler
     return self._samplers[key]

@@ -50,7 +50,7 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
       f'**This run**: model {result.run.config.model.variant} trained to step '
       f'{result.last_step} (this invocation: steps {result.first_step} → {result.last_step}'
       f'{", stopped by the time budget" if result.stopped_early else ""}). Samples use the EMA '
-      f'weights, {settings.method} with {settings.steps} steps, guidance {settings.cfg_scale}.',
+      f'weights, {settings.method} with {settings.steps} steps, {settings.guidance()}.',
       '',
       f'Last logged: loss {last.get("loss", float("nan")):.4f}, '
       f'{last.get("steps_per_s", float("nan")):.2f} steps/s, '

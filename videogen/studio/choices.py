@@ -30,6 +30,7 @@ class Choices:
   world: bool                         # whether the world scores apply
   fps: float
   latent: bool
+  cfg_min_t: float = 0.0              # the run's guidance interval (config.sample), kept as is
 
   @property
   def size_labels(self) -> list[str]:
@@ -70,4 +71,5 @@ def of(gen: generate.Generator) -> Choices:
   latent = gen.run.vae_config is not None
   return Choices(sizes=tuple(sizes), lengths=tuple(lengths), methods=samplers.METHODS,
                  tasks=LATENT_TASKS if latent else prompting.TASKS, world=is_world_model(config),
-                 fps=float(w.fps), latent=latent)
+                 fps=float(w.fps), latent=latent,
+                 cfg_min_t=generate.settings_for(config).cfg_min_t)

@@ -94,7 +94,7 @@ def settings(shared: Shared, offered: choices_lib.Choices) -> generate.SampleSet
   height, width = size(shared.size, offered)
   return generate.SampleSettings(
       steps=whole(shared.steps, 'steps', 1, MAX_STEPS, 25), method=shared.method,
-      cfg_scale=scale(shared.cfg, 'text guidance'),
+      cfg_scale=scale(shared.cfg, 'text guidance'), cfg_min_t=offered.cfg_min_t,
       frame_cfg_scale=scale(shared.frame_cfg, 'frame guidance'),
       num_frames=whole(shared.length, 'frames', 2, example=offered.lengths[0]),
       height=height, width=width, negative_prompt=(shared.negative_prompt or '').strip())
