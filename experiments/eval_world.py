@@ -30,6 +30,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run or export to evalu
                                required=True)
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/eval_world).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: newest).')
+_RAW = flags.DEFINE_bool('raw_weights', False, 'Evaluate the trained weights instead of their '
+                         'moving average (a training run only; an export holds the average).')
 _PROMPTS = flags.DEFINE_integer('prompts', 16, 'Prompts from the training distribution.')
 _HELD_OUT = flags.DEFINE_integer('held_out', 8, 'Prompts of held-out combinations (0: none; '
                                  'ignored when the run holds nothing out).')
@@ -64,7 +66,8 @@ def main(argv):
                                    cfg_scale=_CFG.value, cfg_min_t=_CFG_MIN_T.value,
                                    shift=_SHIFT.value)
   out = media.check_writable_folder(_OUT.value or f'{_WORKDIR.value}/eval_world')
-  gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
+  gen = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value,
+                                        use_ema=not _RAW.value)
   counts = world_eval.PromptCounts(_PROMPTS.value, _HELD_OUT.value, _PROBES.value)
   if _ASPECTS.value:
     print(world_eval.compare_aspects(gen, settings, out, _ASPECTS.value, counts))

@@ -213,6 +213,11 @@ def test_the_export_runner_exports_a_vae_run(trained, tmp_path):
          f'--out={tmp_path}/{dtype}', '--step=2', f'--dtype={dtype}'], cwd=REPO,
         env=runner_env.one_device(), capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
+  refused = subprocess.run(
+      [sys.executable, 'experiments/export.py', f'--workdir={workdir}', f'--out={tmp_path}/no',
+       '--sample=cfg_min_t=0.7'], cwd=REPO, env=runner_env.one_device(), capture_output=True,
+      text=True, timeout=300, check=False)
+  assert refused.returncode != 0 and 'this run is a VAE' in refused.stderr, refused.stderr[-3000:]
   at_2 = vae_lib.Autoencoder.from_workdir(workdir, step=2)
   for dtype in ('float32', 'bfloat16'):
     exported = vae_lib.Autoencoder.from_workdir(tmp_path / dtype)

@@ -18,8 +18,9 @@ The loop is one `lax.fori_loop`, so a sampler compiles once per input shape.
 Classifier-free guidance: v = v_uncond + s (v_cond - v_uncond), from ONE forward pass over the
 batch [cond; uncond]; with given frames, separate scales for text and frames (three branches,
 four with a negative prompt, which stands in for the empty prompt in the text guidance).
-A guidance interval (Kynkäänniemi et al., 2024) guides only at times t >= min_t and calls only
-the branches the weights below it need there (without frames: the text branch alone).
+A guidance interval (after Kynkäänniemi et al., 2024, who guide only within a range of noise
+levels) guides only at times t >= min_t and calls only the branches the weights below it need
+there (without frames: the text branch alone).
 """
 import math
 

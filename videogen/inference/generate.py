@@ -80,7 +80,6 @@ class SampleSettings:
         raise ValueError(f'{name} {getattr(self, name)} must be at least 1: leave it unset (None) '
                          "for the training clip's size.")
 
-
   def guidance(self) -> str:
     """The text guidance in words for reports, e.g. 'guidance 4.0 at t >= 0.5'."""
     interval = f' at t >= {self.cfg_min_t:g}' if self.cfg_min_t else ''
