@@ -102,6 +102,8 @@ def test_zero_or_negative_train_steps_stop_the_build(steps):
     (dict(cfg_scale=0.0), r'^cfg_scale 0.0 is below 1'),
     (dict(cfg_scale=float('nan')), r'^cfg_scale nan must be a finite number'),
     (dict(frame_cfg_scale=0.5), r'^frame_cfg_scale 0.5 is below 1.* e.g. --frame_cfg 4\.$'),
+    (dict(cfg_min_t=1.0), r'^cfg_min_t 1.0 must be in \[0, 1\): the time below which text '
+                          r'guidance is off, e.g. 0.5; 0 guides at every time\.$'),
     (dict(height=0), r'^height 0 must be at least 1: leave it unset \(None\)'),
     (dict(num_frames=-1), r'^num_frames -1 must be at least 1'),
 ])
