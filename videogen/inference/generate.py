@@ -5,6 +5,8 @@
   videos = gen.generate(prompts, seeds=[0], settings=settings)   # uint8 [B, T, H, W, 3]
   gen.write(videos, prompts, 'outputs/samples', seeds=[0], settings=settings)  # mp4 + sidecars
   settings = SampleSettings(negative_prompt='A blue square.')  # guidance steers away from it
+  settings = settings_for(gen.run.config)  # the run's own sampler (config.sample), e.g. its
+                                           # guidance interval; SampleSettings() guides always
 
 Sampling runs on one device by default, whatever mesh the run trained on: the checkpoint is
 restored onto a 1-device mesh. The sampler loop is compiled once per (shape, steps, method,

@@ -14,7 +14,9 @@ when the aspect ratio differs). Outputs are uint8 [T, H, W, 3]. Given frames com
 latents) does image_to_video, extend forward and edit: its VAE is causal, so only a clip's first
 frames can be given (see LATENT_TASKS). `settings` picks the sampler, the text
 guidance (cfg_scale, steering away from negative_prompt when one is set) and the frame guidance
-(frame_cfg_scale); its size fields set the window.
+(frame_cfg_scale); its size fields set the window. `generate.settings_for(gen.run.config)` gives
+the run's own sampler (with its guidance interval, cfg_min_t); the default Settings() guides at
+every time.
 """
 import dataclasses
 import os
