@@ -49,7 +49,12 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   sample = sample_defaults(_SAMPLE.value)
-  if 'diffusion' in weights.load_config(_WORKDIR.value):  # a DiT run; a VAE run has none
+  config = weights.load_config(_WORKDIR.value)
+  if 'diffusion' in config:  # a DiT run; a VAE run has none
+    try:  # a bad --sample is a usage error, before the model loads
+      generate.with_sampling_defaults(config, sample)
+    except ValueError as error:
+      raise app.UsageError(str(error)) from error
     model = generate.Generator.from_workdir(_WORKDIR.value, step=_STEP.value)
     extra = {'sample': sample}
   elif sample:

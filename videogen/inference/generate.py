@@ -127,6 +127,21 @@ def settings_for(config, **fields) -> SampleSettings:
   return SampleSettings(**fields)
 
 
+def with_sampling_defaults(config, sample: dict):
+  """A copy of `config` whose config.sample takes `sample`'s fields (CONFIG_FIELDS) over its own,
+  or `config` itself when `sample` is empty; a field or value SampleSettings refuses fails."""
+  if not sample:
+    return config
+  unknown = sorted(set(sample) - set(CONFIG_FIELDS))
+  if unknown:
+    raise ValueError(f'sample fields {unknown} are not sampling defaults: use '
+                     f'{", ".join(CONFIG_FIELDS)}.')
+  settings_for(config, **sample)  # a bad value fails here
+  config = ml_collections.ConfigDict(config.to_dict())  # a copy: the run's stays as it is
+  config.sample = {**config.get('sample', {}), **sample}
+  return config
+
+
 def _as_model_video(video, shape, name: str):
   """uint8 [B, T, H, W, 3] -> float32 in [-1, 1] of exactly `shape`, or a clear error."""
   video = np.asarray(video)
@@ -178,15 +193,7 @@ class Generator:
     it back in the config's param_dtype. A LoRA run's export holds its merged weights, a model
     like any other. sample: sampling defaults (CONFIG_FIELDS) stored in the export's
     config.sample over the run's, e.g. a guidance interval chosen after training."""
-    config = lora_lib.merged_config(self.run.config)
-    if sample:
-      unknown = sorted(set(sample) - set(CONFIG_FIELDS))
-      if unknown:
-        raise ValueError(f'sample fields {unknown} are not sampling defaults: use '
-                         f'{", ".join(CONFIG_FIELDS)}.')
-      settings_for(config, **sample)  # a bad value fails here, before anything is written
-      config = ml_collections.ConfigDict(config.to_dict())  # a copy: the run's stays as it is
-      config.sample = {**config.get('sample', {}), **sample}
+    config = with_sampling_defaults(lora_lib.merged_config(self.run.config), sample or {})
     out = pathlib.Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     media.write_text(out / 'config.json', config.to_json_best_effort(indent=1))
