@@ -97,14 +97,14 @@ def test_scaling_study_trains_evaluates_and_resumes(tmp_path):
 def test_probe_training_probes_each_asked_step(trained_run, tmp_path):
   out = tmp_path / 'probe'
   _run('experiments/probe_training.py', f'--workdir={trained_run}', '--steps=2', '--scenes=1',
-       '--nouse_ema', '--cfg_scale=2.5', f'--out={out}')
+       '--nouse_ema', '--cfg_scale=2.5', '--cfg_min_t=0.5', f'--out={out}')
   result = json.loads(out.with_suffix('.json').read_text())
   row, = result['rows']
   assert row['step'] == 2 and row['videos'] == 8 and row['chance'] == 0.125
-  assert row['weights'] == 'raw' and row['cfg_scale'] == 2.5
+  assert row['weights'] == 'raw' and row['cfg_scale'] == 2.5 and row['cfg_min_t'] == 0.5
   assert 0.0 <= row['text_controls_motion'] <= 1.0 and 0 <= row['directions_per_scene'] <= 8
   assert result['command'].startswith('python experiments/probe_training.py')
-  header = '| step | weights | cfg_scale | text_controls_motion |'
+  header = '| step | weights | cfg_scale | cfg_min_t | text_controls_motion |'
   assert header in out.with_suffix('.md').read_text()
   bad = _run('experiments/probe_training.py', f'--workdir={trained_run}', '--steps=two',
              check=False)
