@@ -10,13 +10,17 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
-# Private (orbax-checkpoint is pinned): the writer of the JSON item, where saves are made to fail.
+# Private (orbax-checkpoint is pinned): its futures, and the writer of the JSON item, where saves
+# are made to fail.
+from orbax.checkpoint._src.futures import future
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from configs import world as world_config
@@ -67,13 +71,18 @@ def refuse_space(self, x, directory):  # in place of JsonCheckpointHandler._save
   raise OSError(errno.ENOSPC, 'No space left on device')
 
 
+async def refuse_space_later(self, x, directory):  # the same, failing in the background thread
+  raise OSError(errno.ENOSPC, 'No space left on device')
+
+
 # --- A save killed midway ------------------------------------------------------------------------
 
 KILLED_SAVE = textwrap.dedent('''
     import asyncio, os, signal, sys, time
     sys.path.insert(0, 'tests')
     import conftest  # the suite's XLA flags and compilation cache
-    from orbax.checkpoint._src.handlers import json_checkpoint_handler
+    from orbax.checkpoint._src.futures import future
+from orbax.checkpoint._src.handlers import json_checkpoint_handler
     import test_faults
     from videogen.runtime import checkpoint as checkpoint_lib
 
@@ -139,6 +148,29 @@ def test_a_full_disk_stops_saving_with_one_sentence_and_keeps_the_last_checkpoin
   with checkpoint_lib.Checkpointer(str(directory)) as ckpt:
     assert ckpt.latest_step() == 2
     assert_trees_equal(ckpt.restore(run.abstract_state), at_2)
+
+
+def test_a_failed_save_waits_for_its_other_writes_before_it_reports(tmp_path, monkeypatch):
+  """Orbax stops at the first item write that fails (config, by name order) and leaves the state's
+  writing: the error may only reach the caller once they are done, or a rerun in the same process
+  removes their folder under them."""
+  written = tmp_path / 'late_write'
+  standard_save = ocp.StandardCheckpointHandler.async_save
+
+  async def save_then_write_late(self, directory, *args, **kwargs):
+    async def late():
+      time.sleep(1.0)
+      written.write_text('done')
+    writes = await standard_save(self, directory, *args, **kwargs)
+    return [*(writes or []), future.CommitFutureAwaitingContractedSignals(late())]
+
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', save_then_write_late)
+  monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, '_save_fn', refuse_space_later)
+  with checkpoint_lib.Checkpointer(str(tmp_path / 'checkpoints')) as ckpt:
+    ckpt.save(2, one_device_run().state, config=CONFIG)
+    with pytest.raises(OSError, match='no space left on the device'):
+      ckpt.wait()
+    assert written.read_text() == 'done'
 
 
 @pytest.mark.parametrize('error, full', [

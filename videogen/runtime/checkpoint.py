@@ -8,10 +8,10 @@ before saving.
 
 Faults: a save that dies midway leaves only `<step>.orbax-checkpoint-tmp`, which restores never
 read and the next writing Checkpointer on the folder removes (`remove_partial_saves`). A full
-disk stops the run with one sentence (the step it resumes from stays whole: Orbax deletes old
-steps only after a save completes). A step folder that cannot be read names itself and how to
-fall back to the step before (`restore_fallback`). A flipped byte inside an array file is not
-caught: Orbax keeps no checksums.
+disk stops the run with one sentence, once the failed save's other writes are done (the step it
+resumes from stays whole: Orbax deletes old steps only after a save completes). A step folder
+that cannot be read names itself and how to fall back to the step before (`restore_fallback`).
+A flipped byte inside an array file is not caught: Orbax keeps no checksums.
 """
 from collections.abc import Callable, Mapping, Sequence
 import contextlib
@@ -225,12 +225,28 @@ class Checkpointer:
     except Exception as error:  # pylint: disable=broad-exception-caught
       if not _is_disk_full(error):
         raise
+      self._await_abandoned_writes()
       self._manager.reload()  # the failed step is a tmp folder, which Orbax does not list
       kept = self._manager.latest_step()
       resume = f'it resumes from step {kept}' if kept is not None else 'it starts over'
       raise OSError(errno.ENOSPC, f'no space left on the device of {self.directory} while '
                     'saving a checkpoint: free space there or train with another --workdir, and '
                     f'run again ({resume}).') from error
+
+  def _await_abandoned_writes(self) -> None:
+    """Waits for the item writes of a failed async save that Orbax left running.
+
+    Orbax awaits a save's item writes one by one (in item-name order) and stops at the first that
+    fails, so the others may still be writing into the step's tmp folder when the error reaches
+    us. Unwaited, they race the next Checkpointer's removal of that folder in this process (a
+    rerun from a notebook). Reads private attributes (orbax-checkpoint is pinned in setup.cfg);
+    without them it waits for nothing.
+    """
+    checkpointer = getattr(self._manager, '_checkpointer', None)
+    writes = getattr(getattr(checkpointer, '_async_manager', None), '_commit_futures', None)
+    for write in writes or ():
+      with contextlib.suppress(Exception):  # the failure that matters is already raised
+        write.result()
 
   def _existing_step(self, step: int | None) -> int:
     steps = self._manager.all_steps()
