@@ -53,8 +53,11 @@ class Study:
 STUDIES = {
     # Two sizes, a base of 10 T/2 steps (the 16x run: 160 steps).
     'quick': Study(sizes=('N/2', 'T/2'), multipliers=(1, 4, 16), base_steps=10, num_prompts=8),
-    # Three widths (64, 128, 192; depth 4) up to 16 x 50 = 800 T/2 steps of compute.
-    'full': Study(sizes=('N/2', 'T/2', 'XS/2'), multipliers=(1, 4, 16), base_steps=50),
+    # Three widths (64, 128, 192; depth 4) up to 16 x 200 = 3,200 T/2 steps of compute: the
+    # config's recipe puts the words in charge of the motion at about 2,000 T/2 steps on the
+    # default world (docs/motion.md), so the 16x budget lies past that crossover and the base
+    # before it.
+    'full': Study(sizes=('N/2', 'T/2', 'XS/2'), multipliers=(1, 4, 16), base_steps=200),
 }
 
 
