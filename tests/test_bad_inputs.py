@@ -158,7 +158,7 @@ def test_a_run_without_checkpoints_or_config_says_train_first(tmp_path):
     generate.Generator.from_workdir(tmp_path / 'nothing')
 
 
-def test_an_export_holds_its_one_step(tmp_path):
+def test_an_export_holds_its_one_step_of_ema_weights(tmp_path):
   export = _fake_run(tmp_path / 'export')
   (export / 'params').mkdir()
   (export / 'export.json').write_text(json.dumps({'step': 6000}))
@@ -166,6 +166,11 @@ def test_an_export_holds_its_one_step(tmp_path):
       rf"^'{export}' is an export of step 6000 only, not 500: omit --step, or sample the "
       r"training run's workdir for other steps\.$")):
     generate.Generator.from_workdir(export, step=500)
+  with pytest.raises(ValueError, match=(
+      rf"^'{export}' is an export, which holds the moving average of the weights alone: drop "
+      r"--raw_weights \(use_ema=False\), or pass the training run's workdir for the trained "
+      r"weights\.$")):
+    generate.Generator.from_workdir(export, use_ema=False)
 
 
 # Files.

@@ -64,17 +64,26 @@ def check_exported_step(workdir, step: int | None, exported_step: int) -> None:
                             'other steps.')
 
 
+def check_exported_weights(workdir, use_ema: bool) -> None:
+  """Raises one sentence when the raw weights are asked of an export, which holds the EMA's."""
+  if not use_ema:
+    raise ValueError(f'{str(workdir)!r} is an export, which holds the moving average of the '
+                     'weights alone: drop --raw_weights (use_ema=False), or pass the training '
+                     'run\'s workdir for the trained weights.')
+
+
 def restore_params(workdir, build: Callable, *, step: int | None = None, use_ema: bool = True,
                    devices=None):
   """(run, params, step): the weights at `step` (default: the newest) of the training run or
-  export in `workdir`, EMA ones unless use_ema=False (an export holds only those), on the mesh
-  that build(config, devices) makes the folder's Run with (from its own config.json, so the
-  shapes are the folder's, whatever the caller's config)."""
+  export in `workdir`, EMA ones unless use_ema=False (an export holds only those: asking it for
+  the others raises), on the mesh that build(config, devices) makes the folder's Run with (from
+  its own config.json, so the shapes are the folder's, whatever the caller's config)."""
   config = load_config(workdir)
   exported = pathlib.Path(workdir) / 'params'
   if exported.is_dir():
     info = json.loads((pathlib.Path(workdir) / 'export.json').read_text())
     check_exported_step(workdir, step, info['step'])
+    check_exported_weights(workdir, use_ema)
     run = build(config, devices)
     params = ocp.StandardCheckpointer().restore(exported.absolute(),
                                                 run.abstract_state.ema_params)
