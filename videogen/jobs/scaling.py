@@ -12,8 +12,9 @@ trained for the base budget alone, its schedule ended, would score a little high
 The study's world adds falls, small objects and occluders to the default CPU world, so physics
 and permanence through occlusion are measured on scenes like those it trained on.
 Writes into `out`: runs/<size>/ (each size's training run), evals/<size>_<budget>x/ (world_eval
-reports), scaling.json (a row per size and budget), scaling.md and scaling.png (loss and each
-score against compute). Running it again resumes the runs and skips the evaluations done.
+reports, with each checkpoint's sample grid and videos), scaling.json (a row per size and
+budget), scaling.md and scaling.png (loss and each score against compute). Running it again
+resumes the runs and skips the evaluations done.
 """
 import dataclasses
 import json
@@ -128,8 +129,8 @@ def run(config: ml_collections.ConfigDict, study: Study, out, *,
               f'({cfg.train.steps * per_step:.3g} FLOPs)', flush=True)
       loop.train(dit_run.build(cfg), workdir, progress=progress)
       gen = generate.Generator.from_workdir(workdir)
-      scored, videos = world_eval.sample_and_score(gen, prompts, settings)
       eval_dir = out / 'evals' / f'{size.replace("/", "_")}_{multiplier}x'
+      scored, videos = world_eval.sample_and_score(gen, prompts, settings, eval_dir)
       world_eval.write_report(eval_dir, gen, scored, videos, settings,
                               title=f'{size} at {multiplier}x the base budget')
       means = world_scores.summarize([v.scores for v in scored])
