@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402
 
 
@@ -32,11 +33,16 @@ def plot_against_compute(rows: list[dict], names: list[str], path) -> pathlib.Pa
   Measures other than 'loss' are shares in [0, 1]; None values are left out."""
   fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), dpi=100,
                            squeeze=False)
+  budgets = sorted({float(f'{r["flops"]:.2g}') for r in rows})
   for ax, name in zip(axes[0], names):
     for size in dict.fromkeys(r['size'] for r in rows):
       mine = [r for r in rows if r['size'] == size and r[name] is not None]
       ax.plot([r['flops'] for r in mine], [r[name] for r in mine], 'o-', label=size)
     ax.set(xscale='log', xlabel='training FLOPs', title=name)
+    # Labels at the budgets alone (a span near one decade otherwise labels every minor tick,
+    # one over another).
+    ax.set_xticks(budgets, [f'{b:.2g}' for b in budgets])
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     if name == 'loss':
       ax.set_yscale('log')
     else:
