@@ -81,8 +81,7 @@ KILLED_SAVE = textwrap.dedent('''
     import asyncio, os, signal, sys, time
     sys.path.insert(0, 'tests')
     import conftest  # the suite's XLA flags and compilation cache
-    from orbax.checkpoint._src.futures import future
-from orbax.checkpoint._src.handlers import json_checkpoint_handler
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler
     import test_faults
     from videogen.runtime import checkpoint as checkpoint_lib
 
