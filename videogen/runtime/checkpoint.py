@@ -7,11 +7,11 @@ runs every saved leaf must be a global jax.Array: put host-local scalars on a re
 before saving.
 
 Faults: a save that dies midway leaves only `<step>.orbax-checkpoint-tmp`, which restores never
-read and the next writing Checkpointer on the folder removes (`remove_partial_saves`). A full
-disk stops the run with one sentence, once the failed save's other writes are done (the step it
-resumes from stays whole: Orbax deletes old steps only after a save completes). A step folder
-that cannot be read names itself and how to fall back to the step before (`restore_fallback`).
-A flipped byte inside an array file is not caught: Orbax keeps no checksums.
+read and the next writing Checkpointer on the folder removes (`remove_partial_saves`). A full disk
+stops the run with one sentence, once the failed save's other writes are done (as any failed save
+does; the step it resumes from stays whole: Orbax deletes old steps only after a save completes). A
+step folder that cannot be read names itself and how to fall back to the step before
+(`restore_fallback`). A flipped byte inside an array file is not caught: Orbax keeps no checksums.
 """
 from collections.abc import Callable, Mapping, Sequence
 import contextlib
@@ -219,13 +219,14 @@ class Checkpointer:
   def _disk_full_stops(self):
     """Turns a full disk, met by a save here or by an async save's thread (Orbax re-raises it
     at the next save or wait), into one sentence naming the folder, the fix and the step a
-    rerun resumes from; other errors pass unchanged."""
+    rerun resumes from; other errors pass unchanged. Either leaves once the failed save's other
+    writes are done (`_await_abandoned_writes`)."""
     try:
       yield
     except Exception as error:  # pylint: disable=broad-exception-caught
+      self._await_abandoned_writes()
       if not _is_disk_full(error):
         raise
-      self._await_abandoned_writes()
       self._manager.reload()  # the failed step is a tmp folder, which Orbax does not list
       kept = self._manager.latest_step()
       resume = f'it resumes from step {kept}' if kept is not None else 'it starts over'
