@@ -18,6 +18,7 @@ from absl import logging
 from videogen.core import config_args
 from videogen.core import tables
 from videogen.jobs import ablation
+from videogen.runtime import huge_pages
 
 _CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Base config.',
                                          lock_config=True)
@@ -39,4 +40,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

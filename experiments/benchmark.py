@@ -31,6 +31,7 @@ from absl import logging
 from videogen.core import config_args
 from videogen.core import tables
 from videogen.bench import throughput
+from videogen.runtime import huge_pages
 
 _CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Base config.',
                                          lock_config=True)
@@ -96,4 +97,5 @@ def main(argv):
   print('wrote', path)
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -19,6 +19,7 @@ from videogen.bench import throughput
 from videogen.core import tables
 from videogen.core import timing
 from videogen.models import attention
+from videogen.runtime import huge_pages
 
 _OUT = flags.DEFINE_string('out', 'outputs/bench/attention.json', 'Where the JSON results go.')
 _LENGTHS = flags.DEFINE_list('lengths', ['256', '1024', '2048'], 'Token-row lengths L (= S).')
@@ -68,4 +69,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -32,6 +32,7 @@ from videogen.core import config_args
 from videogen.inference import vae as vae_lib
 from videogen.data import latent_cache
 from videogen.models import text
+from videogen.runtime import huge_pages
 
 _CONFIG = config_args.define_config_file(
     'config', 'configs/world.py', 'DiT config whose data source, world size, seed, data.split '
@@ -72,4 +73,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -15,6 +15,7 @@ from videogen.inference import generate
 from videogen.inference import vae as vae_lib
 from videogen.evals import reconstruction
 from videogen.core import tables
+from videogen.runtime import huge_pages
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'VAE training run to evaluate.',
                                required=True)
@@ -48,4 +49,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -25,6 +25,7 @@ from videogen.core import tables
 from videogen.evals import prompting_tasks
 from videogen.evals import world_eval
 from videogen.inference import generate
+from videogen.runtime import huge_pages
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run or export to evaluate.',
                                required=True)
@@ -86,4 +87,5 @@ def main(argv):
         f'report: {result["report"]}')
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

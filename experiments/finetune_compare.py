@@ -15,6 +15,7 @@ from absl import logging
 
 from videogen.core import tables
 from videogen.jobs import finetune
+from videogen.runtime import huge_pages
 
 _BASE = flags.DEFINE_string('base', 'reference/world_t2', 'The run or export both variants start '
                             'from.')
@@ -47,4 +48,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -20,6 +20,7 @@ from absl import logging
 
 from videogen.core import config_args
 from videogen.jobs import footage_example
+from videogen.runtime import huge_pages
 
 _VAE_CONFIG = config_args.define_config_file(
     'vae_config', 'configs/vae_world.py:source=folder', 'VAE config reading a folder.',
@@ -46,4 +47,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -16,6 +16,7 @@ import cluster_flags
 from videogen.core import config_args
 from videogen.core import tables
 from videogen.jobs import main_job
+from videogen.runtime import huge_pages
 
 _CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Config file.',
                                          lock_config=True)
@@ -35,4 +36,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -18,6 +18,7 @@ from videogen.core import media
 from videogen.core import tables
 from videogen.evals import direction_probe
 from videogen.inference import generate
+from videogen.runtime import huge_pages
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run to probe.', required=True)
 _STEPS = flags.DEFINE_list('steps', None, 'Checkpoint steps to probe, e.g. 500,1000.',
@@ -58,4 +59,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -34,6 +34,7 @@ from videogen.diffusion import samplers
 from videogen.inference import generate
 from videogen.inference import prompting
 from videogen.parallel import distributed
+from videogen.runtime import huge_pages
 from videogen.runtime import lora
 from videogen.runtime import weights
 
@@ -132,4 +133,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -14,6 +14,7 @@ from absl import logging
 
 from videogen.core import config_args
 from videogen.jobs import scaling
+from videogen.runtime import huge_pages
 
 _CONFIG = config_args.define_config_file('config', 'configs/world.py', 'Base config (the '
                                          'study sets the world and the DiT size).',
@@ -33,4 +34,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

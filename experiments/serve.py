@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from videogen.runtime import huge_pages
 from videogen.studio import layout
 from videogen.studio import session
 
@@ -42,4 +43,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

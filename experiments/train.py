@@ -22,6 +22,7 @@ import cluster_flags
 from videogen.core import config_args
 from videogen.parallel import distributed
 from videogen.runtime import dit_run
+from videogen.runtime import huge_pages
 from videogen.train import hooks
 from videogen.train import loop
 
@@ -47,4 +48,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

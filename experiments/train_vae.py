@@ -17,6 +17,7 @@ from absl import logging
 import cluster_flags
 from videogen.core import config_args
 from videogen.parallel import distributed
+from videogen.runtime import huge_pages
 from videogen.runtime import vae_run
 from videogen.train import hooks
 from videogen.train import loop
@@ -49,4 +50,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -8,4 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+# Huge pages for XLA's host buffers in the tests' own processes too (the runners start with
+# them anyway: videogen/runtime/huge_pages.py).
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
 exec .venv/bin/python -m pytest -q -n 2 --dist loadfile -m "integration or not integration" tests "$@"
