@@ -96,6 +96,7 @@ def main(argv):
   print(throughput.benchmark_report(results, config.model.variant))
   print('wrote', path)
 
+
 if __name__ == '__main__':
   huge_pages.reexec_with_huge_pages()
   app.run(main)

@@ -25,7 +25,9 @@ def cpu_name() -> str:
 
 
 def machine() -> dict:
-  """Where a benchmark ran: processor, core count, accelerator, versions."""
+  """Where a benchmark ran: processor, core count, accelerator, versions, and the glibc
+  tunables it started with (glibc.malloc.hugetlb=1: XLA's host buffers in huge pages,
+  videogen/runtime/huge_pages.py)."""
   device = jax.devices()[0]
   return {
       'processor': cpu_name(),
@@ -34,6 +36,7 @@ def machine() -> dict:
       'device_count': jax.device_count(),
       'jax': jax.__version__,
       'python': platform.python_version(),
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
   }
 
 
