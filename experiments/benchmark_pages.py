@@ -1,6 +1,6 @@
 """Times the train step, forward pass and training loop with 4 KiB pages against huge pages.
 
-  python experiments/benchmark_pages.py --out reference/bench/pages.json
+  python experiments/benchmark_pages.py --rounds 3 --out reference/bench/pages.json
 
 XLA's CPU runtime maps its large host buffers afresh for every step; with glibc's
 `glibc.malloc.hugetlb=1` tunable (videogen/runtime/huge_pages.py, the runners' default) they
@@ -28,7 +28,7 @@ _OUT = flags.DEFINE_string('out', 'outputs/bench/pages.json', 'Where the JSON re
 _CASES = flags.DEFINE_list('cases', ['T/2:8x32x32:2x8x8:32:remat=dots',
                                      'S/2:8x64x64:2x4x4:4:remat=dots'],
                            'Train-step cases, as experiments/benchmark.py --cases takes them.')
-_ROUNDS = flags.DEFINE_integer('rounds', 2, 'Rounds; each runs the benchmark once each way.')
+_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Rounds; each runs the benchmark once each way.')
 _LOOP_STEPS = flags.DEFINE_integer('loop_steps', 20, "Steps per round of the main job's loop.")
 
 _BENCHMARK = pathlib.Path(__file__).resolve().parent / 'benchmark.py'

@@ -1,11 +1,19 @@
-"""The runners' restart with glibc's huge-page tunable (videogen/runtime/huge_pages.py)."""
+"""The runners' restart with glibc's huge-page tunable (videogen/runtime/huge_pages.py) and the
+benchmark that compares it with 4 KiB pages."""
+import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
 from videogen.runtime import huge_pages
+
+import runner_env
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+WAYS = ('4 KiB pages', 'huge pages')
 
 MADVISE = 'always [madvise] never\n'
 
@@ -49,3 +57,20 @@ def test_a_runner_restarts_once_with_the_tunable_and_its_own_arguments(tmp_path)
   lines = done.stdout.splitlines()
   assert lines[:2] == ['started', 'started'], done.stdout  # once as asked, once restarted
   assert lines[2].split(' ', 1)[1] == f"{huge_pages.TUNABLE} ['--out', 'x y']"
+
+
+@pytest.mark.integration  # two benchmark.py subprocesses
+def test_the_pages_benchmark_times_each_way_in_its_own_process(tmp_path):
+  out = tmp_path / 'pages.json'
+  environ = runner_env.one_device()
+  subprocess.run([sys.executable, 'experiments/benchmark_pages.py', '--rounds=1',
+                  '--cases=T/2:8x32x32:2x8x8:2', '--loop_steps=1', f'--out={out}'],
+                 cwd=REPO, env=environ, capture_output=True, check=True, timeout=600)
+  result = json.loads(out.read_text())
+  assert 'benchmark_pages.py' in result['command'] and result['machine']['processor']
+  rows = {row['measure']: row for row in result['rows']}
+  assert set(rows) == {'T/2 8x32x32 batch 2: train step s', 'T/2 8x32x32 batch 2: forward s',
+                       "main job's loop (echo 2): steps/s"}
+  step = rows['T/2 8x32x32 batch 2: train step s']
+  assert [len(step['rounds'][way]) for way in WAYS] == [1, 1]
+  assert step['speed_up'] == pytest.approx(step[WAYS[0]] / step[WAYS[1]])

@@ -3,8 +3,8 @@
 XLA on CPU takes each large buffer (a step's scratch, attention's [B, H, L, L] logits) from
 glibc's malloc, which maps it fresh from the kernel and unmaps it when it is freed, so every
 step touches hundreds of MB of new 4 KiB pages, and on a small machine those page faults cost
-more than the arithmetic: on 2 cores the S/2 DiT's forward pass took 4.05 s with 4 KiB pages and
-2.55 s with 2 MiB ones (docs/benchmarks.md#huge-pages). glibc 2.35 and later asks the kernel for
+more than the arithmetic: on 2 cores the S/2 DiT's forward pass took 3.71 s with 4 KiB pages and
+2.44 s with 2 MiB ones (docs/benchmarks.md#huge-pages). glibc 2.35 and later asks the kernel for
 transparent huge pages when the environment variable GLIBC_TUNABLES holds
 `glibc.malloc.hugetlb=1`, which it reads once, when the process starts. So the runners call
 `reexec_with_huge_pages()` first in their `__main__` block: it starts the same command again,
