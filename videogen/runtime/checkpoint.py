@@ -18,6 +18,8 @@ import contextlib
 import errno
 import functools
 import json
+import os
+import time
 from typing import Any, TypeVar
 
 from absl import logging
@@ -39,6 +41,8 @@ from videogen.runtime.state import TrainState
 _ITEMS = ('state', 'data_iter', 'config')
 # What an unreadable step folder is renamed to (`restore_fallback`): Orbax lists only integer names.
 _SET_ASIDE_SUFFIX = '.unreadable'
+# A failed save's step folder counts as done being written once it is unchanged this long.
+_QUIET_S = 1.0
 _T = TypeVar('_T')
 
 
@@ -248,6 +252,32 @@ class Checkpointer:
     for write in writes or ():
       with contextlib.suppress(Exception):  # the failure that matters is already raised
         write.result()
+    self._await_quiet_partial_saves()
+
+  def _await_quiet_partial_saves(self, timeout_s: float = 60.0) -> None:
+    """Waits until nothing in the step tmp folders has changed for _QUIET_S seconds (at most
+    timeout_s). An item whose save fails while Orbax is still starting the others' writes (a
+    synchronous error in its async_save) leaves TensorStore's writes of the others running with
+    no future anyone can wait on. Local folders only: a cloud bucket is not listed this often."""
+    if '://' in str(self.directory):
+      return
+
+    def listing():
+      found = set()
+      with contextlib.suppress(OSError):  # a file or folder removed while listed
+        for folder in self.directory.glob('*.orbax-checkpoint-tmp'):
+          for root, _, names in os.walk(str(folder)):
+            for name in names:
+              status = os.stat(os.path.join(root, name))
+              found.add((root, name, status.st_size, status.st_mtime_ns))
+      return found
+
+    deadline, last = time.monotonic() + timeout_s, listing()
+    while last and time.monotonic() < deadline:
+      time.sleep(_QUIET_S)
+      last, previous = listing(), last
+      if last == previous:
+        return
 
   def _existing_step(self, step: int | None) -> int:
     steps = self._manager.all_steps()
