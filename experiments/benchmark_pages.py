@@ -52,7 +52,7 @@ def _run(way: str) -> list[dict]:
                     '--layouts=', '--guided_steps', '0', '--loop_steps', str(_LOOP_STEPS.value),
                     '--out', str(out)], check=True, env=_environ(way), capture_output=True)
     record = json.loads(out.read_text())
-  if ('glibc.malloc.hugetlb=1' in record['machine']['glibc_tunables']) != (way == 'huge pages'):
+  if (huge_pages.TUNABLE in record['machine']['glibc_tunables']) != (way == 'huge pages'):
     raise RuntimeError(f"the {way} run started with GLIBC_TUNABLES="
                        f"{record['machine']['glibc_tunables']!r}: nothing to compare.")
   return record['rows']

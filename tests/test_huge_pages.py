@@ -40,9 +40,8 @@ def test_the_tunable_joins_the_users_own():
 
 
 def test_a_runner_restarts_once_with_the_tunable_and_its_own_arguments(tmp_path):
-  with open('/sys/kernel/mm/transparent_hugepage/enabled') as f:
-    if not huge_pages.wanted({}, f.read(), os.confstr('CS_GNU_LIBC_VERSION') or ''):
-      pytest.skip('this machine has no glibc 2.35+ with transparent huge pages on madvise')
+  if not huge_pages.wanted_here({}):
+    pytest.skip('this machine has no glibc 2.35+ with transparent huge pages on madvise')
   script = tmp_path / 'runner.py'
   script.write_text(
       'import os, sys\n'

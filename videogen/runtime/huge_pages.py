@@ -8,8 +8,8 @@ more than the arithmetic: on 2 cores the S/2 DiT's forward pass took 3.71 s with
 transparent huge pages when the environment variable GLIBC_TUNABLES holds
 `glibc.malloc.hugetlb=1`, which it reads once, when the process starts. So the runners call
 `reexec_with_huge_pages()` first in their `__main__` block: it starts the same command again,
-with the tunable added, where that changes something (scripts/demo.sh and scripts/test.sh
-export it, so their runs start with it). Set VIDEOGEN_HUGE_PAGES=0 to keep 4 KiB pages.
+with the tunable added, where that changes something (scripts/test.sh exports it, so the
+tests' runners start with it). Set VIDEOGEN_HUGE_PAGES=0 to keep 4 KiB pages.
 """
 import os
 import sys
@@ -40,17 +40,22 @@ def with_tunable(environ) -> dict:
   return {**environ, 'GLIBC_TUNABLES': ':'.join([*tunables, TUNABLE])}
 
 
-def reexec_with_huge_pages() -> None:
-  """Replaces this process (same pid, interpreter, arguments) by one that starts with TUNABLE
-  set, where `wanted`; returns at once otherwise (another OS or libc, huge pages off or already
-  asked for). Call it before any work: what the process did so far is lost."""
+def wanted_here(environ) -> bool:
+  """`wanted` on this machine's kernel and libc (False where either cannot be read)."""
   try:
     with open(_THP_MODE) as f:
       thp_mode = f.read()
     libc_version = os.confstr('CS_GNU_LIBC_VERSION') or ''
   except (OSError, ValueError):
-    return
-  if wanted(os.environ, thp_mode, libc_version):
+    return False
+  return wanted(environ, thp_mode, libc_version)
+
+
+def reexec_with_huge_pages() -> None:
+  """Replaces this process (same pid, interpreter, arguments) by one that starts with TUNABLE
+  set, where `wanted_here`; returns at once otherwise (another OS or libc, huge pages off or
+  already asked for). Call it before any work: what the process did so far is lost."""
+  if wanted_here(os.environ):
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, with_tunable(os.environ))
