@@ -85,7 +85,8 @@ def main(argv):
                                        loop_steps=_LOOP_STEPS.value,
                                        guided_steps=_GUIDED_STEPS.value)
   if peer:
-    results['peer'] = throughput.peer_rows(results['train'], peer, results['sampler'])
+    results['peer'] = throughput.peer_rows(results['train'], peer, results['sampler'],
+                                           matmul_gflops_per_s=results['peak_gflops_per_s'])
   results['vae'] = [throughput.vae_speed(case) for case in _VAE_CASES.value]
   if peer_vae:
     results['vae'] = throughput.vae_peer_rows(results['vae'], peer_vae)

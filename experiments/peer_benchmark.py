@@ -14,8 +14,8 @@ random clip, without gradients. For each: the forward pass (no gradients), the t
 --sampler_steps, one video sampled with text guidance in that many Euler steps, eager, on the CPU
 (`--threads` threads) or a CUDA GPU (`--device cuda`), in float32 or in bfloat16 autocast over
 float32 weights (`--dtype bfloat16`, as our model.dtype=bfloat16 computes); the median of
-`--repeats` after one warm-up. Writes JSON rows (and the torch version and where it ran) to
---out; prints them.
+`--repeats` after one warm-up. Writes JSON rows (and the torch version, where it ran and torch's
+dense matmul rate there, the peer's ceiling as benchmark.py's is ours) to --out; prints them.
 """
 import argparse
 import json
@@ -94,6 +94,18 @@ def time_case(case: dict, text_length: int, text_dim: int, repeats: int, device:
   return row
 
 
+def matmul_rate(device: str, dtype: str, repeats: int, size: int = 2048) -> float:
+  """torch's dense size x size matmul rate in GFLOP/s in `dtype` on `device`."""
+  a = torch.randn(size, size, device=device, dtype=getattr(torch, dtype))
+  done = torch.cuda.synchronize if device == 'cuda' else lambda: None
+
+  def matmul():
+    torch.mm(a, a)
+    done()
+
+  return 2 * size ** 3 / timing.median_seconds(matmul, repeats) / 1e9
+
+
 def time_vae_case(case: str, repeats: int, device: str) -> dict:
   """'base:mults:res:latent:TxHxW' -> diffusers' AutoencoderKLWan at those widths (Wan's layout:
   time halved on the last two downsamplings), random weights: encode (posterior mean) and
@@ -154,7 +166,9 @@ def main() -> None:
   where = (f'{torch.cuda.get_device_name()}, {args.dtype}' if args.device == 'cuda'
            else f'{args.threads} threads, {args.dtype}')
   record = {'peer': 'diffusers.WanTransformer3DModel', 'torch': torch.__version__,
-            'where': where, 'python': platform.python_version(), 'rows': rows,
+            'where': where, 'python': platform.python_version(),
+            'matmul_gflops_per_s': matmul_rate(args.device, args.dtype, args.repeats),
+            'rows': rows,
             'vae_rows': vae_rows}
   with open(args.out, 'w') as f:
     json.dump(record, f, indent=1)

@@ -71,3 +71,19 @@ def test_guided_sampling_is_timed_beside_the_peers_where_both_ran():
   assert both['sample_ratio'] == 2.0 and both['step_ratio'] == 1.0
   (alone,) = throughput.peer_rows([train], [{**peer, 'sample_s': None}], [row])
   assert 'sample_ratio' not in alone  # a peer run without --sampler_steps
+
+
+def test_the_peer_rows_say_what_rate_the_speed_target_needs_against_the_matmul_ceiling():
+  # 200 GFLOP a step; 1.5x the peer's 3 s step needs 100 GFLOP/s, the forward (a third of the
+  # FLOPs) 1.5x the peer's 1 s needs 100 too: 125% of the faster matmul rate (the peer's 80).
+  train = {'variant': 'T/2', 'clip': '2x16x16', 'patch': '1x8x8', 'batch': 8,
+           'blocks': 'scanned', 'remat': 'none', 'params_M': 1.0, 'forward_s': 1.0,
+           'step_s': 2.0, 'gflops_per_s': 100.0}
+  peer = {'peer': 'torch', 'params_M': 1.0, 'forward_s': 1.0, 'step_s': 3.0,
+          'matmul_gflops_per_s': 80.0}
+  (row,) = throughput.peer_rows([train], [peer], matmul_gflops_per_s=50.0)
+  assert row['matmul_ceiling_gflops_per_s'] == 80.0
+  assert abs(row['step_target_pct_of_matmul'] - 125.0) < 1e-9
+  assert abs(row['forward_target_pct_of_matmul'] - 125.0) < 1e-9
+  (unknown,) = throughput.peer_rows([train], [{**peer, 'matmul_gflops_per_s': None}])
+  assert 'step_target_pct_of_matmul' not in unknown  # no rate measured, no claim

@@ -356,7 +356,8 @@ def peer_timings(config, cases, peer_python: str, *, text_shape: tuple[int, int]
         '--threads', str(threads), '--repeats', str(repeats), '--device', device,
         '--dtype', config.model.dtype, '--sampler_steps', str(guided_steps)])
     for i, row in zip(indices, record['rows']):
-      rows[i] = {**row, 'peer': f"torch {record['torch']} eager, {record['where']}"}
+      rows[i] = {**row, 'peer': f"torch {record['torch']} eager, {record['where']}",
+                 'matmul_gflops_per_s': record['matmul_gflops_per_s']}
   return rows
 
 
@@ -382,11 +383,22 @@ def vae_peer_rows(ours: list[dict], peer: list[dict]) -> list[dict]:
           for row, other in zip(ours, peer)]
 
 
-def peer_rows(train_rows: list[dict], peer: list[dict],
-              sampler_rows: list[dict] = ()) -> list[dict]:
+# What the speed targets ask of our DiT: this many times the peer's speed, train step and forward.
+TARGET_RATIO = 1.5
+
+
+def peer_rows(train_rows: list[dict], peer: list[dict], sampler_rows: list[dict] = (), *,
+              matmul_gflops_per_s: float | None = None) -> list[dict]:
   """Our train_rows beside the peer's timings of the same cases (peer_timings), with the ratios
   (above 1: ours faster); where both sampled the case's DiT with guidance (our sampler_rows of
-  the same variant, clip and patch), those seconds and their ratio too."""
+  the same variant, clip and patch), those seconds and their ratio too.
+
+  Where the rates are known (our row's FLOP/s, our matmul_gflops_per_s, the peer's): the FLOP/s
+  our train step and forward would have to sustain to run TARGET_RATIO times the peer's speed,
+  as a percentage of the faster of the two dense matmul rates measured (ours, XLA's; the peer's,
+  torch's): above 100, no implementation of the same model in the same dtype gets there on this
+  machine, since a whole step cannot outrun the machine's dense matmul.
+  """
   rows = []
   for row, other in zip(train_rows, peer):
     rows.append({'variant': row['variant'], 'clip': row['clip'], 'patch': row['patch'],
@@ -397,6 +409,14 @@ def peer_rows(train_rows: list[dict], peer: list[dict],
                  'forward_ratio': other['forward_s'] / row['forward_s'],
                  'peer_step_s': other['step_s'], 'step_s': row['step_s'],
                  'step_ratio': other['step_s'] / row['step_s']})
+    ceiling = max(filter(None, (matmul_gflops_per_s, other.get('matmul_gflops_per_s'))),
+                  default=None)
+    if ceiling and row.get('gflops_per_s'):
+      step_gflop = row['gflops_per_s'] * row['step_s']  # 3 forwards' FLOPs (train_step_rate)
+      for name, gflop in (('step', step_gflop), ('forward', step_gflop / 3)):
+        needed = TARGET_RATIO * gflop / other[f'{name}_s']
+        rows[-1][f'{name}_target_pct_of_matmul'] = 100 * needed / ceiling
+      rows[-1]['matmul_ceiling_gflops_per_s'] = ceiling
     ours = next((s for s in sampler_rows if 'guided_sample_s' in s and
                  (s['variant'], s['clip'], s['patch']) == (row['variant'], row['clip'],
                                                            row['patch'])), None)
