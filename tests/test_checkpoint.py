@@ -1,6 +1,8 @@
 """Orbax round trips: exact resume with the Grain iterator, another mesh, configs, preemption."""
 import os
 import signal
+import threading
+import time
 
 import grain
 import jax
@@ -82,6 +84,33 @@ def test_missing_checkpoint_names_the_directory(tmp_path):
                      f'experiments/train.py --workdir {tmp_path / "run"}'):
     checkpointer.restore(abstract_state)
   assert not os.path.exists(directory)
+
+
+def test_a_failed_save_raises_once_its_step_folder_is_quiet(tmp_path):
+  """A save whose item failed while another item's writes still ran into the step's tmp folder
+  (a synchronous failure leaves them with no future to wait on) raises only once those writes
+  are done: a rerun's removal of that folder would race them ("Directory not empty")."""
+  folder = tmp_path / 'checkpoints' / '7.orbax-checkpoint-tmp'
+  folder.mkdir(parents=True)
+  finished = threading.Event()
+
+  def write():  # a write every 0.25 s for 2 s: the folder never stays still for a second
+    with open(folder / 'state', 'ab') as f:
+      for _ in range(8):
+        f.write(b'x' * 64)
+        f.flush()
+        time.sleep(0.25)
+    finished.set()
+
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / 'checkpoints'))
+  writer = threading.Thread(target=write)
+  writer.start()
+  with pytest.raises(RuntimeError, match='the config item failed'):
+    with checkpointer._disk_full_stops():  # pylint: disable=protected-access
+      raise RuntimeError('the config item failed')
+  assert finished.is_set(), 'the error left the save while its writes were still running'
+  writer.join()
+  checkpointer.close()
 
 
 def test_config_round_trip_and_compatibility(tmp_path):
