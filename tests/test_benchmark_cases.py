@@ -82,7 +82,7 @@ def test_the_peer_rows_say_what_rate_the_speed_target_needs_against_the_matmul_c
   peer = {'peer': 'torch', 'params_M': 1.0, 'forward_s': 1.0, 'step_s': 3.0,
           'matmul_gflops_per_s': 80.0}
   (row,) = throughput.peer_rows([train], [peer], matmul_gflops_per_s=50.0)
-  assert row['matmul_ceiling_gflops_per_s'] == 80.0
+  assert row['matmul_ceiling_gflops_per_s'] == row['peer_matmul_gflops_per_s'] == 80.0
   assert abs(row['step_target_pct_of_matmul'] - 125.0) < 1e-9
   assert abs(row['forward_target_pct_of_matmul'] - 125.0) < 1e-9
   (unknown,) = throughput.peer_rows([train], [{**peer, 'matmul_gflops_per_s': None}])

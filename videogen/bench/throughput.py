@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from videogen.bench import step_profile
 from videogen.core import patches
 from videogen.core import tables
 from videogen.core import timing
@@ -105,7 +106,8 @@ def _fresh_state(parts: dit_run.DitRun):
 
 def _step_runner(parts: dit_run.DitRun, state=None):
   """run(batch): one step of the sharded train step from `state` (default: a fresh one), carried
-  between calls (the state given is donated); returns when the step is done."""
+  between calls (the state given is donated); returns when the step is done. run.compiled_text
+  (batch) is the step's compiled HLO."""
   holder = {'state': _fresh_state(parts) if state is None else state}
   step = loop.make_sharded_train_step(parts)
 
@@ -113,7 +115,17 @@ def _step_runner(parts: dit_run.DitRun, state=None):
     holder['state'], out = step(holder['state'], batch)
     jax.block_until_ready(out)
 
+  run.compiled_text = lambda batch: step.lower(holder['state'], batch).compile().as_text()
   return run
+
+
+def _random_batch(parts: dit_run.DitRun, batch_size: int):
+  """A train batch on the run's mesh: uniform random clips, one caption's states."""
+  rng = np.random.default_rng(0)
+  text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
+  return sharding.shard_batch(
+      {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
+       'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh, parts.rules))
 
 
 def _peer_case(parts: dit_run.DitRun, shape_thw, patch, batch_size: int) -> dict:
@@ -134,11 +146,7 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
   encoder's."""
   parts = _build(_model_config(config, variant, shape_thw, patch, batch_size, scan_layers, remat),
                  text_shape)
-  rng = np.random.default_rng(0)
-  text, mask = parts.encoder.encode(['a red circle moves left'] * batch_size)
-  batch = sharding.shard_batch(
-      {'video': rng.uniform(-1, 1, (batch_size, *parts.shape)).astype(np.float32),
-       'text': text, 'text_mask': mask}, sharding.batch_sharding(parts.mesh, parts.rules))
+  batch = _random_batch(parts, batch_size)
   state = _fresh_state(parts)
   forward, t = jax.jit(parts.apply), jnp.full((batch_size,), 0.5)
   forward_s = timing.median_seconds(lambda: jax.block_until_ready(forward(
@@ -155,6 +163,20 @@ def train_step_rate(config, *, variant: str, shape_thw, patch, batch_size: int,
           'forward_s': forward_s, 'tokens_per_s': batch_size * tokens / seconds,
           'gflops_per_s': flops / seconds / 1e9,
           **_peer_case(parts, shape_thw, patch, batch_size)}
+
+
+def train_step_profile(config, case: str, *, steps: int = 5, top: int = 15,
+                       text_shape: tuple[int, int] | None = None) -> dict:
+  """step_profile.profile of the real train step of one case (parse_case's string) on random
+  data; text_shape as in train_step_rate."""
+  kwargs = parse_case(case)
+  parts = _build(_model_config(config, kwargs['variant'], kwargs['shape_thw'], kwargs['patch'],
+                               kwargs['batch_size'], kwargs['scan_layers'], kwargs['remat']),
+                 text_shape)
+  batch = _random_batch(parts, kwargs['batch_size'])
+  run = _step_runner(parts)
+  return step_profile.profile(lambda: run(batch), run.compiled_text(batch), steps=steps,
+                              top=top)
 
 
 def _layout_run(config, layout: str, num_batches: int):
@@ -416,7 +438,8 @@ def peer_rows(train_rows: list[dict], peer: list[dict], sampler_rows: list[dict]
       for name, gflop in (('step', step_gflop), ('forward', step_gflop / 3)):
         needed = TARGET_RATIO * gflop / other[f'{name}_s']
         rows[-1][f'{name}_target_pct_of_matmul'] = 100 * needed / ceiling
-      rows[-1]['matmul_ceiling_gflops_per_s'] = ceiling
+      rows[-1].update(matmul_ceiling_gflops_per_s=ceiling,
+                      peer_matmul_gflops_per_s=other.get('matmul_gflops_per_s'))
     ours = next((s for s in sampler_rows if 'guided_sample_s' in s and
                  (s['variant'], s['clip'], s['patch']) == (row['variant'], row['clip'],
                                                            row['patch'])), None)

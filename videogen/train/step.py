@@ -127,7 +127,8 @@ def jit_train_step(train_step: StepFn, state_shardings: Any, batch_sharding: Nam
                    frozen: Any = None) -> StepFn:
   """jax.jit with explicit shardings, the state donated, traced under the mesh and rules.
 
-  Metrics come back replicated, so every process can read them. frozen: weights every step
+  Metrics come back replicated, so every process can read them; the step's `lower(state, batch)`
+  gives its jax Lowered. frozen: weights every step
   reads and none updates (a LoRA run's base params, jax.Arrays on the mesh), handed to
   train_step as its third argument on their own shardings, never donated; the step returned
   takes (state, batch) either way.
@@ -142,6 +143,13 @@ def jit_train_step(train_step: StepFn, state_shardings: Any, batch_sharding: Nam
     with sharding.sharding_context(mesh, rules):
       return jitted(state, batch, *frozen_args)
 
+  def lower(state: TrainState, batch: Any) -> jax.stages.Lowered:
+    """The step lowered for these arguments (its compiled HLO and cost analysis:
+    bench/step_profile.py); nothing is donated or run."""
+    with sharding.sharding_context(mesh, rules):
+      return jitted.lower(state, batch, *frozen_args)
+
+  sharded_step.lower = lower
   return sharded_step
 
 
