@@ -70,6 +70,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # 2: the host renders and encodes captions for every other step only: 1.19x the main
       # job's steps a second on 2 cores (docs/benchmarks.md; docs/motion.md, "Each batch twice").
       echo=2,
+      # Model batches made ahead on a thread while the step runs (train/prefetch.py); 0: in
+      # turn. With the step data-parallel over train.cpu_devices on 2 cores, the thread only
+      # competes with it: in turn, the main job's loop makes more steps (docs/benchmarks.md).
+      ahead=0,
   ))
   # The sizes clips train at (videogen/data/sizes.py): each aspect (width:height) keeps about
   # the area of a side x side frame; a size's share is its aspect's weight x its duration's.
@@ -184,6 +188,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Steps with a nan/inf loss or gradient norm whose update may be dropped (per invocation)
       # before the run stops at the next one; 0: stop at the first (the last good save is kept).
       skip_nonfinite=0,
+      # CPU only (an accelerator's devices are unaffected): the devices the host's cores are
+      # split into, the step data-parallel over them (jax_num_cpu_devices, set by the training
+      # runners before jax starts). On 2 cores the step's serial stretches leave a core idle
+      # about half the time with one device; two keep both busy (docs/benchmarks.md). The batch
+      # must divide by it. A count given otherwise (--local_device_count, XLA_FLAGS'
+      # xla_force_host_platform_device_count) wins; 0 or 1: one device.
+      cpu_devices=2,
   ))
 
   # Text guidance only where the motion is decided (t >= cfg_min_t, the first 20 of 25 steps

@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import cluster_flags
 from videogen.core import config_args
 from videogen.core import tables
 from videogen.bench import throughput
@@ -72,6 +73,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  cluster_flags.initialize(config)  # the CPU devices the training runners use (train.cpu_devices)
   text_shape = _TEXT_SHAPE.value and tuple(int(v) for v in _TEXT_SHAPE.value.split(':'))
   # The peer first: an accelerator's memory that jax has taken stays taken until we exit.
   peer = _PEER_PYTHON.value and throughput.peer_timings(

@@ -7,7 +7,7 @@ XLA's CPU runtime maps its large host buffers afresh for every step; with glibc'
 come in 2 MiB pages instead of 4 KiB ones. Each round runs experiments/benchmark.py twice, in
 fresh processes, once each way (the order alternating from round to round, so a machine whose
 speed drifts slows both alike), on the same cases with the config's remat, and the training loop
-of the main job (each model batch trained twice, the config's echo); the table gives each way's
+of the main job (the config's data.echo and data.ahead); the table gives each way's
 median over the rounds and the speed-up.
 """
 import json
@@ -60,15 +60,15 @@ def _run(way: str) -> list[dict]:
 
 def _timings(rows: list[dict]) -> dict:
   """{measure: value} of one benchmark run: each case's step and forward seconds, and the
-  loop's steps/s with echo 2."""
+  steps/s of the loop the config runs."""
   found = {}
   for row in rows:
     if 'step_s' in row:
       case = f"{row['variant']} {row['clip']} batch {row['batch']}"
       found[f'{case}: train step s'] = row['step_s']
       found[f'{case}: forward s'] = row['forward_s']
-    elif row.get('loop') == 'ahead, echo 2':
-      found["main job's loop (echo 2): steps/s"] = row['steps_per_s']
+    elif row.get('configs_own'):
+      found["main job's loop: steps/s"] = row['steps_per_s']
   return found
 
 

@@ -18,10 +18,14 @@ _DISTRIBUTED = flags.DEFINE_bool(
     f'SLURM, Open MPI, GKE) (default ${distributed.ENV_DISTRIBUTED}=1).')
 _LOCAL_DEVICE_COUNT = flags.DEFINE_integer(
     'local_device_count', None, f'CPU only: fake devices this process gives the cluster '
-    f'(default ${distributed.ENV_LOCAL_DEVICE_COUNT}; testing a cluster on one machine).')
+    f'(default ${distributed.ENV_LOCAL_DEVICE_COUNT}, else the config\'s train.cpu_devices; testing '
+    'a cluster on one machine).')
 
 
-def initialize() -> bool:
-  """distributed.initialize with these flags (unset ones fall back to the environment)."""
+def initialize(config=None) -> bool:
+  """distributed.initialize with these flags (unset ones fall back to the environment) and the
+  CPU devices a training config asks for (config.train.cpu_devices)."""
+  cpu_devices = config.train.get('cpu_devices', 0) if config is not None else 0
   return distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                                _LOCAL_DEVICE_COUNT.value, auto=_DISTRIBUTED.value)
+                                _LOCAL_DEVICE_COUNT.value, auto=_DISTRIBUTED.value,
+                                cpu_devices=cpu_devices)

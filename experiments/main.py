@@ -29,8 +29,8 @@ _MINUTES = flags.DEFINE_float('minutes', 12.0, 'Training wall-time budget of thi
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  cluster_flags.initialize()  # before anything touches a device
   config = _CONFIG.value
+  cluster_flags.initialize(config)  # before anything touches a device
   config.train.max_minutes = _MINUTES.value
   print('report:', main_job.run(config, _OUT.value, command=tables.command_line()))
 

@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import cluster_flags
 from videogen.bench import throughput
 from videogen.core import config_args
 from videogen.core import media
@@ -42,6 +43,7 @@ def _table(rows: list[dict]) -> str:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  cluster_flags.initialize(_CONFIG.value)  # the CPU devices the training runners use
   peak = throughput.matmul_rate() / 1e9
   result = throughput.train_step_profile(_CONFIG.value, _CASE.value, steps=_STEPS.value,
                                          top=_TOP.value)

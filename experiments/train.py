@@ -39,7 +39,7 @@ _RESTORE_FALLBACK = flags.DEFINE_bool(
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  cluster_flags.initialize()  # before anything touches a device
+  cluster_flags.initialize(_CONFIG.value)  # before anything touches a device
   run = dit_run.build(_CONFIG.value)
   result = loop.train(run, _WORKDIR.value, hooks=hooks.defaults(run, _WORKDIR.value),
                       restore_fallback=_RESTORE_FALLBACK.value)

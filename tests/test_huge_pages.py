@@ -69,7 +69,7 @@ def test_the_pages_benchmark_times_each_way_in_its_own_process(tmp_path):
   assert 'benchmark_pages.py' in result['command'] and result['machine']['processor']
   rows = {row['measure']: row for row in result['rows']}
   assert set(rows) == {'T/2 8x32x32 batch 2: train step s', 'T/2 8x32x32 batch 2: forward s',
-                       "main job's loop (echo 2): steps/s"}
+                       "main job's loop: steps/s"}
   step = rows['T/2 8x32x32 batch 2: train step s']
   assert [len(step['rounds'][way]) for way in WAYS] == [1, 1]
   assert step['speed_up'] == pytest.approx(step[WAYS[0]] / step[WAYS[1]])

@@ -2,6 +2,7 @@
 trains the tiny config, checkpoints, and resumes; the loss equals a one-process run on the same
 global batches, and the checkpoint restores on one device here."""
 import json
+import os
 import pathlib
 import signal
 import socket
@@ -186,6 +187,22 @@ def test_initialize_is_a_no_op_alone_and_names_what_is_wrong():
                                 distributed.ENV_PROCESS_ID: '1'})
   with pytest.raises(ValueError, match=r"VIDEOGEN_NUM_PROCESSES='two' is not an integer"):
     distributed.initialize(env={distributed.ENV_NUM_PROCESSES: 'two'})
+
+
+@pytest.mark.parametrize('xla_flags, local_count, devices', [
+    ('', None, 2),  # the config's cpu_devices
+    ('--xla_force_host_platform_device_count=8', None, 8),  # a count asked otherwise wins
+    ('', 3, 3)])
+def test_a_training_config_splits_the_cpu_unless_a_count_was_asked(xla_flags, local_count,
+                                                                    devices):
+  script = ('import jax; from videogen.parallel import distributed; '
+            f'distributed.initialize(local_device_count={local_count}, cpu_devices=2); '
+            'print(len(jax.devices()))')
+  env = {**os.environ, 'XLA_FLAGS': xla_flags}
+  env.pop(distributed.ENV_LOCAL_DEVICE_COUNT, None)
+  done = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True,
+                        check=True, cwd=REPO)
+  assert done.stdout.split()[-1] == str(devices)
 
 
 def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(tmp_path):

@@ -4,11 +4,11 @@ their dots; data movement; elementwise work and reductions; control flow; the ru
 work between ops) and in which pass (the forward, the backward, random numbers, the rest:
 objective, optimizer, EMA), from the op_name metadata jax writes on every instruction.
 
-Times are self times (an event's duration less its children's on the same thread), summed over
-the threads that ran the step's ops; `idle` is the share of those threads' capacity (at most one
-per core) over the steps' wall time that no op used: work the step could not spread over the
-cores, and waits. Where more threads run ops than there are cores (fake devices), op times
-include waits for a core, and idle reads 0.
+Op times are self times (an event's duration less its children's on the same thread), summed
+over threads: the time an op held the thread that started it (the work it hands to other threads
+inside itself, as a parallel matmul does, is not added again). How busy the cores were comes
+from the process's CPU time instead: over untraced steps, CPU seconds against wall seconds times
+the cores; the rest is capacity the step left idle (work it could not spread over the cores).
 """
 import collections
 import dataclasses
@@ -17,9 +17,10 @@ import json
 import os
 import pathlib
 import re
+import resource
 import tempfile
 import time
-from typing import Any, Callable, Container
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -136,10 +137,9 @@ def step_pass(source: str) -> str:
   return 'objective, optimizer, EMA'
 
 
-def self_times(trace_dir: str | pathlib.Path,
-               op_names: Container[str]) -> tuple[dict[str, list[float]], int]:
+def self_times(trace_dir: str | pathlib.Path) -> dict[str, list[float]]:
   """{event name: [self microseconds, count]} in the newest trace in trace_dir (jax.profiler's
-  .trace.json.gz), and how many threads ran any of op_names (the step's own ops)."""
+  .trace.json.gz)."""
   path = max(pathlib.Path(trace_dir).rglob('*.trace.json.gz'), key=lambda p: p.stat().st_mtime)
   events = [e for e in json.loads(gzip.decompress(path.read_bytes()))['traceEvents']
             if e.get('ph') == 'X' and 'dur' in e]
@@ -158,9 +158,7 @@ def self_times(trace_dir: str | pathlib.Path,
       stack.append(dict(event))
     while stack:
       _close(stack.pop(), totals)
-  threads = sum(any(e['name'] in op_names for e in thread_events)
-                for thread_events in by_thread.values())
-  return dict(totals), threads
+  return dict(totals)
 
 
 def _close(event: dict, totals) -> None:
@@ -168,28 +166,37 @@ def _close(event: dict, totals) -> None:
   totals[event['name']][1] += 1
 
 
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
 def profile(run_step: Callable[[], None], hlo_text: str, *, steps: int = 5,
             top: int = 15) -> dict:
   """run_step() runs one compiled step and returns when it is done; hlo_text is that step's
-  compiled module. Traces `steps` steps after a warm one; returns `summarize`'s result."""
+  compiled module. After a warm step, times `steps` steps (wall and CPU seconds), then traces
+  as many; returns `summarize`'s result."""
   ops = hlo_ops(hlo_text)
-  run_step()  # compiled and warm before the trace
+  run_step()  # compiled and warm
+  start, cpu_start = time.perf_counter(), _cpu_seconds()
+  for _ in range(steps):
+    run_step()
+  wall_s, cpu_s = time.perf_counter() - start, _cpu_seconds() - cpu_start
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir)
-    start = time.perf_counter()
     for _ in range(steps):
       run_step()
-    wall_s = (time.perf_counter() - start) / steps
     jax.profiler.stop_trace()
-    totals, threads = self_times(trace_dir, ops)
-  return summarize(totals, ops, wall_s=wall_s, steps=steps, threads=threads, top=top)
+    totals = self_times(trace_dir)
+  return summarize(totals, ops, wall_s=wall_s / steps, cpu_s=cpu_s / steps, steps=steps, top=top)
 
 
-def summarize(totals: dict[str, list[float]], ops: dict[str, Op], *, wall_s: float, steps: int,
-              threads: int, top: int) -> dict:
-  """From self times {name: [us, count]} over `steps` steps of wall_s each, run by `threads`
-  threads: per step, the wall and busy time, the idle share of the capacity, the self
-  time of each kind of op and of each pass (ms, share of the busy time), the dots' FLOPs and
+def summarize(totals: dict[str, list[float]], ops: dict[str, Op], *, wall_s: float, cpu_s: float,
+              steps: int, top: int, cores: int | None = None) -> dict:
+  """From self times {name: [us, count]} over `steps` traced steps, and a step's untraced wall
+  and CPU seconds: per step, the wall time, the share of the cores' capacity used (cores:
+  default this process's), the ops' time, the self
+  time of each kind of op and of each pass (ms, share of the ops' time), the dots' FLOPs and
   rate, and the `top` ops by time with the last parts of their source."""
   kind_ms, pass_ms, flops = collections.Counter(), collections.Counter(), 0.0
   rows = []
@@ -207,19 +214,18 @@ def summarize(totals: dict[str, list[float]], ops: dict[str, Op], *, wall_s: flo
     rows.append({'op': name, 'kind': kind, 'pass': step, 'ms_per_step': ms,
                  'calls_per_step': count / steps,
                  'source': '/'.join(op.source.split('/')[-3:]) if op else ''})
-  busy = sum(kind_ms.values())
-  share = lambda ms: 100 * ms / busy if busy else 0.0
-  kinds = [{'kind': k, 'ms_per_step': kind_ms[k], 'busy_pct': share(kind_ms[k])}
+  op_ms = sum(kind_ms.values())
+  share = lambda ms: 100 * ms / op_ms if op_ms else 0.0
+  kinds = [{'kind': k, 'ms_per_step': kind_ms[k], 'of_op_time_pct': share(kind_ms[k])}
            for k in KINDS if k in kind_ms]
   for row in kinds:
     if row['kind'] == 'matmul' and kind_ms['matmul']:
       row['dot_gflops_per_s'] = flops / (kind_ms['matmul'] / 1e3) / 1e9
-  passes = [{'pass': p, 'ms_per_step': ms, 'busy_pct': share(ms)}
+  passes = [{'pass': p, 'ms_per_step': ms, 'of_op_time_pct': share(ms)}
             for p, ms in pass_ms.most_common()]
   rows.sort(key=lambda r: -r['ms_per_step'])
-  cores = min(threads, os.cpu_count() or threads)  # more threads than cores add no capacity
-  idle = max(0.0, 100 * (1 - busy / (cores * wall_s * 1e3))) if cores else 0.0
-  return {'wall_ms': wall_s * 1e3, 'threads': threads, 'cores': cores, 'busy_ms': busy,
-          'idle_pct': idle,
+  cores = cores or len(os.sched_getaffinity(0))
+  return {'wall_ms': wall_s * 1e3, 'cores': cores, 'cpu_busy_pct': 100 * cpu_s / (cores * wall_s),
+          'op_ms': op_ms,
           'dot_gflop_per_step': flops / 1e9,
           'kinds': kinds, 'passes': passes, 'top': rows[:top]}

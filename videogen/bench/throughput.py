@@ -1,6 +1,5 @@
 """Throughput: the input pipeline (clips/s), the train step (tokens/s, FLOP/s), the sampler."""
 import dataclasses
-import itertools
 import json
 import pathlib
 import subprocess
@@ -225,11 +224,11 @@ def layout_step_rates(config, layouts=('fixed', 'packed'), *, num_batches: int =
 
 def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
   """Steps/s of the training loop's own work on the config's data (next host batch -> model
-  batch, i.e. caption encoding -> sharded train step), with each model batch made after the
-  previous step was dispatched ('in turn') or on a thread while it runs ('ahead', what
-  train/loop.py does: train/prefetch.py), and ahead with each model batch trained twice
-  ('ahead, echo 2': data.echo). The three alternate, `steps` each for `rounds` rounds, so a
-  machine whose speed drifts slows all alike; medians of the rounds' rates."""
+  batch, i.e. caption encoding -> sharded train step), with each model batch made in turn or on
+  a thread while the step runs (train/prefetch.py, data.ahead), each trained once or twice
+  (data.echo); 'configs_own' marks the config's way. The four alternate, `steps` each for
+  `rounds` rounds, so a machine whose speed drifts slows all alike; medians of the rounds'
+  rates, each against 'in turn'."""
   parts = dit_run.build(config)
   holder = {'state': _fresh_state(parts)}
   step = loop.make_sharded_train_step(parts)
@@ -245,16 +244,18 @@ def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
     jax.block_until_ready(out)
     return steps / (time.perf_counter() - start)
 
-  in_turn = (parts.model_batch(next(data), i) for i in itertools.count())
-  run(in_turn)  # compiles the step and the text encoder
-  rates = {'in turn': [], 'ahead': [], 'ahead, echo 2': []}
+  ways = {'in turn': (0, 1), 'ahead': (1, 1), 'in turn, echo 2': (0, 2), 'ahead, echo 2': (1, 2)}
+  with prefetch.ModelBatches(parts, data, first_step=0, ahead=0) as warm:
+    run(warm)  # compiles the step and the text encoder
+  rates = {name: [] for name in ways}
   for _ in range(rounds):
-    rates['in turn'].append(run(in_turn))
-    for echo, name in ((1, 'ahead'), (2, 'ahead, echo 2')):
-      with prefetch.ModelBatches(parts, data, first_step=0, echo=echo) as ahead:
-        rates[name].append(run(ahead))
+    for name, (ahead, echo) in ways.items():
+      with prefetch.ModelBatches(parts, data, first_step=0, ahead=ahead, echo=echo) as batches:
+        rates[name].append(run(batches))
+  own = (config.data.get('ahead', 1), config.data.get('echo', 1))
   rows = [{'loop': name, 'variant': config.model.variant, 'batch': config.data.batch_size,
-           'layout': config.data.layout, 'steps_per_s': float(np.median(values))}
+           'layout': config.data.layout, 'devices': len(parts.mesh.devices.flat),
+           'configs_own': ways[name] == own, 'steps_per_s': float(np.median(values))}
           for name, values in rates.items()]
   for row in rows:
     row['vs_in_turn'] = row['steps_per_s'] / rows[0]['steps_per_s']

@@ -47,15 +47,18 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None, local_device_count: int | None = None, *,
-               auto: bool | None = None, env: Mapping[str, str] | None = None) -> bool:
+               auto: bool | None = None, cpu_devices: int = 0,
+               env: Mapping[str, str] | None = None) -> bool:
   """Joins the cluster that the arguments, else the VIDEOGEN_* environment, describe; True if
   this process is now one of several.
 
   coordinator_address (host:port of process 0) needs num_processes and process_id; auto=True
   lets `jax.distributed.initialize()` detect a TPU pod or SLURM/MPI job itself. With neither (or
-  num_processes=1) it does nothing. local_device_count fakes that many CPU devices in this
-  process. Call it before anything touches devices (jax.devices(), an array); a second call in a
-  process that already joined does nothing.
+  num_processes=1) it joins nothing. local_device_count fakes that many CPU devices in this
+  process; cpu_devices (a config's train.cpu_devices) does the same where no count was given,
+  neither that nor XLA_FLAGS' xla_force_host_platform_device_count. Call it before anything
+  touches devices (jax.devices(), an array); a second call in a process that already joined
+  does nothing.
   """
   env = os.environ if env is None else env
   if coordinator_address is None:
@@ -75,6 +78,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if local_device_count < 1:
       raise ValueError(f'local_device_count {local_device_count} must be at least 1.')
     jax.config.update('jax_num_cpu_devices', local_device_count)
+  elif cpu_devices > 1 and 'xla_force_host_platform_device_count' not in env.get('XLA_FLAGS', ''):
+    jax.config.update('jax_num_cpu_devices', cpu_devices)
   if coordinator_address is None:
     if num_processes not in (None, 1) or process_id not in (None, 0):
       raise ValueError(f'num_processes={num_processes} and process_id={process_id} need a '

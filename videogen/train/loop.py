@@ -134,10 +134,10 @@ def train(run: run_lib.Run, workdir, *, hooks: Sequence[Hook] = (),
   step, stopped_early, window = first_step, False, _Window()
   last_called, dropped, unchecked = {}, [], []  # steps skipped; 'skipped' flags not read yet
   # Leaving `ckpt` waits for the save underway, error or not: the last one started is whole.
-  # The next update's model batch is made on a thread while this one's step runs; checkpoints
-  # save the data position of the batches taken (prefetch.py).
+  # The next update's model batch is made on a thread while this one's step runs (data.ahead
+  # of them; 0: in turn); checkpoints save the data position of the batches taken (prefetch.py).
   with preemption.stop_on_signal() as stop, ckpt, \
-      prefetch.ModelBatches(run, data_iter, first_step,
+      prefetch.ModelBatches(run, data_iter, first_step, ahead=run.config.data.get('ahead', 1),
                             echo=run.config.data.get('echo', 1)) as batches:
     while step < tc.steps:
       model_batch, counts, levels = next(batches)
