@@ -190,8 +190,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       skip_nonfinite=0,
       # CPU only (an accelerator's devices are unaffected): the devices the host's cores are
       # split into, the step data-parallel over them (jax_num_cpu_devices, set by the training
-      # runners before jax starts). On 2 cores the step's serial stretches leave a core idle
-      # about half the time with one device; two keep both busy (docs/benchmarks.md). The batch
+      # runners before jax starts). On 2 cores two devices made the T/2 step 1.35x faster than
+      # one, and the main job's loop 1.08x (docs/benchmarks.md, "Two CPU devices"). The batch
       # must divide by it. A count given otherwise (--local_device_count, XLA_FLAGS'
       # xla_force_host_platform_device_count) wins; 0 or 1: one device.
       cpu_devices=2,

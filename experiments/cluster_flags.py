@@ -18,8 +18,8 @@ _DISTRIBUTED = flags.DEFINE_bool(
     f'SLURM, Open MPI, GKE) (default ${distributed.ENV_DISTRIBUTED}=1).')
 _LOCAL_DEVICE_COUNT = flags.DEFINE_integer(
     'local_device_count', None, f'CPU only: fake devices this process gives the cluster '
-    f'(default ${distributed.ENV_LOCAL_DEVICE_COUNT}, else the config\'s train.cpu_devices; testing '
-    'a cluster on one machine).')
+    f'(default ${distributed.ENV_LOCAL_DEVICE_COUNT}, else the config\'s train.cpu_devices; '
+    'testing a cluster on one machine).')
 
 
 def initialize(config=None) -> bool:
