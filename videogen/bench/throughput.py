@@ -168,10 +168,8 @@ def train_step_profile(config, case: str, *, steps: int = 5, top: int = 15,
                        text_shape: tuple[int, int] | None = None) -> dict:
   """step_profile.profile of the real train step of one case (parse_case's string) on random
   data; text_shape as in train_step_rate."""
-  kwargs = parse_case(case)
-  parts = _build(_model_config(config, kwargs['variant'], kwargs['shape_thw'], kwargs['patch'],
-                               kwargs['batch_size'], kwargs['scan_layers'], kwargs['remat']),
-                 text_shape)
+  kwargs = parse_case(case)  # _model_config's own argument names
+  parts = _build(_model_config(config, **kwargs), text_shape)
   batch = _random_batch(parts, kwargs['batch_size'])
   run = _step_runner(parts)
   return step_profile.profile(lambda: run(batch), run.compiled_text(batch), steps=steps,

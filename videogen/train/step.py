@@ -128,10 +128,9 @@ def jit_train_step(train_step: StepFn, state_shardings: Any, batch_sharding: Nam
   """jax.jit with explicit shardings, the state donated, traced under the mesh and rules.
 
   Metrics come back replicated, so every process can read them; the step's `lower(state, batch)`
-  gives its jax Lowered. frozen: weights every step
-  reads and none updates (a LoRA run's base params, jax.Arrays on the mesh), handed to
-  train_step as its third argument on their own shardings, never donated; the step returned
-  takes (state, batch) either way.
+  gives its jax Lowered. frozen: weights every step reads and none updates (a LoRA run's base
+  params, jax.Arrays on the mesh), handed to train_step as its third argument on their own
+  shardings, never donated; the step returned takes (state, batch) either way.
   """
   frozen_args = () if frozen is None else (frozen,)
   frozen_shardings = tuple(jax.tree.map(lambda x: x.sharding, a) for a in frozen_args)
