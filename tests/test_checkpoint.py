@@ -92,19 +92,21 @@ def test_a_failed_save_raises_once_its_step_folder_is_quiet(tmp_path):
   are done: a rerun's removal of that folder would race them ("Directory not empty")."""
   folder = tmp_path / 'checkpoints' / '7.orbax-checkpoint-tmp'
   folder.mkdir(parents=True)
-  finished = threading.Event()
+  started, finished = threading.Event(), threading.Event()
 
   def write():  # a write every 0.25 s for 2 s: the folder never stays still for a second
     with open(folder / 'state', 'ab') as f:
       for _ in range(8):
         f.write(b'x' * 64)
         f.flush()
+        started.set()
         time.sleep(0.25)
     finished.set()
 
   checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / 'checkpoints'))
   writer = threading.Thread(target=write)
   writer.start()
+  started.wait()
   with pytest.raises(RuntimeError, match='the config item failed'):
     with checkpointer._disk_full_stops():  # pylint: disable=protected-access
       raise RuntimeError('the config item failed')

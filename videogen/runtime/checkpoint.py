@@ -262,11 +262,12 @@ class Checkpointer:
     if '://' in str(self.directory):
       return
 
-    def listing():
+    def listing():  # the folders too: a write may not have made its first file yet
       found = set()
       with contextlib.suppress(OSError):  # a file or folder removed while listed
         for folder in self.directory.glob('*.orbax-checkpoint-tmp'):
           for root, _, names in os.walk(str(folder)):
+            found.add((root, None, 0, 0))
             for name in names:
               status = os.stat(os.path.join(root, name))
               found.add((root, name, status.st_size, status.st_mtime_ns))
