@@ -74,6 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # turn. With the step data-parallel over train.cpu_devices on 2 cores, the thread only
       # competes with it: in turn, the main job's loop makes more steps (docs/benchmarks.md).
       ahead=0,
+      # Consecutive world records sharing one caption (their objects' traits and the phrasing),
+      # placed apart: the text encoder, which costs a T/2 step's FLOPs per batch of 32 captions,
+      # runs on 1/k of them (world_source.py).
+      clips_per_caption=1,
   ))
   # The sizes clips train at (videogen/data/sizes.py): each aspect (width:height) keeps about
   # the area of a side x side frame; a size's share is its aspect's weight x its duration's.

@@ -70,20 +70,20 @@ def _check_shards(*, shard_index: int, shard_count: int, num_records: int,
 
 def _records(options: world.WorldOptions, sizes: sizes_lib.ClipSizes | None, *, seed: int,
              split: str, shard_index: int, shard_count: int, num_records: int,
-             batch_size: int) -> grain.MapDataset:
+             batch_size: int, clips_per_caption: int = 1) -> grain.MapDataset:
   """This process's normalised records {'video', 'caption'}; checks the sharding arguments."""
   _check_shards(shard_index=shard_index, shard_count=shard_count, num_records=num_records,
                 batch_size=batch_size)
   source = world_source.WorldSource(options, seed=seed, split=split, num_records=num_records,
-                                    sizes=sizes)
+                                    sizes=sizes, clips_per_caption=clips_per_caption)
   return grain.MapDataset.source(source)[shard_index::shard_count].map(ToTrainRecord())
 
 
 def world_dataset(options: world.WorldOptions, *, seed: int, batch_size: int,
                   split: str = 'train', shard_index: int = 0, shard_count: int = 1,
                   num_workers: int = 0, num_threads: int = 2, prefetch: int = 4,
-                  num_records: int = 1_000_000,
-                  sizes: sizes_lib.ClipSizes | None = None) -> grain.IterDataset:
+                  num_records: int = 1_000_000, sizes: sizes_lib.ClipSizes | None = None,
+                  clips_per_caption: int = 1) -> grain.IterDataset:
   """The world as batches `{'video': f32 [B, T, H, W, 3], 'caption': str [B]}` for one process.
 
   Args:
@@ -98,13 +98,16 @@ def world_dataset(options: world.WorldOptions, *, seed: int, batch_size: int,
     num_records: size of the (virtual) dataset; one epoch.
     sizes: shape buckets: a size per global batch (its group must be batch_size * shard_count),
       which every clip of that batch on every process takes. None: the options' size.
+    clips_per_caption: consecutive records sharing a caption (WorldSource); a process's batch
+      holds a block whole when one process reads and the count divides batch_size.
   """
   if sizes is not None and sizes.group != batch_size * shard_count:
     raise ValueError(f'sizes draw one size per {sizes.group} records but a global batch holds '
                      f'{batch_size * shard_count}: build ClipSizes with group='
                      f'{batch_size * shard_count}.')
   ds = _records(options, sizes, seed=seed, split=split, shard_index=shard_index,
-                shard_count=shard_count, num_records=num_records, batch_size=batch_size)
+                shard_count=shard_count, num_records=num_records, batch_size=batch_size,
+                clips_per_caption=clips_per_caption)
   return _batches(ds, batch_size, num_workers=num_workers, num_threads=num_threads,
                   prefetch=prefetch)
 
@@ -125,12 +128,14 @@ def packed_world_dataset(options: world.WorldOptions, sizes: sizes_lib.ClipSizes
                          rows_per_batch: int, row_length: int, patch_size, max_segments: int = 16,
                          buffer_size: int = 256, split: str = 'train', shard_index: int = 0,
                          shard_count: int = 1, num_workers: int = 0, num_threads: int = 2,
-                         prefetch: int = 4, num_records: int = 1_000_000) -> grain.IterDataset:
+                         prefetch: int = 4, num_records: int = 1_000_000,
+                         clips_per_caption: int = 1) -> grain.IterDataset:
   """The world as packed token rows (packing.PackedDataset's batches) for one process: each clip
   at its own size sizes(i), `rows_per_batch` rows of `row_length` tokens per batch. Workers
   render; this process packs. Other arguments as in `world_dataset`."""
   ds = _records(options, sizes, seed=seed, split=split, shard_index=shard_index,
-                shard_count=shard_count, num_records=num_records, batch_size=1)
+                shard_count=shard_count, num_records=num_records, batch_size=1,
+                clips_per_caption=clips_per_caption)
   return _packed_rows(ds, seed=seed, rows_per_batch=rows_per_batch, row_length=row_length,
                       patch_size=patch_size, max_segments=max_segments, buffer_size=buffer_size,
                       num_workers=num_workers, num_threads=num_threads, prefetch=prefetch)
@@ -192,7 +197,7 @@ def world_dataset_from_config(config, *, shard_index: int = 0,
   options = world.WorldOptions.from_config(config.world)
   common = dict(seed=config.seed, split=d.split, shard_index=shard_index,
                 shard_count=shard_count, num_workers=d.num_workers, num_threads=d.num_threads,
-                prefetch=d.prefetch)
+                prefetch=d.prefetch, clips_per_caption=d.get('clips_per_caption', 1))
   name = layout(config)
   if name == 'fixed':
     return world_dataset(options, batch_size=local_batch, **common)

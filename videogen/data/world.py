@@ -158,21 +158,31 @@ class Scene:
                   'occluder': None if occluder is None else Occluder(**occluder)})
 
 
-def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'train') -> Scene:
+def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'train', *,
+                 traits_index: int | None = None) -> Scene:
   """The scene numbered `index` of a split; the same arguments always give the same scene.
 
   split='train' holds no object matching a held-out phrase; split='held_out' makes the first
   object match one. Occluders appear only with a moving object that crosses them mid-clip.
+  traits_index (default: index): where the draws a caption tells of come from (the objects'
+  count and traits, the background, the pan, an occluder's axis); the objects' places, digit
+  variants and background texture come from index. Scenes of one traits_index differ only in
+  what their captions leave unsaid, so one caption (clip_caption with that index) fits all.
   """
   if split not in SPLITS:
     raise ValueError(f'split={split!r} is unknown; use one of {SPLITS}.')
-  if seed < 0 or index < 0:
-    raise ValueError(f'seed={seed}, index={index} must both be >= 0.')
+  traits_index = index if traits_index is None else traits_index
+  if seed < 0 or index < 0 or traits_index < 0:
+    raise ValueError(f'seed={seed}, index={index}, traits_index={traits_index} must all be '
+                     '>= 0.')
   table = _trait_table(options)
   if split == 'held_out' and not table.held.any():
     raise ValueError(f'split="held_out" needs held_out phrases that the options can produce; '
                      f'got held_out={options.held_out}.')
-  rng = np.random.default_rng((seed, index, SPLITS.index(split)))
+  rng = np.random.default_rng((seed, traits_index, SPLITS.index(split)))
+  # One stream when the indices agree (the scenes of earlier revisions, draw for draw).
+  place_rng = rng if traits_index == index else np.random.default_rng(
+      (seed, index, SPLITS.index(split), 1))
   shorter = min(options.height, options.width)
   view = (options.width / shorter, options.height / shorter)
   duration = (options.num_frames - 1) / options.fps
@@ -207,13 +217,14 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
         travel = min(travel / 2, (high[dim] - low[dim]) / 2)
       low[dim] += travel * (velocity < 0)
       high[dim] -= travel * (velocity > 0)
-    candidates = rng.uniform(low, high, size=(8, 2))
+    candidates = place_rng.uniform(low, high, size=(8, 2))
     if centres:  # spread objects out: take the candidate farthest from those placed
       gaps = np.linalg.norm(candidates[:, None] - np.array(centres)[None], axis=-1).min(1)
       candidates = candidates[np.argmax(gaps)][None]
     x, y = (float(v) for v in candidates[0])
     centres.append((x, y))
-    variant = int(rng.integers(digits.variant_count(trait.digit))) if trait.kind == 'digit' else 0
+    variant = (int(place_rng.integers(digits.variant_count(trait.digit)))
+               if trait.kind == 'digit' else 0)
     objects.append(ObjectSpec(**trait._asdict(), variant=variant, x=x, y=y))
   occluder = None
   if axis is not None:
@@ -224,7 +235,7 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
       view=view, duration=duration, objects=tuple(objects),
       background=options.backgrounds[rng.integers(len(options.backgrounds))],
       background_style=options.background_styles[rng.integers(len(options.background_styles))],
-      background_seed=int(rng.integers(2**31)), occluder=occluder, pan=pan)
+      background_seed=int(place_rng.integers(2**31)), occluder=occluder, pan=pan)
 
 
 def caption(scene: Scene, seed: int) -> str:
@@ -234,7 +245,8 @@ def caption(scene: Scene, seed: int) -> str:
 
 def clip_caption(scene: Scene, seed: int, index: int) -> str:
   """The caption of clip `index` of a seed, phrasing drawn from (seed, index): what the training
-  pipeline reads and what rendered previews record, so both say the same for the same clip."""
+  pipeline reads (index: the clip's traits_index) and what rendered previews record, so both say
+  the same for the same clip."""
   return caption(scene, int(np.random.SeedSequence((seed, index)).generate_state(1)[0]))
 
 
