@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import cluster_flags
 from videogen.core import config_args
 from videogen.core import tables
 from videogen.jobs import ablation
@@ -33,6 +34,7 @@ _SCENES = flags.DEFINE_integer('probe_scenes', 4, 'Scenes of the direction probe
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  cluster_flags.initialize(_CONFIG.value)  # before anything touches a device
   for variant in _VARIANTS.value:
     ablation.run_variant(_CONFIG.value, variant, _OUT.value, steps=_STEPS.value,
                          num_prompts=_PROMPTS.value, probe_scenes=_SCENES.value)

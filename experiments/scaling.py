@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import cluster_flags
 from videogen.core import config_args
 from videogen.jobs import scaling
 from videogen.runtime import huge_pages
@@ -26,6 +27,7 @@ _OUT = flags.DEFINE_string('out', None, 'Output folder (default: outputs/scaling
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  cluster_flags.initialize(_CONFIG.value)  # before anything touches a device
   study = scaling.STUDIES[_STUDY.value]
   out = _OUT.value or f'outputs/scaling_{_STUDY.value}'
   rows = scaling.run(_CONFIG.value, study, out)

@@ -77,8 +77,8 @@ def _truth_description(scene: world.Scene, truth: dict, min_px: float) -> list[t
 
 def test_caption_agrees_with_measured_truth_and_parses_back():
   options = world.WorldOptions(height=32, width=32, num_frames=10, p_pan=0.3, p_occluder=0.3)
-  for index in range(60):
-    scene = world.sample_scene(options, 2, index)
+  for index, traits_index in [(i, i) for i in range(60)] + [(i, i - i % 3) for i in range(30)]:
+    scene = world.sample_scene(options, 2, index, traits_index=traits_index)
     _, truth = world_render.render(scene, 32, 32, 10, 8.0)
     text = world.caption(scene, index)
     parsed = world.parse_prompt(text)
@@ -219,3 +219,30 @@ def test_world_source_is_picklable_deterministic_and_grain_ready():
   assert len(source) == 10 and grain.MapDataset.source(source)[7]['index'] == 7
   with pytest.raises(IndexError, match='10'):
     source[10]
+
+
+def test_clips_sharing_a_caption_differ_only_in_what_it_leaves_unsaid():
+  options = world.WorldOptions(height=16, width=16, num_frames=4, kinds=('circle', 'digit'),
+                               max_objects=2, p_occluder=0.5)
+  alone = WorldSource(options, seed=3, num_records=12)
+  shared = WorldSource(options, seed=3, num_records=12, clips_per_caption=3)
+  said = lambda scene: ([{k: v for k, v in dataclasses.asdict(o).items()  # noqa: E731
+                          if k not in ('x', 'y', 'variant')} for o in scene.objects],
+                        scene.background, scene.background_style, scene.pan,
+                        scene.occluder and scene.occluder.orientation)
+  captions_seen = set()
+  for start in range(0, 12, 3):
+    records = [shared[i] for i in range(start, start + 3)]
+    scenes = [world.Scene.from_dict(json.loads(r['scene'])) for r in records]
+    assert len({r['caption'] for r in records}) == 1
+    assert all(said(scene) == said(scenes[0]) for scene in scenes)
+    places = {tuple((o.x, o.y) for o in scene.objects) for scene in scenes}
+    assert len(places) == 3, 'the clips of one caption sit at one place'
+    assert not np.array_equal(records[0]['video'], records[1]['video'])
+    # A block's first record is the record a caption of its own gives.
+    np.testing.assert_array_equal(records[0]['video'], alone[start]['video'])
+    assert records[0]['caption'] == alone[start]['caption']
+    captions_seen.add(records[0]['caption'])
+  assert len(captions_seen) == 4
+  with pytest.raises(ValueError, match='clips_per_caption 0 must be at least 1'):
+    WorldSource(options, seed=3, clips_per_caption=0)
