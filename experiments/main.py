@@ -24,6 +24,10 @@ _OUT = flags.DEFINE_string('out', 'outputs/demo', 'Output folder (holds the run 
 _MINUTES = flags.DEFINE_float('minutes', 12.0, 'Training wall-time budget of this invocation '
                               '(training also stops at config.train.steps: raise it, and '
                               'config.optim.total_steps, to train longer).')
+_PROMPTS = flags.DEFINE_integer('prompts', 16, 'Train-distribution prompts sampled and scored '
+                                '(each also runs every prompting task).')
+_HELD_OUT = flags.DEFINE_integer('held_out', 8, 'Held-out prompts (combinations training never '
+                                 'sees) sampled and scored.')
 
 
 def main(argv):
@@ -32,7 +36,9 @@ def main(argv):
   config = _CONFIG.value
   cluster_flags.initialize(config)  # before anything touches a device
   config.train.max_minutes = _MINUTES.value
-  print('report:', main_job.run(config, _OUT.value, command=tables.command_line()))
+  print('report:', main_job.run(config, _OUT.value, num_train_prompts=_PROMPTS.value,
+                               num_held_out_prompts=_HELD_OUT.value,
+                               command=tables.command_line()))
 
 
 if __name__ == '__main__':

@@ -53,9 +53,10 @@ def test_the_loop_is_timed_with_model_batches_in_turn_and_ahead():
   from configs import world  # pylint: disable=g-import-not-at-top
   rows = throughput.loop_rates(world.get_config('runlocal=True'), steps=2, rounds=1)
   assert [row['loop'] for row in rows] == ['in turn', 'ahead', 'in turn, echo 2',
-                                           'ahead, echo 2']
+                                           'ahead, echo 2', 'in turn, echo 2, 2 clips a caption']
   assert all(row['steps_per_s'] > 0 for row in rows) and rows[0]['vs_in_turn'] == 1.0
   assert rows[0]['layout'] == 'packed'  # the config's own data
+  assert [row['configs_own'] for row in rows].count(True) == 1
 
 
 def test_guided_sampling_is_timed_beside_the_peers_where_both_ran():

@@ -134,8 +134,9 @@ def test_packed_world_rows_resume_at_the_exact_next_batch():
 def test_fixed_layout_is_the_world_at_its_own_size():
   config = sized_config('fixed')
   got = next(iter(pipeline.world_dataset_from_config(config)))
-  want = next(iter(pipeline.world_dataset(world.WorldOptions.from_config(config.world), seed=0,
-                                          batch_size=8, num_threads=1, prefetch=1)))
+  want = next(iter(pipeline.world_dataset(
+      world.WorldOptions.from_config(config.world), seed=0, batch_size=8, num_threads=1,
+      prefetch=1, clips_per_caption=config.data.clips_per_caption)))
   np.testing.assert_array_equal(got['video'], want['video'])
   assert list(got['caption']) == list(want['caption'])
   config.data.layout = 'tiles'

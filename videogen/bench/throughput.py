@@ -1,4 +1,5 @@
 """Throughput: the input pipeline (clips/s), the train step (tokens/s, FLOP/s), the sampler."""
+import copy
 import dataclasses
 import json
 import pathlib
@@ -224,14 +225,19 @@ def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
   """Steps/s of the training loop's own work on the config's data (next host batch -> model
   batch, i.e. caption encoding -> sharded train step), with each model batch made in turn or on
   a thread while the step runs (train/prefetch.py, data.ahead), each trained once or twice
-  (data.echo); 'configs_own' marks the config's way. The four alternate, `steps` each for
-  `rounds` rounds, so a machine whose speed drifts slows all alike; medians of the rounds'
-  rates, each against 'in turn'."""
+  (data.echo), and in turn and twice with one caption to each clip or to two (world data,
+  data.clips_per_caption); 'configs_own' marks the config's way. The ways alternate, `steps`
+  each for `rounds` rounds, so a machine whose speed drifts slows all alike; medians of the
+  rounds' rates, each against 'in turn'."""
   parts = dit_run.build(config)
   holder = {'state': _fresh_state(parts)}
   step = loop.make_sharded_train_step(parts)
   batch_sharding = sharding.batch_sharding(parts.mesh, parts.rules)
-  data = iter(parts.dataset(0, 1))
+
+  def data(clips_per_caption: int):
+    varied = copy.deepcopy(config)
+    varied.data.clips_per_caption = clips_per_caption
+    return iter(dataclasses.replace(parts, config=varied).dataset(0, 1))
 
   def run(batches) -> float:
     start = time.perf_counter()
@@ -242,15 +248,22 @@ def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
     jax.block_until_ready(out)
     return steps / (time.perf_counter() - start)
 
-  ways = {'in turn': (0, 1), 'ahead': (1, 1), 'in turn, echo 2': (0, 2), 'ahead, echo 2': (1, 2)}
-  with prefetch.ModelBatches(parts, data, first_step=0, ahead=0) as warm:
+  # name: (ahead, echo, clips per caption)
+  ways = {'in turn': (0, 1, 1), 'ahead': (1, 1, 1), 'in turn, echo 2': (0, 2, 1),
+          'ahead, echo 2': (1, 2, 1)}
+  if pipeline.source(config) == 'world':
+    ways['in turn, echo 2, 2 clips a caption'] = (0, 2, 2)
+  datas = {k: data(k) for k in {k for _, _, k in ways.values()}}
+  with prefetch.ModelBatches(parts, datas[1], first_step=0, ahead=0) as warm:
     run(warm)  # compiles the step and the text encoder
   rates = {name: [] for name in ways}
   for _ in range(rounds):
-    for name, (ahead, echo) in ways.items():
-      with prefetch.ModelBatches(parts, data, first_step=0, ahead=ahead, echo=echo) as batches:
+    for name, (ahead, echo, k) in ways.items():
+      with prefetch.ModelBatches(parts, datas[k], first_step=0, ahead=ahead,
+                                 echo=echo) as batches:
         rates[name].append(run(batches))
-  own = (config.data.get('ahead', 1), config.data.get('echo', 1))
+  own = (config.data.get('ahead', 1), config.data.get('echo', 1),
+         config.data.get('clips_per_caption', 1))
   rows = [{'loop': name, 'variant': config.model.variant, 'batch': config.data.batch_size,
            'layout': config.data.layout, 'devices': len(parts.mesh.devices.flat),
            'configs_own': ways[name] == own, 'steps_per_s': float(np.median(values))}

@@ -180,9 +180,16 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
     raise ValueError(f'split="held_out" needs held_out phrases that the options can produce; '
                      f'got held_out={options.held_out}.')
   rng = np.random.default_rng((seed, traits_index, SPLITS.index(split)))
-  # One stream when the indices agree (the scenes of earlier revisions, draw for draw).
-  place_rng = rng if traits_index == index else np.random.default_rng(
+  own_rng = None if traits_index == index else np.random.default_rng(
       (seed, index, SPLITS.index(split), 1))
+
+  def unsaid(draw):
+    """A draw the caption leaves unsaid: from `rng`, which every scene of a traits_index draws
+    alike (so the draws after it agree too), and for a scene sharing another's traits, from its
+    own index's stream instead."""
+    value = draw(rng)
+    return value if own_rng is None else draw(own_rng)
+
   shorter = min(options.height, options.width)
   view = (options.width / shorter, options.height / shorter)
   duration = (options.num_frames - 1) / options.fps
@@ -217,13 +224,13 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
         travel = min(travel / 2, (high[dim] - low[dim]) / 2)
       low[dim] += travel * (velocity < 0)
       high[dim] -= travel * (velocity > 0)
-    candidates = place_rng.uniform(low, high, size=(8, 2))
+    candidates = unsaid(lambda r: r.uniform(low, high, size=(8, 2)))
     if centres:  # spread objects out: take the candidate farthest from those placed
       gaps = np.linalg.norm(candidates[:, None] - np.array(centres)[None], axis=-1).min(1)
       candidates = candidates[np.argmax(gaps)][None]
     x, y = (float(v) for v in candidates[0])
     centres.append((x, y))
-    variant = (int(place_rng.integers(digits.variant_count(trait.digit)))
+    variant = (unsaid(lambda r: int(r.integers(digits.variant_count(trait.digit))))
                if trait.kind == 'digit' else 0)
     objects.append(ObjectSpec(**trait._asdict(), variant=variant, x=x, y=y))
   occluder = None
@@ -235,7 +242,7 @@ def sample_scene(options: WorldOptions, seed: int, index: int, split: str = 'tra
       view=view, duration=duration, objects=tuple(objects),
       background=options.backgrounds[rng.integers(len(options.backgrounds))],
       background_style=options.background_styles[rng.integers(len(options.background_styles))],
-      background_seed=int(place_rng.integers(2**31)), occluder=occluder, pan=pan)
+      background_seed=unsaid(lambda r: int(r.integers(2**31))), occluder=occluder, pan=pan)
 
 
 def caption(scene: Scene, seed: int) -> str:

@@ -81,7 +81,7 @@ def write_report(out: pathlib.Path, result: loop.TrainResult,
 
 
 def run(config: ml_collections.ConfigDict, out_dir, *, reference=REFERENCE,
-        num_train_prompts: int = 8, num_held_out_prompts: int = 4,
+        num_train_prompts: int = 16, num_held_out_prompts: int = 8,
         num_direction_scenes: int = 4, progress: bool = True,
         command: str | None = None) -> pathlib.Path:
   """Trains (or resumes), samples this run and the reference, scores, reports; returns the
