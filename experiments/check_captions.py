@@ -4,14 +4,15 @@ caption_motion.py), read from the pipeline the trainer reads.
 
   python experiments/check_captions.py --batches 12 --out outputs/captions.json
 
-Prints a table (layout, clips, moving objects, agreement, median displacement) and writes it as
-JSON with the command, revision and machine.
+Prints a table (layout, clips, the distinct captions of a batch, moving objects, agreement,
+median displacement) and writes it as JSON with the command, revision and machine.
 """
 import itertools
 
 from absl import app
 from absl import flags
 from absl import logging
+import numpy as np
 
 from videogen.core import config_args
 from videogen.core import tables
@@ -33,11 +34,14 @@ def main(argv):
     config = _CONFIG.value.copy_and_resolve_references()
     config.data.layout = layout
     batches = itertools.islice(iter(pipeline.world_dataset_from_config(config)), _BATCHES.value)
-    pairs = [pair for batch in batches
-             for pair in caption_motion.batch_clips(batch, config.model.patch_size)]
+    per_batch = [caption_motion.batch_clips(batch, config.model.patch_size) for batch in batches]
+    pairs = [pair for batch_pairs in per_batch for pair in batch_pairs]
+    # What the text encoder runs on: each batch's distinct captions (it encodes those once).
+    distinct = np.mean([len({caption for _, caption in batch_pairs}) for batch_pairs in per_batch])
     result = caption_motion.check(pairs)
     mismatched = sorted({measured for _, measured in result['mismatches']})
-    rows.append({'layout': layout, 'clips': len(pairs), 'moving': result['moving'],
+    rows.append({'layout': layout, 'clips': len(pairs), 'distinct_captions_per_batch':
+                 float(distinct), 'moving': result['moving'],
                  'agree': result['agree'], 'median_displacement_px':
                  result['median_displacement_px'], 'mismatches_read_as': ', '.join(mismatched)})
   print(tables.markdown_table(rows, {'agree': lambda v: f'{100 * v:.1f}%'}))
