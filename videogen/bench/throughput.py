@@ -254,8 +254,9 @@ def loop_rates(config, *, steps: int = 20, rounds: int = 3) -> list[dict]:
   if pipeline.source(config) == 'world':
     ways['in turn, echo 2, 2 clips a caption'] = (0, 2, 2)
   datas = {k: data(k) for k in {k for _, _, k in ways.values()}}
-  with prefetch.ModelBatches(parts, datas[1], first_step=0, ahead=0) as warm:
-    run(warm)  # compiles the step and the text encoder
+  for batches in datas.values():  # compiles the step, and the text encoder for each batch shape
+    with prefetch.ModelBatches(parts, batches, first_step=0, ahead=0) as warm:
+      run(warm)
   rates = {name: [] for name in ways}
   for _ in range(rounds):
     for name, (ahead, echo, k) in ways.items():
