@@ -17,8 +17,8 @@ class WorldSource:
   k clips to each caption, as a dataset cuts several clips from one captioned video, so the text
   encoder runs on 1/k of the captions of a batch whose blocks it holds whole.
   Satisfies grain's RandomAccessDataSource protocol and pickles into worker processes; the same
-  (options, seed, split, sizes, index) always gives the same record. Ground truth comes from
-  world_render.render(world.Scene.from_dict(json.loads(record['scene'])), ...).
+  (options, seed, split, sizes, clips_per_caption, index) always gives the same record. Ground
+  truth comes from world_render.render(world.Scene.from_dict(json.loads(record['scene'])), ...).
   """
 
   def __init__(self, options: world.WorldOptions, *, seed: int, split: str = 'train',
